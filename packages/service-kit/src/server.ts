@@ -1,0 +1,296 @@
+/**
+ * A gRPC server built from protobuf-es service descriptors: typed handlers for the four call kinds, health
+ * (grpc.health.v1) and reflection registered on every server, errors mapped to status codes in one place,
+ * structured per-call logging, message size limits, bounded buffering for server streams, graceful shutdown.
+ */
+import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import type { Readable } from 'node:stream';
+import * as grpc from '@grpc/grpc-js';
+import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call.js';
+import { loadSync } from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from 'grpc-health-check';
+import { create, type DescMessage, type DescService, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
+import { fileDescriptorProtos, serviceDefinition } from './descriptors.ts';
+import { createLogger, type Logger } from './logger.ts';
+import { Code, codeName, GrpcError, statusOf } from './status.ts';
+
+export interface CallContext {
+  /** Aborted when the client cancels, the deadline passes or the server shuts down hard. */
+  readonly signal: AbortSignal;
+  /** Absolute deadline in ms since the epoch, or Infinity. */
+  readonly deadline: number;
+  readonly requestId: string;
+  readonly peer: string;
+  readonly logger: Logger;
+  /** Request metadata (lower-case keys, first value of each). */
+  readonly metadata: Readonly<Record<string, string>>;
+}
+
+type In<M> = M extends { input: infer I extends DescMessage } ? MessageShape<I> : never;
+type Out<M> = M extends { output: infer O extends DescMessage } ? MessageInitShape<O> : never;
+
+export type UnaryHandler<M> = (request: In<M>, ctx: CallContext) => Promise<Out<M>> | Out<M>;
+export type ServerStreamHandler<M> = (request: In<M>, ctx: CallContext) => AsyncIterable<Out<M>>;
+export type ClientStreamHandler<M> = (requests: AsyncIterable<In<M>>, ctx: CallContext) => Promise<Out<M>>;
+export type BidiStreamHandler<M> = (requests: AsyncIterable<In<M>>, ctx: CallContext) => AsyncIterable<Out<M>>;
+
+export type MethodHandler<M> = M extends { methodKind: 'unary' }
+  ? UnaryHandler<M>
+  : M extends { methodKind: 'server_streaming' }
+    ? ServerStreamHandler<M>
+    : M extends { methodKind: 'client_streaming' }
+      ? ClientStreamHandler<M>
+      : M extends { methodKind: 'bidi_streaming' }
+        ? BidiStreamHandler<M>
+        : never;
+
+/** Handlers of a service, by the methods' local (camelCase) names. */
+export type ServiceHandlers<S extends DescService> = { [K in keyof S['method']]: MethodHandler<S['method'][K]> };
+
+export interface ServerOptions {
+  /** Name used in logs (e.g. "embedding"). */
+  name: string;
+  logger?: Logger;
+  /** Largest message accepted or sent, bytes. Default 64 MiB. */
+  maxMessageBytes?: number;
+  /** Responses a server stream may have queued before the handler is paused. Default 8. */
+  maxBufferedResponses?: number;
+  /** Extra grpc-js channel options. */
+  channelOptions?: grpc.ServerOptions;
+}
+
+export type HealthStatus = ServingStatus;
+
+export interface Ch8Server {
+  /** Registers a service; it reports NOT_SERVING on health until `setServing(service, true)` or `ready()`. */
+  add<S extends DescService>(service: S, handlers: ServiceHandlers<S>): this;
+  /** Binds and starts. Returns the port (useful with port 0). */
+  listen(address: string): Promise<number>;
+  /** Sets one service's health status ("" is the server as a whole). */
+  setStatus(service: string, status: HealthStatus): void;
+  /** Marks the server ("" entry) and every added service SERVING, except those in `except`. */
+  ready(except?: readonly string[]): void;
+  /** Stops accepting calls, lets in-flight calls finish for up to graceMs, then cancels what is left. */
+  shutdown(graceMs?: number): Promise<void>;
+  /** Calls in flight now. */
+  readonly inFlight: number;
+  readonly logger: Logger;
+  /** The underlying server, for the kit's tests. */
+  readonly grpc: grpc.Server;
+}
+
+function metadataRecord(md: grpc.Metadata): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(md.getMap())) out[k] = Buffer.isBuffer(v) ? v.toString('base64') : String(v);
+  return out;
+}
+
+function deadlineMs(d: grpc.Deadline): number {
+  if (d instanceof Date) return d.getTime();
+  return d;
+}
+
+/**
+ * Async iterator over the requests of a client or bidi stream, honouring backpressure. The stream is not
+ * destroyed when the requests end: a bidi call's response side must stay open to send the rest and the status.
+ */
+function readAll<T>(readable: Readable): AsyncIterable<T> {
+  return readable.iterator({ destroyOnReturn: false }) as AsyncIterable<T>;
+}
+
+export function createServer(options: ServerOptions): Ch8Server {
+  const logger = options.logger ?? createLogger({ bindings: { service: options.name } });
+  const maxBytes = options.maxMessageBytes ?? 64 * 1024 * 1024;
+  const maxBuffered = Math.max(1, options.maxBufferedResponses ?? 8);
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': maxBytes,
+    'grpc.max_send_message_length': maxBytes,
+    ...options.channelOptions,
+  });
+  const health = new HealthImplementation({ '': 'NOT_SERVING' });
+  const services: DescService[] = [];
+  /** Abort functions of the calls in flight, for a hard stop at the end of the grace period. */
+  const live = new Set<() => void>();
+  let inFlight = 0;
+  let started = false;
+
+  const context = (call: ServerSurfaceCall, method: string, onCancel: (cb: () => void) => void): CallContext => {
+    const md = metadataRecord(call.metadata);
+    const requestId = md['x-request-id'] ?? randomUUID();
+    const controller = new AbortController();
+    const abort = (why: string) => {
+      if (!controller.signal.aborted) controller.abort(new GrpcError(Code.CANCELLED, why));
+    };
+    onCancel(() => abort('call cancelled by the client or its deadline passed'));
+    const stopNow = () => abort('server shutting down');
+    live.add(stopNow);
+    controller.signal.addEventListener('abort', () => live.delete(stopNow), { once: true });
+    call.once('finish', () => live.delete(stopNow));
+    return {
+      signal: controller.signal,
+      deadline: deadlineMs(call.getDeadline()),
+      requestId,
+      peer: call.getPeer(),
+      logger: logger.child({ rpc: method, request_id: requestId }),
+      metadata: md,
+    };
+  };
+
+  const fail = (ctx: CallContext, error: unknown): grpc.ServiceError => {
+    const s = statusOf(error);
+    if (s.internal) ctx.logger.error('call failed with an unexpected error', { err: error });
+    else ctx.logger.info('call failed', { code: codeName(s.code), details: s.details });
+    const err = new Error(s.details) as grpc.ServiceError;
+    err.code = s.code;
+    err.details = s.details;
+    err.metadata = new grpc.Metadata();
+    return err;
+  };
+
+  const track = async <T>(work: () => Promise<T>): Promise<T> => {
+    inFlight++;
+    try {
+      return await work();
+    } finally {
+      inFlight--;
+    }
+  };
+
+  const api: Ch8Server = {
+    add(service, handlers) {
+      const impl: grpc.UntypedServiceImplementation = {};
+      const table = handlers as Record<string, (...args: never[]) => unknown>;
+      for (const method of service.methods) {
+        const handler = table[method.localName];
+        if (typeof handler !== 'function') throw new Error(`no handler for ${service.typeName}.${method.name}`);
+        const name = `${service.typeName}/${method.name}`;
+        const output = method.output;
+        const toMessage = (init: unknown) => create(output, init as never);
+        switch (method.methodKind) {
+          case 'unary':
+            impl[method.name] = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+              const ctx = context(call, name, (cb) => call.on('cancelled', cb));
+              void track(async () => {
+                try {
+                  const res = await (handler as UnaryHandler<unknown>)(call.request as never, ctx);
+                  callback(null, toMessage(res));
+                } catch (e) {
+                  callback(fail(ctx, e));
+                }
+              });
+            };
+            break;
+          case 'client_streaming':
+            impl[method.name] = (call: grpc.ServerReadableStream<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+              const ctx = context(call, name, (cb) => call.on('cancelled', cb));
+              void track(async () => {
+                try {
+                  const res = await (handler as ClientStreamHandler<unknown>)(readAll(call) as never, ctx);
+                  callback(null, toMessage(res));
+                } catch (e) {
+                  callback(fail(ctx, e));
+                }
+              });
+            };
+            break;
+          case 'server_streaming':
+          case 'bidi_streaming':
+            impl[method.name] = (call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>) => {
+              const ctx = context(call, name, (cb) => call.on('cancelled', cb));
+              void track(async () => {
+                // Bounded buffering: at most `maxBuffered` responses handed to grpc-js and not yet flushed.
+                let pending = 0;
+                let wake: (() => void) | undefined;
+                const flushed = () => {
+                  pending--;
+                  wake?.();
+                };
+                ctx.signal.addEventListener('abort', () => wake?.(), { once: true });
+                try {
+                  const source =
+                    method.methodKind === 'server_streaming'
+                      ? (handler as ServerStreamHandler<unknown>)((call as grpc.ServerWritableStream<unknown, unknown>).request as never, ctx)
+                      : (handler as BidiStreamHandler<unknown>)(readAll(call as grpc.ServerDuplexStream<unknown, unknown>) as never, ctx);
+                  for await (const item of source) {
+                    if (ctx.signal.aborted) break;
+                    pending++;
+                    call.write(toMessage(item), flushed);
+                    while (pending >= maxBuffered && !ctx.signal.aborted) {
+                      await new Promise<void>((resolve) => (wake = resolve));
+                      wake = undefined;
+                    }
+                  }
+                  if (ctx.signal.aborted) return;
+                  call.end();
+                  if (call.writableLength > 0 || pending > 0) await once(call, 'finish').catch(() => undefined);
+                } catch (e) {
+                  if (ctx.signal.aborted) return;
+                  call.emit('error', fail(ctx, e));
+                }
+              });
+            };
+            break;
+        }
+      }
+      server.addService(serviceDefinition(service), impl);
+      services.push(service);
+      health.setStatus(service.typeName, 'NOT_SERVING');
+      return this;
+    },
+
+    async listen(address) {
+      if (started) throw new Error('server already listening');
+      started = true;
+      health.addToServer(server);
+      const healthDef = loadSync(healthProtoPath, { keepCase: true });
+      const reflection = new ReflectionService({
+        ...healthDef,
+        'ch8.reflection': { format: 'Protocol Buffer 3 DescriptorProto', type: {}, fileDescriptorProtos: fileDescriptorProtos(services) },
+      } as never);
+      reflection.addToServer(server);
+      const port = await new Promise<number>((resolve, reject) =>
+        server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+      );
+      logger.info('listening', { address: address.replace(/:\d+$/, `:${port}`), port });
+      return port;
+    },
+
+    setStatus(service, status) {
+      health.setStatus(service, status);
+    },
+
+    ready(except = []) {
+      health.setStatus('', 'SERVING');
+      for (const s of services) if (!except.includes(s.typeName)) health.setStatus(s.typeName, 'SERVING');
+    },
+
+    async shutdown(graceMs = 10_000) {
+      health.setStatus('', 'NOT_SERVING');
+      for (const s of services) health.setStatus(s.typeName, 'NOT_SERVING');
+      logger.info('shutting down', { in_flight: inFlight, grace_ms: graceMs });
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          logger.warn('grace period over, cancelling calls still running', { in_flight: inFlight });
+          for (const stopNow of [...live]) stopNow();
+          server.forceShutdown();
+          resolve();
+        }, graceMs);
+        timer.unref();
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      logger.info('stopped');
+    },
+
+    get inFlight() {
+      return inFlight;
+    },
+    logger,
+    grpc: server,
+  };
+  return api;
+}

@@ -1,0 +1,47 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import {
+  AlreadyExistsError,
+  CancelledError,
+  DependencyUnavailableError,
+  FailedPreconditionError,
+  InvalidInputError,
+  NotFoundError,
+  OverloadedError,
+  PermissionDeniedError,
+  VocabularyMismatchError,
+} from '@ch8/errors';
+import { Code, GrpcError, statusOf } from './status.ts';
+
+test('every typed error maps to its status code', () => {
+  const cases: [Error, Code][] = [
+    [new InvalidInputError('x'), Code.INVALID_ARGUMENT],
+    [new NotFoundError('x'), Code.NOT_FOUND],
+    [new PermissionDeniedError('x'), Code.PERMISSION_DENIED],
+    [new FailedPreconditionError('x'), Code.FAILED_PRECONDITION],
+    [new VocabularyMismatchError('x'), Code.FAILED_PRECONDITION],
+    [new OverloadedError('x'), Code.RESOURCE_EXHAUSTED],
+    [new DependencyUnavailableError('x'), Code.UNAVAILABLE],
+    [new CancelledError('x'), Code.CANCELLED],
+    [new AlreadyExistsError('x'), Code.ALREADY_EXISTS],
+  ];
+  for (const [err, code] of cases) {
+    const s = statusOf(err);
+    assert.equal(s.code, code, err.name);
+    assert.equal(s.internal, false);
+  }
+});
+
+test('details carry the location of bad input', () => {
+  const s = statusOf(new InvalidInputError('label must be 0 or 1', { file: 'dev.tsv', line: 3 }));
+  assert.equal(s.details, 'dev.tsv, line 3: label must be 0 or 1');
+});
+
+test('GrpcError passes through; anything else is INTERNAL without its message', () => {
+  assert.deepEqual(statusOf(new GrpcError(Code.ABORTED, 'x')), { code: Code.ABORTED, details: 'x', internal: false });
+  const s = statusOf(new TypeError('cannot read properties of undefined (secret)'));
+  assert.equal(s.code, Code.INTERNAL);
+  assert.equal(s.internal, true);
+  assert.doesNotMatch(s.details, /secret/);
+  assert.equal(statusOf('a string').code, Code.INTERNAL);
+});
