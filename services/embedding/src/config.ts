@@ -1,0 +1,19 @@
+import { parseConfig, type FieldSpec } from '@ch8/service-kit/config';
+
+export const embeddingConfigSpec = {
+  address: { env: 'CH8_EMBEDDING_ADDR', kind: 'string', default: '127.0.0.1:50051', doc: 'address to listen on' },
+  dataRoots: {
+    env: 'CH8_DATA_ROOTS',
+    kind: 'list',
+    default: [],
+    doc: 'directories vector sources may be read from over gRPC (comma-separated); the default source is always allowed',
+  },
+  cacheDir: { env: 'CH8_CACHE_DIR', kind: 'string', default: '.cache/embeddings', doc: 'pruned-table cache directory' },
+  logLevel: { env: 'CH8_LOG_LEVEL', kind: 'enum', values: ['debug', 'info', 'warn', 'error'] as const, default: 'info', doc: 'log level' },
+} satisfies Record<string, FieldSpec>;
+
+export type EmbeddingConfig = ReturnType<typeof parseEmbeddingConfig>;
+
+export function parseEmbeddingConfig(env: Record<string, string | undefined>) {
+  return parseConfig(embeddingConfigSpec, env);
+}
