@@ -70,7 +70,7 @@ class GzipSource implements ByteSource {
     let n = 0;
     while (n < length) {
       if (this.#pending === undefined || this.#pending.length === 0) {
-        if (this.#done || n > 0) break;
+        if (this.#done) break;
         let r: IteratorResult<Buffer>;
         try {
           r = await this.#it.next();
@@ -100,9 +100,14 @@ class GzipSource implements ByteSource {
   }
 }
 
+/** Bytes kept in front of each chunk so the unread tail of the previous chunk can be put before it, uncopied. */
+const HEADROOM = 1 << 20;
+
 /**
- * A window `buf[pos, end)` of unread bytes. `refill()` moves the unread tail to the front and reads more after it;
- * the window grows (up to MAX_WINDOW_BYTES) only when it is full of unread bytes.
+ * A window `buf[pos, end)` of unread bytes. `refill()` puts the unread tail in front of the next chunk. The next
+ * chunk is read ahead into a second buffer while the caller parses the current one, so reading and parsing overlap
+ * (the read runs on libuv's thread pool). The window grows (up to MAX_WINDOW_BYTES) only for an entry longer than
+ * the headroom.
  */
 export class ChunkReader {
   buf: Buffer;
@@ -115,12 +120,20 @@ export class ChunkReader {
   readonly fileSize: number;
   readonly gzip: boolean;
   readonly path: string;
+  readonly #chunk: number;
+  #spare: Buffer;
+  #ahead: Promise<number> | undefined;
 
   private constructor(path: string, private readonly src: ByteSource, fileSize: number, gzip: boolean, chunk: number) {
     this.path = path;
     this.fileSize = fileSize;
     this.gzip = gzip;
-    this.buf = Buffer.allocUnsafe(chunk);
+    this.#chunk = chunk;
+    const headroom = Math.min(HEADROOM, chunk);
+    this.buf = Buffer.allocUnsafe(headroom + chunk);
+    this.#spare = Buffer.allocUnsafe(headroom + chunk);
+    this.pos = this.end = headroom;
+    this.base = -headroom;
   }
 
   /** Opens `path`; detects gzip from the magic bytes. Missing file -> NotFoundError. */
@@ -152,33 +165,54 @@ export class ChunkReader {
     return this.base + i;
   }
 
+  #readAhead(): Promise<number> {
+    const headroom = this.#spare.length - this.#chunk;
+    const p = this.src.read(this.#spare, headroom, this.#chunk);
+    p.catch(() => undefined); // surfaced by the refill() that awaits it
+    return p;
+  }
+
   /** Reads more bytes after the unread ones. Returns false when nothing more could be read (end of file). */
   async refill(): Promise<boolean> {
     if (this.eof) return false;
-    if (this.pos > 0) {
-      if (this.end > this.pos) this.buf.copyWithin(0, this.pos, this.end);
-      this.base += this.pos;
-      this.end -= this.pos;
-      this.pos = 0;
-    }
-    if (this.end === this.buf.length) {
-      if (this.buf.length >= MAX_WINDOW_BYTES) {
-        throw new InvalidInputError(`an entry is longer than ${MAX_WINDOW_BYTES} bytes`, { file: this.path });
-      }
-      const bigger = Buffer.allocUnsafe(Math.min(this.buf.length * 2, MAX_WINDOW_BYTES));
-      this.buf.copy(bigger, 0, 0, this.end);
-      this.buf = bigger;
-    }
-    const n = await this.src.read(this.buf, this.end, this.buf.length - this.end);
+    const n = await (this.#ahead ?? this.#readAhead());
+    this.#ahead = undefined;
     if (n === 0) {
       this.eof = true;
       return false;
     }
-    this.end += n;
+    const cur = this.buf;
+    const next = this.#spare;
+    const headroom = next.length - this.#chunk;
+    const tail = this.end - this.pos;
+    const chunkOffset = this.base + this.end; // file offset of next[headroom]
+    if (tail <= headroom) {
+      cur.copy(next, headroom - tail, this.pos, this.end);
+      this.buf = next;
+      this.#spare = cur;
+      this.pos = headroom - tail;
+      this.end = headroom + n;
+      this.base = chunkOffset - headroom;
+    } else {
+      // An entry longer than the headroom: one bigger window holding the tail and the new bytes.
+      if (tail + n > MAX_WINDOW_BYTES) {
+        throw new InvalidInputError(`an entry is longer than ${MAX_WINDOW_BYTES} bytes`, { file: this.path });
+      }
+      const big = Buffer.allocUnsafe(Math.max(tail + n, cur.length));
+      cur.copy(big, 0, this.pos, this.end);
+      next.copy(big, tail, headroom, headroom + n);
+      this.buf = big;
+      this.base = chunkOffset - tail;
+      this.pos = 0;
+      this.end = tail + n;
+    }
+    this.#ahead = this.#readAhead();
     return true;
   }
 
-  close(): Promise<void> {
-    return this.src.close();
+  async close(): Promise<void> {
+    await this.#ahead?.catch(() => undefined);
+    this.#ahead = undefined;
+    await this.src.close();
   }
 }

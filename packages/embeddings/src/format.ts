@@ -63,9 +63,8 @@ function fieldsOf(line: string): string[] {
 export async function detectFormat(path: string): Promise<FormatInfo> {
   const r = await ChunkReader.open(path, 64 << 10);
   try {
-    await r.refill();
-    while (!r.eof && r.end < 64 << 10) await r.refill();
-    return classify(r.buf.subarray(0, r.end), path, r.gzip);
+    while (!r.eof && r.end - r.pos < 64 << 10) await r.refill();
+    return classify(r.buf.subarray(r.pos, r.end), path, r.gzip);
   } finally {
     await r.close();
   }

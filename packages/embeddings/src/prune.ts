@@ -7,8 +7,8 @@ import { CancelledError, InvalidInputError } from '@ch8/errors';
 import { ChunkReader, DEFAULT_CHUNK_BYTES } from './chunks.ts';
 import { detectFormat } from './format.ts';
 import type { VectorFormat } from './format.ts';
-import { keyOf, scan } from './scan.ts';
-import type { ScanCounts, ScanSink } from './scan.ts';
+import { buildFilter, keyOf, scan } from './scan.ts';
+import type { ScanCounts, ScanSink, WordFilter } from './scan.ts';
 import type { EmbeddingTable, PruneStats } from './table.ts';
 import { PAD_TOKEN, Vocabulary } from './vocabulary.ts';
 
@@ -56,8 +56,12 @@ class TableSink implements ScanSink {
   readonly ids = new Map<string, number>([[PAD_TOKEN, 0]]);
   duplicates = 0;
 
+  readonly filter: WordFilter | null;
+
   /** @param wanted keys (latin1 view of UTF-8 bytes) of the words to keep; null = all. */
-  constructor(private readonly wanted: ReadonlySet<string> | null) {}
+  constructor(private readonly wanted: ReadonlySet<string> | null) {
+    this.filter = wanted === null ? null : buildFilter(wanted, wanted.size);
+  }
 
   begin(dim: number, countHint: number | undefined): void {
     this.dim = dim;
@@ -172,6 +176,7 @@ export interface VectorEntry {
 
 class QueueSink implements ScanSink {
   dim = 0;
+  readonly filter = null;
   readonly queue: VectorEntry[] = [];
   begin(dim: number): void {
     this.dim = dim;

@@ -16,7 +16,9 @@ import type { VectorFormat } from './format.ts';
 export interface ScanSink {
   /** Called once, before any row, when the vector width is known; `countHint` = entries announced, if any. */
   begin(dim: number, countHint: number | undefined): void;
-  /** Cheap pre-filter: the word's raw UTF-8 bytes as a latin1 string. */
+  /** Optional fast reject on the word's bytes, consulted before wants(). */
+  readonly filter: WordFilter | null;
+  /** Whether to keep a word, given its raw UTF-8 bytes as a latin1 string. */
   wants(key: string): boolean;
   /** The row to write this (wanted) word's vector into, or undefined to drop the entry (a duplicate). */
   row(word: string): Float32Array | undefined;
@@ -30,7 +32,6 @@ export interface ScanCounts {
 }
 
 const LITTLE_ENDIAN = endianness() === 'LE';
-const NON_ASCII = /[\x80-\xff]/;
 /** Longest word accepted before a binary entry is declared garbled. */
 const MAX_WORD_BYTES = 1 << 20;
 
@@ -39,16 +40,56 @@ export function keyOf(word: string): string {
   return Buffer.from(word, 'utf8').toString('latin1');
 }
 
+/** FNV-1a over bytes buf[s, e): the hash the word filter of a sink is built with. */
+export function bytesHash(buf: Uint8Array, s: number, e: number): number {
+  let h = 0x811c9dc5 | 0;
+  for (let k = s; k < e; k++) h = Math.imul(h ^ (buf[k] as number), 16777619);
+  return h >>> 0;
+}
+
+/** A one-hash Bloom filter over wanted words (one byte per slot): most unwanted words are rejected from their bytes. */
+export interface WordFilter {
+  slots: Uint8Array;
+  /** slot = hash >>> shift */
+  shift: number;
+}
+
+/** Builds the filter for a set of keys (latin1 views of UTF-8 bytes); about 64 slots per word, at most 16 MiB. */
+export function buildFilter(keys: Iterable<string>, count: number): WordFilter {
+  let bits = 16;
+  while (bits < 24 && 1 << bits < count * 64) bits++;
+  const slots = new Uint8Array(1 << bits);
+  const shift = 32 - bits;
+  for (const key of keys) {
+    const b = Buffer.from(key, 'latin1');
+    slots[bytesHash(b, 0, b.length) >>> shift] = 1;
+  }
+  return { slots, shift };
+}
+
 /**
- * Decides whether the entry with raw bytes buf[s, e) (key = their latin1 string) is wanted and returns its word, or
- * undefined when not wanted. Counts invalid UTF-8 (such words are decoded with replacement characters).
+ * Decides whether the entry with raw word bytes buf[s, e) is wanted and returns its word, or undefined when not.
+ * Counts invalid UTF-8 (such words are decoded with replacement characters). Unwanted words are mostly rejected by
+ * the sink's filter without making a string.
  */
-function selectWord(buf: Buffer, s: number, e: number, key: string, sink: ScanSink, counts: ScanCounts): string | undefined {
-  if (!NON_ASCII.test(key)) return sink.wants(key) ? key : undefined;
-  if (isUtf8(buf.subarray(s, e))) return sink.wants(key) ? buf.toString('utf8', s, e) : undefined;
-  counts.invalidUtf8++;
-  const word = buf.toString('utf8', s, e);
-  return sink.wants(keyOf(word)) ? word : undefined;
+function selectWord(buf: Buffer, s: number, e: number, sink: ScanSink, counts: ScanCounts): string | undefined {
+  let h = 0x811c9dc5 | 0;
+  let high = 0;
+  for (let k = s; k < e; k++) {
+    const b = buf[k] as number;
+    high |= b;
+    h = Math.imul(h ^ b, 16777619);
+  }
+  if (high >= 0x80 && !isUtf8(buf.subarray(s, e))) {
+    counts.invalidUtf8++;
+    const word = buf.toString('utf8', s, e);
+    return sink.wants(keyOf(word)) ? word : undefined;
+  }
+  const filter = sink.filter;
+  if (filter !== null && filter.slots[(h >>> 0) >>> filter.shift] === 0) return undefined;
+  const key = buf.toString('latin1', s, e);
+  if (!sink.wants(key)) return undefined;
+  return high < 0x80 ? key : buf.toString('utf8', s, e);
 }
 
 export async function* scan(r: ChunkReader, format: VectorFormat, sink: ScanSink, counts: ScanCounts): AsyncGenerator<void> {
@@ -109,8 +150,7 @@ async function* scanBinary(r: ChunkReader, sink: ScanSink, counts: ScanCounts): 
       }
       if (sp + 1 + vb > end) break;
       if (sp === s) throw new InvalidInputError('empty word', { file, entry: i + 1 });
-      const key = buf.toString('latin1', s, sp);
-      const word = selectWord(buf, s, sp, key, sink, counts);
+      const word = selectWord(buf, s, sp, sink, counts);
       if (word !== undefined) {
         const dest = sink.row(word);
         if (dest !== undefined) {
@@ -219,8 +259,7 @@ async function* scanText(r: ChunkReader, sink: ScanSink, counts: ScanCounts, has
         sink.begin(dim, undefined);
         scratch = new Float32Array(dim);
       }
-      const key = buf.toString('latin1', start, sp);
-      const word = selectWord(buf, start, sp, key, sink, counts);
+      const word = selectWord(buf, start, sp, sink, counts);
       if (word === undefined) continue;
       const dest = sink.row(word);
       // Values of a dropped duplicate are still checked.
@@ -459,9 +498,9 @@ async function* scanJson(r: ChunkReader, sink: ScanSink, counts: ScanCounts): As
             let word: string | undefined;
             if (w.escaped) {
               const bytes = Buffer.from(c.unescape(r.buf.toString('utf8', w.s, w.e)), 'utf8');
-              word = selectWord(bytes, 0, bytes.length, bytes.toString('latin1'), sink, counts);
+              word = selectWord(bytes, 0, bytes.length, sink, counts);
             } else {
-              word = selectWord(r.buf, w.s, w.e, r.buf.toString('latin1', w.s, w.e), sink, counts);
+              word = selectWord(r.buf, w.s, w.e, sink, counts);
             }
             await c.expect(0x3a);
             await vector(word, true);
@@ -480,7 +519,7 @@ async function* scanJson(r: ChunkReader, sink: ScanSink, counts: ScanCounts): As
         plainEntries = true;
         c.entry++;
         const bytes = span.escaped ? Buffer.from(key, 'utf8') : keyBytes;
-        await vector(selectWord(bytes, 0, bytes.length, bytes.toString('latin1'), sink, counts), false);
+        await vector(selectWord(bytes, 0, bytes.length, sink, counts), false);
         if (r.base !== lastBase) {
           lastBase = r.base;
           yield;
