@@ -47,8 +47,8 @@ export function parseHeader(line: string): { count: number; dim: number } | unde
 }
 
 const NUMBER_LIKE = /^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$|^[-+]?(?:inf|infinity|nan)$/i;
-/** Bytes that may appear in the values part of a text line. */
-const TEXT_VALUE_CHARS = /^[-+0-9.eEinfatyINFATY \t\r]*$/;
+/** The values part of a text line is printable ASCII; 4 * D bytes of float32 practically never are. */
+const PRINTABLE = /^[\x20-\x7e\t\r]*$/;
 
 function fieldsOf(line: string): string[] {
   return line.split(/[ \t]+/).filter((t) => t.length > 0);
@@ -92,11 +92,11 @@ function classify(sample: Buffer, path: string, gzip: boolean): FormatInfo {
     while (s < rest.length && rest[s] === 0x0a) s++;
     const sp = rest.indexOf(0x20, s);
     if (sp < 0) return { format: 'word2vec-binary', ...info };
-    // Text when what follows the word (up to the line end, or the first 4*D bytes) looks like decimal numbers.
+    // Text when what follows the word (up to the line end, or the first 4*D bytes) is printable ASCII.
     const lineEnd = rest.indexOf(0x0a, sp);
     const valueEnd = lineEnd < 0 ? Math.min(rest.length, sp + 1 + 4 * header.dim) : lineEnd;
     const values = rest.toString('latin1', sp + 1, valueEnd);
-    return { format: TEXT_VALUE_CHARS.test(values) ? 'word2vec-text' : 'word2vec-binary', ...info };
+    return { format: PRINTABLE.test(values) ? 'word2vec-text' : 'word2vec-binary', ...info };
   }
   const first = fields[0];
   if (first !== undefined && /^\d+$/.test(first) && (fields.length <= 2 || !fields.slice(1).every((f) => NUMBER_LIKE.test(f)))) {

@@ -86,3 +86,26 @@ export async function writeVectorFile(
 ): Promise<void> {
   await writeFile(path, vectorFileBytes(format, entries, dim, opts));
 }
+
+/** A seeded generator of uniform floats in [-1, 1) (mulberry32): deterministic fixtures. */
+export function seededFloats(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 31 - 1;
+  };
+}
+
+/** `count` entries `w1, w2, ...` (or the given words) with seeded float32-representable values. */
+export function randomEntries(words: number | readonly string[], dim: number, seed = 1): Array<[string, Float32Array]> {
+  const next = seededFloats(seed);
+  const list = typeof words === 'number' ? Array.from({ length: words }, (_, i) => `w${i + 1}`) : words;
+  return list.map((w) => {
+    const v = new Float32Array(dim);
+    for (let k = 0; k < dim; k++) v[k] = next();
+    return [w, v];
+  });
+}
