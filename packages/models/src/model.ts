@@ -1,8 +1,12 @@
 /**
  * The model zoo's runtime object: build a model from a config (and a pretrained matrix), train on collated
- * batches, evaluate, predict probabilities. The embedding matrix lives on the host; each step gathers only the
- * rows its batch uses into a small tfjs tensor, the forward/backward pass runs in tfjs, dense parameters are
- * updated by tfjs Adam and the touched embedding rows by a lazy (sparse) Adam, never the PAD row.
+ * batches, evaluate, predict probabilities.
+ *
+ * Hot path of a step: the embedding matrix lives on the host; the batch's token rows are copied into one tfjs
+ * tensor [B*T, d] (PAD rows zero; tfjs wasm's gather is ~5 us per row, a host copy is ~50x cheaper); forward and
+ * backward run in tfjs; the dense parameters are one flat tfjs variable updated by one tfjs Adam (a dozen kernels
+ * per step instead of a dozen per parameter); the gradient w.r.t. the token rows is summed per distinct id and
+ * applied by a lazy (sparse) Adam to the rows the batch used, never to PAD.
  */
 import * as tf from '@tensorflow/tfjs';
 import { InvalidInputError } from '@ch8/errors';
@@ -16,7 +20,7 @@ import { SparseRowAdam } from './sparse-adam.ts';
 export type { Batch } from './batch.ts';
 
 export interface CreateModelOptions {
-  /** Pretrained matrix, vocabSize x dim row-major, row 0 = PAD (forced to zeros). Default: N(0, 1)-ish random. */
+  /** Pretrained matrix, vocabSize x dim row-major, row 0 = PAD (forced to zeros). Default: random U(-sqrt3, sqrt3). */
   embeddings?: Float32Array;
 }
 
@@ -34,7 +38,7 @@ export interface EvalResult {
   examples: number;
 }
 
-/** Named weights, as saved: dense parameters by name plus `embeddings` (vocabSize x dim). */
+/** A named weight as saved: dense parameters by name, plus `embeddings` (vocabSize x dim). */
 export interface NamedWeight {
   name: string;
   shape: number[];
@@ -45,9 +49,16 @@ export interface Gradients {
   loss: number;
   /** Gradient per dense parameter. */
   params: Map<string, Float32Array>;
-  /** Gradient rows of the embedding table (same order as `embeddingRows`), only when fine-tuning. */
+  /** Distinct non-PAD ids of the batch, and the gradient rows of the embedding table for them (fine-tuning only). */
   embeddingRows: Int32Array;
   embeddings: Float32Array | undefined;
+}
+
+interface Slot {
+  name: string;
+  shape: number[];
+  offset: number;
+  size: number;
 }
 
 let modelCounter = 0;
@@ -56,7 +67,8 @@ export class SentimentModel {
   readonly config: ModelConfig;
   private readonly net: Net;
   private readonly table: Float32Array;
-  private readonly vars = new Map<string, tf.Variable>();
+  private readonly slots: Slot[] = [];
+  private readonly theta: tf.Variable;
   private readonly preparer: BatchPreparer;
   private optimizer: tf.Optimizer | undefined;
   private embeddingOptimizer: SparseRowAdam | undefined;
@@ -78,11 +90,17 @@ export class SentimentModel {
     this.table.fill(0, 0, d);
     this.preparer = new BatchPreparer(V);
     const rng = new Rng(seed);
-    const prefix = `ch8model${++modelCounter}`;
+    let offset = 0;
+    const inits: Float32Array[] = [];
     for (const spec of this.net.params) {
       const values = spec.init(rng);
-      this.vars.set(spec.name, tf.tidy(() => tf.variable(tf.tensor(values, spec.shape), true, `${prefix}/${spec.name}`)));
+      this.slots.push({ name: spec.name, shape: spec.shape, offset, size: values.length });
+      inits.push(values);
+      offset += values.length;
     }
+    const flat = new Float32Array(offset);
+    inits.forEach((v, i) => flat.set(v, this.slots[i]!.offset));
+    this.theta = tf.tidy(() => tf.variable(tf.tensor1d(flat), true, `ch8model${++modelCounter}/theta`));
   }
 
   /** Training steps taken so far. */
@@ -90,63 +108,97 @@ export class SentimentModel {
     return this.stepCount;
   }
 
+  /** Number of dense (non-embedding) parameters. */
+  get parameterCount(): number {
+    return this.theta.size;
+  }
+
   private checkAlive(): void {
     if (this.disposed) throw new Error('model used after dispose()');
   }
 
-  private batchTable(prep: PreparedBatch): tf.Tensor2D {
+  /** The batch's token rows [B*T, d] copied from the host table (PAD rows zero). */
+  private tokenRows(prep: PreparedBatch): tf.Tensor2D {
     const d = this.config.dim;
-    const U = prep.rows.length;
-    const rows = new Float32Array((U + 1) * d);
-    for (let r = 0; r < U; r++) {
-      const o = prep.rows[r]! * d;
-      rows.set(this.table.subarray(o, o + d), (r + 1) * d);
+    const n = prep.local.length;
+    const out = new Float32Array(n * d);
+    const table = this.table;
+    const rows = prep.rows;
+    for (let i = 0; i < n; i++) {
+      const r = prep.local[i]!;
+      if (r === 0) continue;
+      const src = rows[r - 1]! * d;
+      out.set(table.subarray(src, src + d), i * d);
     }
-    return tf.tensor2d(rows, [U + 1, d]);
+    return tf.tensor2d(out, [n, d]);
   }
 
-  private forward(prep: PreparedBatch, table: tf.Tensor, params: ReadonlyMap<string, tf.Tensor>, training: boolean): tf.Tensor {
+  /** Views of the flat parameter vector, one per named parameter. */
+  private paramViews(theta: tf.Tensor): Map<string, tf.Tensor> {
+    const parts = this.slots.length > 1 ? tf.split(theta, this.slots.map((s) => s.size)) : [theta];
+    const m = new Map<string, tf.Tensor>();
+    this.slots.forEach((s, i) => m.set(s.name, tf.reshape(parts[i]!, s.shape)));
+    return m;
+  }
+
+  private forward(prep: PreparedBatch, tokens: tf.Tensor, params: ReadonlyMap<string, tf.Tensor>, training: boolean): tf.Tensor {
     // Dropout masks depend on (seed, step) only, so every backend sees the same masks.
     const rng = new Rng((this.config.seed * 1000003 + this.stepCount * 7919 + 17) >>> 0);
-    return this.net.forward({ prep, table, params, training, rng });
+    return this.net.forward({ prep, tokens, params, training, rng });
   }
 
-  /** Loss and gradients of one batch without updating anything (for tests and diagnostics). */
+  /**
+   * Loss, logits (kept; the caller disposes them) and gradients: w.r.t. the flat parameters, and w.r.t. the token
+   * rows when fine-tuning.
+   */
+  private lossAndGrads(prep: PreparedBatch, training: boolean) {
+    const tokens = this.tokenRows(prep);
+    const labels = tf.tensor1d(prep.labels!);
+    const views = this.paramViews(this.theta);
+    const names = [...views.keys()];
+    const finetune = this.config.finetune;
+    let logits: tf.Tensor | undefined;
+    const f = (...xs: tf.Tensor[]): tf.Tensor => {
+      const offset = finetune ? 1 : 0;
+      const params = new Map<string, tf.Tensor>();
+      names.forEach((n, i) => params.set(n, xs[i + offset]!));
+      logits = tf.keep(this.forward(prep, finetune ? xs[0]! : tokens, params, training));
+      return bceWithLogits(logits, labels);
+    };
+    const xs: tf.Tensor[] = [...views.values()];
+    if (finetune) xs.unshift(tokens);
+    const { value, grads } = tf.valueAndGrads(f)(xs);
+    const offset = finetune ? 1 : 0;
+    const paramGrads = grads.slice(offset);
+    const flatGrad = paramGrads.length > 1 ? tf.concat(paramGrads.map((g) => tf.reshape(g, [-1]))) : tf.reshape(paramGrads[0]!, [-1]);
+    return { loss: value, logits: logits!, flatGrad, tokenGrad: finetune ? grads[0]! : undefined };
+  }
+
+  /** Loss and gradients of one batch, nothing updated (for tests and diagnostics). Dropout off unless `training`. */
   gradients(batch: Batch, options: { training?: boolean } = {}): Gradients {
     this.checkAlive();
     const prep = this.preparer.prepare(batch, true);
-    const names = [...this.vars.keys()];
     const params = new Map<string, Float32Array>();
     let loss = 0;
     let embeddings: Float32Array | undefined;
     tf.tidy(() => {
       const r = this.lossAndGrads(prep, options.training ?? false);
-      const offset = this.config.finetune ? 1 : 0;
-      names.forEach((n, i) => params.set(n, Float32Array.from(r.grads[i + offset]!.dataSync())));
-      if (this.config.finetune) embeddings = Float32Array.from(r.grads[0]!.dataSync());
+      const flat = r.flatGrad.dataSync() as Float32Array;
+      for (const s of this.slots) params.set(s.name, flat.slice(s.offset, s.offset + s.size));
+      if (r.tokenGrad !== undefined) {
+        const d = this.config.dim;
+        const tg = r.tokenGrad.dataSync();
+        embeddings = new Float32Array(prep.rows.length * d);
+        for (let i = 0; i < prep.local.length; i++) {
+          const row = prep.local[i]!;
+          if (row === 0) continue;
+          for (let j = 0; j < d; j++) embeddings[(row - 1) * d + j]! += tg[i * d + j]!;
+        }
+      }
       loss = r.loss.dataSync()[0]!;
-      r.logits.forEach((t) => t.dispose());
+      r.logits.dispose();
     });
     return { loss, params, embeddingRows: prep.rows, embeddings };
-  }
-
-  private lossAndGrads(prep: PreparedBatch, training: boolean): { loss: tf.Tensor; logits: tf.Tensor[]; grads: tf.Tensor[] } {
-    const table = this.batchTable(prep);
-    const names = [...this.vars.keys()];
-    const labels = tf.tensor1d(prep.labels!);
-    const logitsOut: tf.Tensor[] = [];
-    const f = (...xs: tf.Tensor[]): tf.Tensor => {
-      const offset = this.config.finetune ? 1 : 0;
-      const params = new Map<string, tf.Tensor>();
-      names.forEach((n, i) => params.set(n, xs[i + offset]!));
-      const logits = this.forward(prep, this.config.finetune ? xs[0]! : table, params, training);
-      logitsOut.push(tf.keep(logits));
-      return bceWithLogits(logits, labels);
-    };
-    const xs: tf.Tensor[] = [...this.vars.values()];
-    if (this.config.finetune) xs.unshift(table);
-    const { value, grads } = tf.valueAndGrads(f)(xs);
-    return { loss: value, logits: logitsOut, grads };
   }
 
   /** One optimisation step on a collated batch (labels required). Dropout is on. */
@@ -156,17 +208,17 @@ export class SentimentModel {
     const { finetune, learningRate, vocabSize, dim } = this.config;
     this.optimizer ??= tf.train.adam(learningRate, 0.9, 0.999, 1e-8);
     if (finetune) this.embeddingOptimizer ??= new SparseRowAdam(vocabSize, dim, learningRate);
-    const names = [...this.vars.values()].map((v) => v.name);
     let loss = 0;
     let correct = 0;
     tf.tidy(() => {
       const r = this.lossAndGrads(prep, true);
-      const offset = finetune ? 1 : 0;
-      this.optimizer!.applyGradients(names.map((name, i) => ({ name, tensor: r.grads[i + offset]! })));
-      if (finetune) this.embeddingOptimizer!.step(this.table, prep.rows, r.grads[0]!.dataSync() as Float32Array);
-      correct = countCorrect(r.logits[0]!.dataSync(), prep.labels!);
+      this.optimizer!.applyGradients([{ name: this.theta.name, tensor: r.flatGrad }]);
+      if (r.tokenGrad !== undefined) {
+        this.embeddingOptimizer!.step(this.table, prep.rows, prep.local, r.tokenGrad.dataSync() as Float32Array);
+      }
+      correct = countCorrect(r.logits.dataSync(), prep.labels!);
       loss = r.loss.dataSync()[0]!;
-      r.logits.forEach((t) => t.dispose());
+      r.logits.dispose();
     });
     this.stepCount++;
     return { loss, correct, examples: prep.batchSize };
@@ -176,7 +228,7 @@ export class SentimentModel {
   logits(batch: Batch, training = false): tf.Tensor {
     this.checkAlive();
     const prep = this.preparer.prepare(batch, false);
-    return tf.tidy(() => this.forward(prep, this.batchTable(prep), this.vars, training));
+    return tf.tidy(() => this.forward(prep, this.tokenRows(prep), this.paramViews(this.theta), training));
   }
 
   /** P(label = 1) per example. */
@@ -185,27 +237,26 @@ export class SentimentModel {
     const prep = this.preparer.prepare(batch, false);
     let out = new Float32Array(0);
     tf.tidy(() => {
-      out = Float32Array.from(tf.sigmoid(this.forward(prep, this.batchTable(prep), this.vars, false)).dataSync());
+      const z = this.forward(prep, this.tokenRows(prep), this.paramViews(this.theta), false);
+      out = Float32Array.from(tf.sigmoid(z).dataSync());
     });
     return out;
   }
 
   /** Mean loss and accuracy over batches (dropout off). */
   evaluate(batches: Iterable<Batch>): EvalResult {
+    this.checkAlive();
     let loss = 0;
     let correct = 0;
     let n = 0;
     for (const batch of batches) {
       const prep = this.preparer.prepare(batch, true);
       const labels = prep.labels!;
-      const r = { loss: 0, correct: 0 };
       tf.tidy(() => {
-        const z = this.forward(prep, this.batchTable(prep), this.vars, false);
-        r.loss = bceWithLogits(z, tf.tensor1d(labels)).dataSync()[0]!;
-        r.correct = countCorrect(z.dataSync(), labels);
+        const z = this.forward(prep, this.tokenRows(prep), this.paramViews(this.theta), false);
+        loss += bceWithLogits(z, tf.tensor1d(labels)).dataSync()[0]! * prep.batchSize;
+        correct += countCorrect(z.dataSync(), labels);
       });
-      loss += r.loss * prep.batchSize;
-      correct += r.correct;
       n += prep.batchSize;
     }
     return { loss: n > 0 ? loss / n : 0, accuracy: n > 0 ? correct / n : 0, examples: n };
@@ -219,43 +270,44 @@ export class SentimentModel {
   /** All weights (dense parameters in build order, then `embeddings`), copied. */
   getWeights(): NamedWeight[] {
     this.checkAlive();
-    const out: NamedWeight[] = [];
-    for (const [name, v] of this.vars) out.push({ name, shape: [...v.shape], values: Float32Array.from(v.dataSync()) });
+    const flat = this.theta.dataSync();
+    const out: NamedWeight[] = this.slots.map((s) => ({
+      name: s.name,
+      shape: [...s.shape],
+      values: Float32Array.from(flat.subarray(s.offset, s.offset + s.size)),
+    }));
     out.push({ name: 'embeddings', shape: [this.config.vocabSize, this.config.dim], values: this.getEmbeddings() });
     return out;
   }
 
-  /** Replaces weights by name; shapes must match. Unknown or missing names are InvalidInputError. */
+  /** Replaces all weights by name; every weight must be given with its exact shape (else InvalidInputError). */
   setWeights(weights: readonly NamedWeight[]): void {
     this.checkAlive();
-    const seen = new Set<string>();
+    const byName = new Map<string, NamedWeight>();
+    for (const w of weights) byName.set(w.name, w);
+    const expected = [...this.slots.map((s) => ({ name: s.name, shape: s.shape })), { name: 'embeddings', shape: [this.config.vocabSize, this.config.dim] }];
     for (const w of weights) {
-      const expected = w.name === 'embeddings' ? [this.config.vocabSize, this.config.dim] : this.vars.get(w.name)?.shape;
-      if (expected === undefined) throw new InvalidInputError(`unknown weight ${w.name}`, { field: w.name });
-      const n = expected.reduce((a, b) => a * b, 1);
-      if (w.shape.join('x') !== expected.join('x') || w.values.length !== n) {
-        throw new InvalidInputError(`shape ${w.shape.join('x')} != expected ${expected.join('x')}`, { field: w.name });
-      }
-      seen.add(w.name);
+      if (!expected.some((e) => e.name === w.name)) throw new InvalidInputError(`unknown weight ${w.name}`, { field: w.name });
     }
-    for (const name of [...this.vars.keys(), 'embeddings']) {
-      if (!seen.has(name)) throw new InvalidInputError(`weight ${name} missing`, { field: name });
-    }
-    for (const w of weights) {
-      if (w.name === 'embeddings') {
-        this.table.set(w.values);
-        this.table.fill(0, 0, this.config.dim);
-      } else {
-        const v = this.vars.get(w.name)!;
-        tf.tidy(() => v.assign(tf.tensor(w.values, v.shape)));
+    for (const e of expected) {
+      const w = byName.get(e.name);
+      if (w === undefined) throw new InvalidInputError(`weight ${e.name} missing`, { field: e.name });
+      const n = e.shape.reduce((a, b) => a * b, 1);
+      if (w.shape.join('x') !== e.shape.join('x') || !(w.values instanceof Float32Array) || w.values.length !== n) {
+        throw new InvalidInputError(`shape ${w.shape.join('x')} != expected ${e.shape.join('x')}`, { field: e.name });
       }
     }
+    const flat = new Float32Array(this.theta.size);
+    for (const s of this.slots) flat.set(byName.get(s.name)!.values, s.offset);
+    tf.tidy(() => this.theta.assign(tf.tensor1d(flat)));
+    this.table.set(byName.get('embeddings')!.values);
+    this.table.fill(0, 0, this.config.dim);
   }
 
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    for (const v of this.vars.values()) v.dispose();
+    this.theta.dispose();
     this.optimizer?.dispose();
   }
 }

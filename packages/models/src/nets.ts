@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { ModelConfig } from './config.ts';
 import type { PreparedBatch } from './batch.ts';
 import { Rng } from './rng.ts';
-import { dense, embed, layerNorm, mm, pool } from './ops.ts';
+import { dense, layerNorm, mm, weightedSum } from './ops.ts';
 
 export interface ParamSpec {
   name: string;
@@ -17,8 +17,8 @@ export interface ParamSpec {
 
 export interface ForwardInputs {
   prep: PreparedBatch;
-  /** Embedding rows of the batch [U + 1, d]: row 0 is PAD (zeros), row r + 1 is prep.rows[r]. */
-  table: tf.Tensor;
+  /** Token embeddings [B*T, d], row-major by example then position; PAD positions are zero rows. */
+  tokens: tf.Tensor;
   params: ReadonlyMap<string, tf.Tensor>;
   /** Dropout on (with masks from `rng`) or off. */
   training: boolean;
@@ -62,29 +62,27 @@ function output(x: tf.Tensor, inputs: ForwardInputs, prefix = 'out'): tf.Tensor 
   return tf.reshape(dense(x, param(inputs, `${prefix}/kernel`), param(inputs, `${prefix}/bias`)), [B]);
 }
 
-/** Masked mean of the embeddings as one matMul: P [B, U+1] with P[b, r] = count of r in b / length of b. */
-function maskedMeanEmbedding(inputs: ForwardInputs): tf.Tensor {
+/** Masked mean of the token embeddings as one batched matMul with weights 1/length on real tokens, 0 on PAD. */
+function maskedMean(x: tf.Tensor, inputs: ForwardInputs): tf.Tensor {
   const { prep } = inputs;
   const B = prep.batchSize;
   const T = prep.maxLength;
-  const U1 = prep.rows.length + 1;
-  const p = new Float32Array(B * U1);
-  const pT = new Float32Array(U1 * B);
+  const w = new Float32Array(B * T);
   for (let b = 0; b < B; b++) {
-    const w = 1 / prep.lengths[b]!;
-    for (let t = 0; t < T; t++) {
-      const r = prep.local[b * T + t]!;
-      if (r === 0) continue;
-      p[b * U1 + r]! += w;
-      pT[r * B + b]! += w;
-    }
+    const v = 1 / prep.lengths[b]!;
+    for (let t = 0; t < T; t++) if (prep.local[b * T + t] !== 0) w[b * T + t] = v;
   }
-  return pool(tf.tensor2d(p, [B, U1]), tf.tensor2d(pT, [U1, B]), inputs.table);
+  const d = x.shape[x.shape.length - 1]!;
+  return tf.reshape(weightedSum(tf.tensor3d(w, [B, 1, T]), tf.reshape(x, [B, T, d])), [B, d]);
+}
+
+function maskedMeanEmbedding(inputs: ForwardInputs): tf.Tensor {
+  return maskedMean(inputs.tokens, inputs);
 }
 
 /** Token embeddings [B*T, d] (PAD positions are the zero row). */
 function tokenEmbeddings(inputs: ForwardInputs): tf.Tensor {
-  return embed(inputs.table, tf.tensor1d(inputs.prep.local, 'int32'));
+  return inputs.tokens;
 }
 
 /** 1 for real tokens, 0 for PAD, as [B, T] floats. */
@@ -150,127 +148,155 @@ function cnn(c: ModelConfig): Net {
       }
       // ReLU outputs are >= 0 and every example has a valid window, so zeroing the invalid ones keeps the max.
       const masked = tf.mul(tf.reshape(h, [B, T, nW, F]), tf.tensor4d(valid, [B, T, nW, 1]));
-      const feats = tf.reshape(tf.max(masked, 1), [B, nW * F]);
+      // Max over time as a max-pool (its gradient kernel is fast on wasm; max's equal-mask gradient is not).
+      const pooled = tf.maxPool(tf.reshape(masked, [B, T, 1, nW * F]) as tf.Tensor4D, [T, 1], [T, 1], 'valid');
+      const feats = tf.reshape(pooled, [B, nW * F]);
       return output(dropout(feats, c.dropout, inputs), inputs);
     },
   };
 }
 
-/** Per-time-step keep conditions [B, H] (true where the token is real): states are carried unchanged over PAD. */
-function stepMasks(prep: PreparedBatch, H: number): tf.Tensor2D[] {
+/**
+ * Per-step keep masks for the stacked directions [D, B, 1] (1 where the step's token is real, so the state moves;
+ * 0 at PAD, so it is carried unchanged), or undefined when every example is real at that step in every direction.
+ * Direction 0 reads time s, direction 1 time T - 1 - s: the backward direction starts at each sequence's true end.
+ */
+function stepMasks(prep: PreparedBatch, D: number): (Float32Array | undefined)[] {
   const B = prep.batchSize;
   const T = prep.maxLength;
-  const out: tf.Tensor2D[] = [];
-  for (let t = 0; t < T; t++) {
-    const m = new Uint8Array(B * H);
-    for (let b = 0; b < B; b++) if (prep.local[b * T + t] !== 0) m.fill(1, b * H, (b + 1) * H);
-    out.push(tf.tensor2d(m, [B, H], 'bool'));
+  const out: (Float32Array | undefined)[] = [];
+  for (let s = 0; s < T; s++) {
+    const m = new Float32Array(D * B);
+    let all = true;
+    for (let dir = 0; dir < D; dir++) {
+      const t = dir === 0 ? s : T - 1 - s;
+      for (let b = 0; b < B; b++) {
+        const real = prep.local[b * T + t] !== 0;
+        m[dir * B + b] = real ? 1 : 0;
+        if (!real) all = false;
+      }
+    }
+    out.push(all ? undefined : m);
   }
   return out;
 }
 
-type Cell = (xt: tf.Tensor, h: tf.Tensor, c: tf.Tensor, first: boolean) => [tf.Tensor, tf.Tensor];
-
-/** Runs a cell over time (forward or backward), keeping h (and c) unchanged at PAD positions. */
-function scan(
-  gates: tf.Tensor[],
-  masks: tf.Tensor2D[],
-  B: number,
-  H: number,
-  reverse: boolean,
-  cell: Cell,
-): tf.Tensor {
-  let h: tf.Tensor = tf.zeros([B, H]);
-  let c: tf.Tensor = h;
-  const T = gates.length;
-  for (let s = 0; s < T; s++) {
-    const t = reverse ? T - 1 - s : s;
-    const [h2, c2] = cell(gates[t]!, h, c, s === 0);
-    const keep = masks[t]!;
-    h = tf.where(keep, h2, h);
-    c = tf.where(keep, c2, c);
-  }
-  return h;
+/** Exact masked update: m * next + (1 - m) * prev (m is 0 or 1). */
+function keep(next: tf.Tensor, prev: tf.Tensor | undefined, m: Float32Array | undefined, shape: [number, number, number]): tf.Tensor {
+  if (m === undefined) return next;
+  const keepNext = tf.mul(next, tf.tensor3d(m, shape));
+  if (prev === undefined) return keepNext;
+  return tf.add(keepNext, tf.mul(prev, tf.tensor3d(m.map((v) => 1 - v), shape)));
 }
 
-/** Input projections for every step at once: [B*T, d] @ [d, G] + b, split per time step into [B, G]. */
-function inputGates(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor, B: number, T: number): tf.Tensor[] {
-  const g = dense(x, w, b);
-  return tf.unstack(tf.reshape(g, [B, T, g.shape[1]!]), 1);
+/** tanh as 2 sigmoid(2x) - 1 (wasm's tanh is ~4x slower than its sigmoid), gradient 1 - y^2. */
+const tanh = tf.customGrad((x: tf.Tensor, save: tf.GradSaveFunc) => {
+  const y = tf.sub(tf.mul(tf.sigmoid(tf.mul(x, 2)), 2), 1);
+  save([y]);
+  return {
+    value: y,
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.mul(dy, tf.sub(1, tf.square(saved[0]!))),
+  };
+}) as (x: tf.Tensor) => tf.Tensor;
+
+/**
+ * Input projections for all steps, one plain 2-D matMul per direction (wasm's batched matMul is several times
+ * slower), returned per step s as [D, B, G]: direction 0 at time s, direction 1 at time T - 1 - s.
+ */
+function inputGates(tokens: tf.Tensor, w: tf.Tensor, b: tf.Tensor, B: number, T: number, D: number): tf.Tensor[] {
+  const d = tokens.shape[1]!;
+  const G = w.shape[2]!;
+  const x = tf.reshape(tf.transpose(tf.reshape(tokens, [B, T, d]), [1, 0, 2]), [T * B, d]);
+  const ws = tf.unstack(w);
+  const bs = tf.unstack(b);
+  const perDir = ws.map((wd, i) => tf.unstack(tf.reshape(dense(x, wd, bs[i]!), [T, B, G])));
+  const out: tf.Tensor[] = [];
+  for (let s = 0; s < T; s++) out.push(tf.stack(D === 2 ? [perDir[0]![s]!, perDir[1]![T - 1 - s]!] : [perDir[0]![s]!]));
+  return out;
 }
 
-/** PyTorch LSTM (gate order stored here as i, f, o, g; both biases folded into one), init U(-1/sqrt(H), 1/sqrt(H)). */
-function lstmDirection(prefix: string, d: number, H: number): ParamSpec[] {
+/** h [D, B, H] times each direction's recurrent kernel, as D plain matMuls: [D, B, G]. */
+function recurrent(h: tf.Tensor, whs: tf.Tensor[]): tf.Tensor {
+  const hs = tf.unstack(h);
+  return tf.stack(hs.map((hd, i) => mm(hd, whs[i]!)));
+}
+
+/** PyTorch LSTM per direction (gate order stored here as i, f, o, g; both biases folded into one). */
+function lstmParams(D: number, d: number, H: number): ParamSpec[] {
   const bound = 1 / Math.sqrt(H);
   return [
-    uniformParam(`${prefix}/input_kernel`, [d, 4 * H], bound),
-    uniformParam(`${prefix}/recurrent_kernel`, [H, 4 * H], bound),
-    { name: `${prefix}/bias`, shape: [4 * H], init: (rng) => {
-      const a = rng.uniform(new Float32Array(4 * H), bound);
-      const b = rng.uniform(new Float32Array(4 * H), bound);
-      for (let i = 0; i < a.length; i++) a[i]! += b[i]!;
-      return a;
-    } },
+    uniformParam('lstm/input_kernel', [D, d, 4 * H], bound),
+    uniformParam('lstm/recurrent_kernel', [D, H, 4 * H], bound),
+    {
+      name: 'lstm/bias',
+      shape: [D, 1, 4 * H],
+      init: (rng) => {
+        const a = rng.uniform(new Float32Array(D * 4 * H), bound);
+        const b = rng.uniform(new Float32Array(D * 4 * H), bound);
+        for (let i = 0; i < a.length; i++) a[i]! += b[i]!;
+        return a;
+      },
+    },
   ];
 }
 
-function lstmCell(wh: tf.Tensor, B: number, H: number): Cell {
-  return (xt, h, c, first) => {
-    const z = first ? xt : tf.add(xt, mm(h, wh));
-    const s = tf.sigmoid(tf.slice(z, [0, 0], [B, 3 * H]));
-    const g = tf.tanh(tf.slice(z, [0, 3 * H], [B, H]));
-    const [i, f, o] = tf.split(s, 3, 1) as [tf.Tensor, tf.Tensor, tf.Tensor];
-    const c2 = first ? tf.mul(i, g) : tf.add(tf.mul(f, c), tf.mul(i, g));
-    return [tf.mul(o, tf.tanh(c2)), c2];
-  };
-}
-
-/** PyTorch GRU: r, z, n gates; n = tanh(x W_in + b_in + r * (h W_hn + b_hn)); h' = (1 - z) n + z h. */
-function gruDirection(prefix: string, d: number, H: number): ParamSpec[] {
+/** PyTorch GRU per direction: r, z, n; n = tanh(x W_in + b_in + r * (h W_hn + b_hn)); h' = (1 - z) n + z h. */
+function gruParams(D: number, d: number, H: number): ParamSpec[] {
   const bound = 1 / Math.sqrt(H);
   return [
-    uniformParam(`${prefix}/input_kernel`, [d, 3 * H], bound),
-    uniformParam(`${prefix}/input_bias`, [3 * H], bound),
-    uniformParam(`${prefix}/recurrent_kernel`, [H, 3 * H], bound),
-    uniformParam(`${prefix}/recurrent_bias`, [3 * H], bound),
+    uniformParam('gru/input_kernel', [D, d, 3 * H], bound),
+    uniformParam('gru/input_bias', [D, 1, 3 * H], bound),
+    uniformParam('gru/recurrent_kernel', [D, H, 3 * H], bound),
+    uniformParam('gru/recurrent_bias', [D, 1, 3 * H], bound),
   ];
 }
 
-function gruCell(wh: tf.Tensor, bh: tf.Tensor, B: number, H: number): Cell {
-  return (xt, h, c) => {
-    const gh = tf.add(mm(h, wh), bh);
-    const rz = tf.sigmoid(tf.add(tf.slice(xt, [0, 0], [B, 2 * H]), tf.slice(gh, [0, 0], [B, 2 * H])));
-    const [r, z] = tf.split(rz, 2, 1) as [tf.Tensor, tf.Tensor];
-    const n = tf.tanh(tf.add(tf.slice(xt, [0, 2 * H], [B, H]), tf.mul(r, tf.slice(gh, [0, 2 * H], [B, H]))));
-    return [tf.add(n, tf.mul(z, tf.sub(h, n))), c];
-  };
-}
-
+/**
+ * Both directions run as one stacked recurrence over [D, B, *] states (one batched matMul per step for both).
+ * Each direction's final state is its state at the sequence's true last position.
+ */
 function rnn(c: ModelConfig, type: 'lstm' | 'gru'): Net {
   const H = c.hidden;
   const d = c.dim;
-  const dirs = c.bidirectional ? ['fwd', 'bwd'] : ['fwd'];
-  const params: ParamSpec[] = [];
-  for (const dir of dirs) params.push(...(type === 'lstm' ? lstmDirection(dir, d, H) : gruDirection(dir, d, H)));
-  params.push(...linear('out', dirs.length * H, 1));
+  const D = c.bidirectional ? 2 : 1;
+  const params = [...(type === 'lstm' ? lstmParams(D, d, H) : gruParams(D, d, H)), ...linear('out', D * H, 1)];
   return {
     params,
     forward(inputs) {
       const { prep } = inputs;
       const B = prep.batchSize;
       const T = prep.maxLength;
-      const x = tokenEmbeddings(inputs);
-      const masks = stepMasks(prep, H);
-      const finals = dirs.map((dir) => {
-        const wh = param(inputs, `${dir}/recurrent_kernel`);
-        if (type === 'lstm') {
-          const gates = inputGates(x, param(inputs, `${dir}/input_kernel`), param(inputs, `${dir}/bias`), B, T);
-          return scan(gates, masks, B, H, dir === 'bwd', lstmCell(wh, B, H));
+      const masks = stepMasks(prep, D);
+      const shape1: [number, number, number] = [D, B, 1];
+      const whs = tf.unstack(param(inputs, `${type}/recurrent_kernel`));
+      let h: tf.Tensor | undefined;
+      let cell: tf.Tensor | undefined;
+      if (type === 'lstm') {
+        const gates = inputGates(inputs.tokens, param(inputs, 'lstm/input_kernel'), param(inputs, 'lstm/bias'), B, T, D);
+        for (let s = 0; s < T; s++) {
+          const z = h === undefined ? gates[s]! : tf.add(gates[s]!, recurrent(h, whs));
+          const sg = tf.sigmoid(tf.slice(z, [0, 0, 0], [D, B, 3 * H]));
+          const g = tanh(tf.slice(z, [0, 0, 3 * H], [D, B, H]));
+          const [i, f, o] = tf.split(sg, 3, 2) as [tf.Tensor, tf.Tensor, tf.Tensor];
+          const c2 = cell === undefined ? tf.mul(i, g) : tf.add(tf.mul(f, cell), tf.mul(i, g));
+          const h2 = tf.mul(o, tanh(c2));
+          cell = keep(c2, cell, masks[s], shape1);
+          h = keep(h2, h, masks[s], shape1);
         }
-        const gates = inputGates(x, param(inputs, `${dir}/input_kernel`), param(inputs, `${dir}/input_bias`), B, T);
-        return scan(gates, masks, B, H, dir === 'bwd', gruCell(wh, param(inputs, `${dir}/recurrent_bias`), B, H));
-      });
-      const feats = finals.length > 1 ? tf.concat(finals, 1) : finals[0]!;
+      } else {
+        const gates = inputGates(inputs.tokens, param(inputs, 'gru/input_kernel'), param(inputs, 'gru/input_bias'), B, T, D);
+        const bh = param(inputs, 'gru/recurrent_bias');
+        for (let s = 0; s < T; s++) {
+          const xt = gates[s]!;
+          const gh = h === undefined ? bh : tf.add(recurrent(h, whs), bh);
+          const rz = tf.sigmoid(tf.add(tf.slice(xt, [0, 0, 0], [D, B, 2 * H]), tf.slice(gh, [0, 0, 0], [-1, -1, 2 * H])));
+          const [r, zg] = tf.split(rz, 2, 2) as [tf.Tensor, tf.Tensor];
+          const n = tanh(tf.add(tf.slice(xt, [0, 0, 2 * H], [D, B, H]), tf.mul(r, tf.slice(gh, [0, 0, 2 * H], [-1, -1, H]))));
+          const h2 = h === undefined ? tf.sub(n, tf.mul(zg, n)) : tf.add(n, tf.mul(zg, tf.sub(h, n)));
+          h = keep(h2, h, masks[s], shape1);
+        }
+      }
+      const feats = tf.reshape(tf.transpose(h!, [1, 0, 2]), [B, D * H]);
       return output(dropout(feats, c.dropout, inputs), inputs);
     },
   };
@@ -352,11 +378,7 @@ function attention(c: ModelConfig): Net {
         param(inputs, 'norm2/gamma'),
         param(inputs, 'norm2/beta'),
       );
-      const w = new Float32Array(N);
-      for (let b = 0; b < B; b++) {
-        for (let t = 0; t < T; t++) w[b * T + t] = mask[b * T + t]! / prep.lengths[b]!;
-      }
-      const pooled = tf.sum(tf.mul(tf.reshape(x2, [B, T, d]), tf.tensor3d(w, [B, T, 1])), 1);
+      const pooled = maskedMean(x2, inputs);
       return output(dropout(pooled, c.dropout, inputs), inputs);
     },
   };

@@ -1,7 +1,7 @@
 /**
  * tfjs building blocks whose gradients avoid what wasm does slowly or lacks: matMul gradients use explicit
- * transposes (no transposeA/transposeB slow path), the embedding gather's gradient is a scatter-add (ScatterNd,
- * registered on wasm) instead of UnsortedSegmentSum, and the loss has a fused gradient.
+ * transposes (no transposeA/transposeB slow path), masked pooling is one batched matMul with a cheap gradient, and
+ * the loss has a fused gradient.
  */
 import * as tf from '@tensorflow/tfjs';
 
@@ -31,36 +31,20 @@ export function dense(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor): tf.Tensor {
 }
 
 /**
- * Rows of `table` [U, d] picked by `ids` (int32 [N]); gradient: a scatter-add of dy into a [U, d] zero table
- * (duplicates summed).
+ * Weighted sum over time: w [B, 1, T] @ x [B, T, d] -> [B, 1, d]. `w` is constant; since one of its dimensions is
+ * 1, its transpose is a reshape, so the gradient w.r.t. x is a plain batched matMul.
  */
-export const embed = tf.customGrad((table: tf.Tensor, ids: tf.Tensor, save: tf.GradSaveFunc) => {
-  save([ids]);
-  const shape = table.shape as [number, number];
+export const weightedSum = tf.customGrad((w: tf.Tensor, x: tf.Tensor, save: tf.GradSaveFunc) => {
+  save([w]);
   return {
-    value: tf.gather(table, ids),
+    value: tf.matMul(w as tf.Tensor3D, x as tf.Tensor3D),
     gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-      const s = saved[0]!;
-      return [tf.scatterND(tf.reshape(s, [s.shape[0]!, 1]), dy, shape), tf.zeros(s.shape)];
+      const sw = saved[0]!;
+      const [B, , T] = sw.shape as [number, number, number];
+      return [tf.zeros(sw.shape), tf.matMul(tf.reshape(sw, [B, T, 1]) as tf.Tensor3D, dy as tf.Tensor3D)];
     },
   };
-}) as (table: tf.Tensor, ids: tf.Tensor1D) => tf.Tensor;
-
-/**
- * Weighted sum of table rows: p [B, U] @ table [U, d]. `pT` is p transposed (built by the caller on the host), so
- * the table's gradient pT @ dy is a plain matMul. p and pT are constants (their gradients are never used).
- */
-export const pool = tf.customGrad((p: tf.Tensor, pT: tf.Tensor, table: tf.Tensor, save: tf.GradSaveFunc) => {
-  save([pT]);
-  const pShape = p.shape;
-  return {
-    value: tf.matMul(p as tf.Tensor2D, table as tf.Tensor2D),
-    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-      const spT = saved[0]!;
-      return [tf.zeros(pShape), tf.zeros(spT.shape), tf.matMul(spT as tf.Tensor2D, dy as tf.Tensor2D)];
-    },
-  };
-}) as (p: tf.Tensor2D, pT: tf.Tensor2D, table: tf.Tensor) => tf.Tensor;
+}) as (w: tf.Tensor3D, x: tf.Tensor) => tf.Tensor;
 
 /** Mean binary cross-entropy on logits [B] against labels [B] (numerically stable), gradient (sigmoid(z) - y)/B. */
 export function bceWithLogits(z: tf.Tensor, y: tf.Tensor): tf.Tensor {

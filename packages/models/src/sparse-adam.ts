@@ -7,6 +7,7 @@ export class SparseRowAdam {
   private readonly m: Float32Array;
   private readonly v: Float32Array;
   private t = 0;
+  private scratch = new Float32Array(0);
 
   constructor(
     readonly rows: number,
@@ -25,10 +26,24 @@ export class SparseRowAdam {
   }
 
   /**
-   * Updates `table` in place: grad row r + 1 belongs to table row ids[r] (grad row 0 is PAD's and is ignored).
+   * Updates `table` in place from per-position gradients: `tokenGrad` [N, d] is the gradient w.r.t. the batch's
+   * token embeddings, `local[i]` says which of `ids` position i looked up (0 = PAD, r + 1 = ids[r]). Gradients of
+   * positions that looked up the same row are summed (the lookup's backward pass), then each touched row gets one
+   * Adam update.
    */
-  step(table: Float32Array, ids: Int32Array, grad: Float32Array): void {
+  step(table: Float32Array, ids: Int32Array, local: Int32Array, tokenGrad: Float32Array): void {
     const d = this.dim;
+    const U1 = ids.length + 1;
+    if (this.scratch.length < U1 * d) this.scratch = new Float32Array(U1 * d * 2);
+    const grad = this.scratch;
+    grad.fill(0, 0, U1 * d);
+    for (let i = 0; i < local.length; i++) {
+      const r = local[i]!;
+      if (r === 0) continue;
+      const go = r * d;
+      const so = i * d;
+      for (let j = 0; j < d; j++) grad[go + j]! += tokenGrad[so + j]!;
+    }
     this.t++;
     const { beta1: b1, beta2: b2, epsilon: eps } = this;
     const stepSize = (this.learningRate * Math.sqrt(1 - Math.pow(b2, this.t))) / (1 - Math.pow(b1, this.t));
