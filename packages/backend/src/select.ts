@@ -57,7 +57,9 @@ export interface SelectBackendOptions {
   log?: (line: string) => void;
 }
 
-type Attempt = { ok: true; tfBackend: string; device: string; adapter?: WebgpuAdapterInfo } | { ok: false; reason: string };
+type Attempt =
+  | { ok: true; tfBackend: string; device: string; adapter?: WebgpuAdapterInfo }
+  | { ok: false; reason: string };
 
 function reasonOf(e: unknown): string {
   const msg = e instanceof Error ? e.message : String(e);
