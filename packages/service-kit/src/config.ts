@@ -29,7 +29,7 @@ type ValueOf<S> = S extends StringSpec
       ? boolean
       : S extends ListSpec
         ? string[]
-        : S extends EnumSpec<infer E>
+        : S extends { kind: 'enum'; values: readonly (infer E)[] }
           ? E
           : never;
 

@@ -1,0 +1,6 @@
+/** Every CLI command, in the order --help lists them. */
+import type { Command } from '../command.ts';
+import { demoCommand } from './demo.ts';
+import { healthCommand } from './health.ts';
+
+export const COMMANDS: readonly Command[] = [demoCommand, healthCommand];
