@@ -1,8 +1,29 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { makeTable, RecordBatchReader, RecordBatchStreamWriter, tableFromArrays, tableToIPC } from 'apache-arrow';
+import {
+  type FixedSizeList,
+  Float32,
+  Int32,
+  makeData,
+  makeTable,
+  RecordBatch,
+  RecordBatchReader,
+  RecordBatchStreamWriter,
+  Struct,
+  Table,
+  tableFromArrays,
+  tableToIPC,
+} from 'apache-arrow';
 import { isInvalidInput } from '@ch8/errors';
-import { BATCH_FORMAT_VERSION, BATCH_METADATA_KEY, batchSchema, decodeBatch, encodeBatch } from './arrow.ts';
+import {
+  BATCH_FORMAT_VERSION,
+  BATCH_METADATA_KEY,
+  batchSchema,
+  decodeBatch,
+  decodeBatchWithReader,
+  encodeBatch,
+  encodeBatchWithWriter,
+} from './arrow.ts';
 import { collate, type Batch } from './collate.ts';
 
 function plain(b: Batch): unknown {
@@ -41,14 +62,16 @@ describe('Arrow IPC', () => {
       [33, 3, 5],
     ] as const) {
       const b = randomBatch(bs, maxLen, seed);
-      const back = decodeBatch(encodeBatch(b));
-      assert.deepEqual(plain(back), plain(b), `B=${bs}`);
+      const bytes = encodeBatch(b);
+      assert.deepEqual(plain(decodeBatch(bytes)), plain(b), `B=${bs}`);
+      assert.deepEqual(plain(decodeBatchWithReader(bytes)), plain(b), `reader B=${bs}`);
     }
   });
 
   it('round-trips the empty-ish edge cases: B=0, T=0', () => {
     const none = collate([]);
     assert.deepEqual(plain(decodeBatch(encodeBatch(none))), plain(none));
+    assert.deepEqual(plain(decodeBatchWithReader(encodeBatch(none))), plain(none));
     const blank = collate([{ inputIds: [], label: 1, index: 9 }, { inputIds: [], label: 0, index: 8 }]);
     const back = decodeBatch(encodeBatch(blank));
     assert.deepEqual(plain(back), plain(blank));
@@ -123,6 +146,64 @@ describe('Arrow IPC', () => {
     const one = RecordBatchReader.from(encodeBatch(b)).next().value;
     const two = RecordBatchStreamWriter.writeAll([one, one]).toUint8Array(true);
     assert.throws(() => decodeBatch(two), (e: unknown) => isInvalidInput(e) && /exactly one/.test(e.message));
+    assert.throws(() => decodeBatchWithReader(two), (e: unknown) => isInvalidInput(e) && /exactly one/.test(e.message));
+    assert.throws(() => decodeBatchWithReader(other), isInvalidInput);
+    assert.throws(() => decodeBatchWithReader(new Uint8Array([1, 2, 3])), isInvalidInput);
+  });
+
+  it('the template encoder writes exactly the bytes of arrow-js\'s writer', () => {
+    for (const [bs, maxLen, seed] of [
+      [64, 40, 21],
+      [64, 40, 22], // same shape again: served from the template
+      [3, 2, 23],
+      [1, 1, 24],
+    ] as const) {
+      const b = randomBatch(bs, maxLen, seed);
+      assert.deepEqual(encodeBatch(b), encodeBatchWithWriter(b));
+    }
+    const none = collate([]);
+    assert.deepEqual(encodeBatch(none), encodeBatchWithWriter(none));
+  });
+
+  it('decodes the same schema written by arrow-js from a Table (another producer)', () => {
+    const b = randomBatch(9, 6, 31);
+    const schema = batchSchema(b.maxLength);
+    const child = makeData({ type: new Int32(), length: b.inputIds.length, data: b.inputIds });
+    const ids = makeData({ type: schema.fields[0]!.type as FixedSizeList<Int32>, length: b.batchSize, child });
+    const data = makeData({
+      type: new Struct(schema.fields),
+      length: b.batchSize,
+      children: [
+        ids,
+        makeData({ type: new Float32(), length: b.batchSize, data: b.labels }),
+        makeData({ type: new Int32(), length: b.batchSize, data: b.lengths }),
+        makeData({ type: new Int32(), length: b.batchSize, data: b.indices }),
+      ],
+    });
+    const bytes = tableToIPC(new Table(new RecordBatch(schema, data)), 'stream');
+    assert.deepEqual(plain(decodeBatch(bytes)), plain(b));
+  });
+
+  it('rejects truncated bytes and nulls', () => {
+    const bytes = encodeBatch(randomBatch(4, 4, 41));
+    for (const cut of [3, 7, 100, bytes.length - 20]) {
+      assert.throws(() => decodeBatch(bytes.subarray(0, cut)), isInvalidInput, `cut at ${cut}`);
+    }
+    const schema = batchSchema(1);
+    const nullBitmap = Uint8Array.from([0b01]);
+    const data = makeData({
+      type: new Struct(schema.fields),
+      length: 2,
+      children: [
+        makeData({ type: schema.fields[0]!.type as FixedSizeList<Int32>, length: 2, child: makeData({ type: new Int32(), length: 2, data: Int32Array.from([1, 2]) }) }),
+        makeData({ type: new Float32(), length: 2, nullCount: 1, nullBitmap, data: Float32Array.from([1, 0]) }),
+        makeData({ type: new Int32(), length: 2, data: Int32Array.from([1, 1]) }),
+        makeData({ type: new Int32(), length: 2, data: Int32Array.from([0, 1]) }),
+      ],
+    });
+    const withNull = tableToIPC(new Table(new RecordBatch(schema, data)), 'stream');
+    assert.throws(() => decodeBatch(withNull), (e: unknown) => isInvalidInput(e) && /null/.test(e.message));
+    assert.throws(() => decodeBatchWithReader(withNull), (e: unknown) => isInvalidInput(e) && /null/.test(e.message));
   });
 
   it('refuses to encode an inconsistent batch', () => {

@@ -14,12 +14,14 @@ import {
   Float32,
   Int32,
   makeData,
+  Message,
   RecordBatch,
   RecordBatchReader,
   RecordBatchStreamWriter,
+  type Data,
   Schema,
   Struct,
-  type Data,
+  type MessageHeader,
 } from 'apache-arrow';
 import { InvalidInputError } from '@ch8/errors';
 import { checkBatch, type Batch } from './collate.ts';
@@ -67,9 +69,8 @@ export function batchSchema(maxLength: number): Schema {
   return shapeOf(maxLength).schema;
 }
 
-/** Encode a batch as Arrow IPC stream bytes (one record batch). Inconsistent arrays -> InvalidInputError. */
-export function encodeBatch(batch: Batch): Uint8Array {
-  checkBatch(batch);
+/** Encode with arrow-js's writer (the reference path; also builds the templates). */
+function encodeWithWriter(batch: Batch): Uint8Array {
   const { batchSize: b, maxLength: t } = batch;
   const shape = shapeOf(t);
   const child = makeData({ type: INT32, length: b * t, nullCount: 0, data: batch.inputIds });
@@ -81,35 +82,119 @@ export function encodeBatch(batch: Batch): Uint8Array {
   return RecordBatchStreamWriter.writeAll([new RecordBatch(shape.schema, data)]).toUint8Array(true);
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// IPC framing. A stream is a sequence of messages: 0xFFFFFFFF, int32 metadata length, the Message flatbuffer
+// (padded to 8 bytes), then the body; it ends with 0xFFFFFFFF 0x00000000 (or just ends). Metadata is decoded by
+// arrow-js (`Message.decode`); the body buffers are located from the record batch's buffer regions.
+
+interface Framed {
+  message: Message;
+  /** Absolute offset of the body in the bytes. */
+  bodyStart: number;
+  /** Offset of the next message. */
+  next: number;
+}
+
+function readMessageAt(bytes: Uint8Array, view: DataView, pos: number): Framed | null {
+  if (pos + 4 > bytes.length) return null;
+  let len = view.getInt32(pos, true);
+  let metaStart = pos + 4;
+  if (len === -1) {
+    if (pos + 8 > bytes.length) bad('truncated Arrow message');
+    len = view.getInt32(pos + 4, true);
+    metaStart = pos + 8;
+  }
+  if (len === 0) return null; // end-of-stream marker
+  if (len < 0 || metaStart + len > bytes.length) bad('truncated or garbled Arrow message');
+  const message = Message.decode(bytes.subarray(metaStart, metaStart + len));
+  const bodyStart = metaStart + len;
+  const next = bodyStart + Number(message.bodyLength);
+  if (next > bytes.length) bad('truncated Arrow message body');
+  return { message, bodyStart, next };
+}
+
+/** Where the four data buffers of our record batch are (absolute byte offsets), given the body regions. */
+function dataBuffers(batch: MessageRecordBatch, bodyStart: number, b: number, t: number): [number, number, number, number] {
+  const nodes = batch.nodes;
+  const buffers = batch.buffers;
+  if (nodes.length !== 5 || buffers.length !== 9) {
+    bad(`expected 5 field nodes and 9 buffers, got ${nodes.length} and ${buffers.length}`);
+  }
+  if (nodes.some((n) => n.nullCount !== 0)) bad('nulls are not allowed in a batch');
+  const need = [b * t * 4, b * 4, b * 4, b * 4];
+  const at: number[] = [];
+  for (let k = 0; k < 4; k++) {
+    const region = buffers[2 + 2 * k] as { offset: number; length: number };
+    if (region.length < (need[k] as number)) bad(`column ${COLUMNS[k]} is shorter than the batch`, COLUMNS[k]);
+    at.push(bodyStart + region.offset);
+  }
+  return at as [number, number, number, number];
+}
+
+type MessageRecordBatch = ReturnType<Message<MessageHeader.RecordBatch>['header']>;
+
+/**
+ * Encoded bytes depend on the values only through the data buffers (no nulls, no statistics), so for each shape
+ * (B, T) arrow-js writes one template and later batches of that shape are the template with their values copied in.
+ */
+interface Template {
+  bytes: Uint8Array;
+  at: [number, number, number, number];
+}
+
+const templates = new Map<string, Template>();
+
+function templateOf(b: number, t: number): Template {
+  const key = `${b}x${t}`;
+  let tpl = templates.get(key);
+  if (tpl === undefined) {
+    const bytes = encodeWithWriter({
+      inputIds: new Int32Array(b * t),
+      batchSize: b,
+      maxLength: t,
+      labels: new Float32Array(b),
+      lengths: new Int32Array(b),
+      indices: new Int32Array(b),
+    });
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const schemaMsg = readMessageAt(bytes, view, 0) as Framed;
+    const rb = readMessageAt(bytes, view, schemaMsg.next) as Framed;
+    const header = (rb.message as Message<MessageHeader.RecordBatch>).header();
+    tpl = { bytes, at: dataBuffers(header, rb.bodyStart, b, t) };
+    if (templates.size >= 512) templates.clear();
+    templates.set(key, tpl);
+  }
+  return tpl;
+}
+
+function copyInto(out: Uint8Array, at: number, src: Int32Array | Float32Array): void {
+  out.set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength), at);
+}
+
+/** Encode a batch as Arrow IPC stream bytes (one record batch). Inconsistent arrays -> InvalidInputError. */
+export function encodeBatch(batch: Batch): Uint8Array {
+  checkBatch(batch);
+  const tpl = templateOf(batch.batchSize, batch.maxLength);
+  const out = tpl.bytes.slice();
+  copyInto(out, tpl.at[0], batch.inputIds);
+  copyInto(out, tpl.at[1], batch.labels);
+  copyInto(out, tpl.at[2], batch.lengths);
+  copyInto(out, tpl.at[3], batch.indices);
+  return out;
+}
+
+/** Reference encoder through arrow-js's RecordBatchStreamWriter (same bytes as `encodeBatch`, slower). */
+export function encodeBatchWithWriter(batch: Batch): Uint8Array {
+  checkBatch(batch);
+  return encodeWithWriter(batch);
+}
+
 function bad(message: string, field?: string): never {
   throw new InvalidInputError(message, field === undefined ? {} : { field });
 }
 
-/** The typed values of a primitive column, exactly `n` long (Arrow pads buffers to 8 bytes). */
-function values<T extends Int32Array | Float32Array>(data: Data, n: number, name: string): T {
-  if (data.nullCount > 0) bad(`column ${name} has nulls`, name);
-  const v = data.values as T;
-  if (v.length < data.offset + n) bad(`column ${name} is shorter than the batch`, name);
-  return v.subarray(data.offset, data.offset + n) as T;
-}
-
-/**
- * Decode bytes made by `encodeBatch`. `inputIds` is a zero-copy Int32Array view into `bytes` when
- * `bytes.byteOffset` is a multiple of 4 (Arrow copies otherwise); the other columns likewise.
- * Not an Arrow stream, another schema, or not exactly one record batch -> InvalidInputError.
- */
-export function decodeBatch(bytes: Uint8Array): Batch {
-  let batches: RecordBatch[];
-  try {
-    const reader = RecordBatchReader.from(bytes);
-    batches = [];
-    for (const rb of reader) batches.push(rb);
-  } catch (e) {
-    throw new InvalidInputError(`not an Arrow IPC stream: ${(e as Error).message}`, {}, { cause: e });
-  }
-  if (batches.length !== 1) bad(`expected exactly one record batch, got ${batches.length}`);
-  const rb = batches[0] as RecordBatch;
-  const fields = rb.schema.fields;
+function checkSchema(schema: Schema): number {
+  const fields = schema.fields;
   const names = fields.map((f) => f.name);
   if (names.length !== COLUMNS.length || COLUMNS.some((c, i) => names[i] !== c)) {
     bad(`expected columns ${COLUMNS.join(', ')}, got ${names.join(', ')}`);
@@ -122,26 +207,87 @@ export function decodeBatch(bytes: Uint8Array): Batch {
   if (String(labelF.type) !== 'Float32') bad(`label must be Float32, got ${String(labelF.type)}`, 'label');
   if (String(lengthF.type) !== 'Int32') bad(`length must be Int32, got ${String(lengthF.type)}`, 'length');
   if (String(indexF.type) !== 'Int32') bad(`index must be Int32, got ${String(indexF.type)}`, 'index');
+  return listType.listSize;
+}
 
-  const b = rb.numRows;
-  const t = listType.listSize;
-  const [idsD, labelD, lengthD, indexD] = rb.data.children as [Data, Data, Data, Data];
-  if (idsD.nullCount > 0) bad('column input_ids has nulls', 'input_ids');
-  const child = idsD.children[0] as Data;
-  let inputIds: Int32Array = new Int32Array(0);
-  if (b * t > 0) {
-    const all = child.values as Int32Array;
-    const start = child.offset + idsD.offset * t;
-    if (child.nullCount > 0) bad('column input_ids has null ids', 'input_ids');
-    if (all.length < start + b * t) bad('column input_ids is shorter than the batch', 'input_ids');
-    inputIds = all.subarray(start, start + b * t);
+/** A typed view of `n` values at absolute offset `at` of `bytes`; a copy when `at` is not aligned. */
+function viewAt<T extends Int32Array | Float32Array>(
+  Kind: { new (buffer: ArrayBufferLike, byteOffset: number, length: number): T; BYTES_PER_ELEMENT: number },
+  bytes: Uint8Array,
+  at: number,
+  n: number,
+): T {
+  const offset = bytes.byteOffset + at;
+  if (offset % Kind.BYTES_PER_ELEMENT === 0) return new Kind(bytes.buffer, offset, n);
+  const copy = bytes.slice(at, at + n * Kind.BYTES_PER_ELEMENT);
+  return new Kind(copy.buffer, 0, n);
+}
+
+/**
+ * Decode bytes made by `encodeBatch` (or any Arrow writer using the same schema, uncompressed). `inputIds` is a
+ * zero-copy Int32Array view into `bytes` when `bytes.byteOffset` is a multiple of 4 (copied otherwise); the other
+ * columns likewise. Not an Arrow stream, another schema, nulls, compression, or not exactly one record batch ->
+ * InvalidInputError.
+ */
+export function decodeBatch(bytes: Uint8Array): Batch {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let schemaMsg: Framed | null;
+  let rb: Framed | null;
+  let after: Framed | null;
+  try {
+    schemaMsg = readMessageAt(bytes, view, 0);
+    if (schemaMsg === null || !schemaMsg.message.isSchema()) bad('not an Arrow IPC stream: no schema message first');
+    rb = readMessageAt(bytes, view, schemaMsg.next);
+    after = rb === null ? null : readMessageAt(bytes, view, rb.next);
+  } catch (e) {
+    if (e instanceof InvalidInputError) throw e;
+    throw new InvalidInputError(`not an Arrow IPC stream: ${(e as Error).message}`, {}, { cause: e });
   }
+  const t = checkSchema((schemaMsg.message as Message<MessageHeader.Schema>).header());
+  if (rb === null || after !== null) {
+    bad(`expected exactly one record batch, got ${rb === null ? 0 : 'more than one message after the schema'}`);
+  }
+  if (!rb.message.isRecordBatch()) bad('expected exactly one record batch, got another message (dictionary?)');
+  const header = rb.message.header();
+  if (header.compression !== null && header.compression !== undefined) bad('compressed batches are not supported');
+  const b = header.length;
+  const at = dataBuffers(header, rb.bodyStart, b, t);
   return {
-    inputIds,
+    inputIds: viewAt(Int32Array, bytes, at[0], b * t),
     batchSize: b,
     maxLength: t,
-    labels: values<Float32Array>(labelD, b, 'label'),
-    lengths: values<Int32Array>(lengthD, b, 'length'),
-    indices: values<Int32Array>(indexD, b, 'index'),
+    labels: viewAt(Float32Array, bytes, at[1], b),
+    lengths: viewAt(Int32Array, bytes, at[2], b),
+    indices: viewAt(Int32Array, bytes, at[3], b),
+  };
+}
+
+/**
+ * Reference decoder through arrow-js's RecordBatchReader (same result as `decodeBatch`, slower; views into the
+ * bytes likewise when aligned).
+ */
+export function decodeBatchWithReader(bytes: Uint8Array): Batch {
+  let batches: RecordBatch[];
+  try {
+    batches = [...RecordBatchReader.from(bytes)];
+  } catch (e) {
+    throw new InvalidInputError(`not an Arrow IPC stream: ${(e as Error).message}`, {}, { cause: e });
+  }
+  if (batches.length !== 1) bad(`expected exactly one record batch, got ${batches.length}`);
+  const rb = batches[0] as RecordBatch;
+  const t = checkSchema(rb.schema);
+  const b = rb.numRows;
+  const [idsD, labelD, lengthD, indexD] = rb.data.children as [Data, Data, Data, Data];
+  const child = idsD.children[0] as Data;
+  for (const d of [idsD, child, labelD, lengthD, indexD]) if (d.nullCount > 0) bad('nulls are not allowed in a batch');
+  const column = <T extends Int32Array | Float32Array>(d: Data, start: number, n: number): T =>
+    (n === 0 ? new (d.values.constructor as new (n: number) => T)(0) : (d.values as T).subarray(start, start + n)) as T;
+  return {
+    inputIds: column<Int32Array>(child, child.offset + idsD.offset * t, b * t),
+    batchSize: b,
+    maxLength: t,
+    labels: column<Float32Array>(labelD, labelD.offset, b),
+    lengths: column<Int32Array>(lengthD, lengthD.offset, b),
+    indices: column<Int32Array>(indexD, indexD.offset, b),
   };
 }
