@@ -152,7 +152,9 @@ export class ChunkReader {
     const { bytesRead } = await fh.read(magic, 0, 2, 0);
     const gzip = isGzipMagic(magic.subarray(0, bytesRead));
     const src = gzip ? new GzipSource(path, fh) : new PlainSource(fh);
-    return new ChunkReader(path, src, size, gzip, chunkBytes);
+    // A small plain file needs no 16 MiB window.
+    const chunk = gzip ? chunkBytes : Math.min(chunkBytes, Math.max(size, 4096));
+    return new ChunkReader(path, src, size, gzip, chunk);
   }
 
   /** Bytes of the file read so far (compressed bytes for gzip). */
