@@ -15,9 +15,10 @@ import { decodeBatch, decodeBatchWithReader, encodeBatch, encodeBatchWithWriter 
 import { collate, type Batch } from '@ch8/batching/collate';
 import { batchPlan, paddingStats, type Bucketing } from '@ch8/batching/plan';
 import { collectWords, prepareSplit } from '@ch8/datasets/prepare';
+import { loadSentimentFixtures } from '@ch8/datasets/sentiment-fixtures';
 import { readSst2Tsv } from '@ch8/datasets/sst2';
 import { defaultVectorsPath, pruneVectors } from '@ch8/embeddings/prune';
-import { chapterTokenize } from '@ch8/tokenizer';
+import { chapterTokenize, rawTokenize } from '@ch8/tokenizer';
 
 const SEED = 1234;
 const BATCH = 64;
@@ -36,6 +37,10 @@ let t0 = performance.now();
 const [trainRows0, devRows0] = await Promise.all([readSst2Tsv(trainPath), readSst2Tsv(devPath)]);
 const words = collectWords(devRows0, chapterTokenize, collectWords(trainRows0, chapterTokenize));
 const collectMs = ms(t0);
+const sstWords = words.size;
+// The offline default data set (raw text) shares the pruned table: add its words.
+const fixtures = await loadSentimentFixtures({ seed: 0 });
+for (const split of [fixtures.train, fixtures.dev, fixtures.test]) collectWords(split, rawTokenize, words);
 t0 = performance.now();
 const table = await pruneVectors({ source: defaultVectorsPath(), words });
 const pruneMs = ms(t0);
@@ -215,6 +220,16 @@ const arrow = throughput(arrowRuns);
 const json = throughput(jsonRuns);
 const arrowJs = throughput(arrowJsRuns);
 
+// --- npm sentiment fixtures (raw text, rawTokenize) ---------------------------------------------------------------
+t0 = performance.now();
+const fixturePrepared = Object.fromEntries(
+  (['train', 'dev', 'test'] as const).map((name) => {
+    const { stats } = prepareSplit(fixtures[name], { tokenize: rawTokenize, idOf });
+    return [name, { rows: stats.rows, kept: stats.kept, dropped: stats.droppedEmpty, oov_rate: round(stats.oovRate), mean_length: round(stats.length.mean, 2) }];
+  }),
+);
+const fixtureMs = ms(t0);
+
 // --- Report ------------------------------------------------------------------------------------------------------------
 const reference = { train: { rows: 67349, kept: 66949, dropped: 400 }, dev: { rows: 872, kept: 872, dropped: 0 } };
 const counts = {
@@ -232,7 +247,8 @@ console.log(
       data: dir,
       vocabulary: {
         source: table.source,
-        words_requested: words.size,
+        words_requested_sst2: sstWords,
+        words_requested_with_fixtures: words.size,
         found: table.stats.found,
         size_with_pad: vocab.size,
         collect_words_ms: collectMs,
@@ -252,6 +268,7 @@ console.log(
       counts_match_reference: JSON.stringify(counts) === JSON.stringify(reference) &&
         naiveCounts.kept === reference.train.kept,
       stats: { train: train.stats, dev: dev.stats },
+      sentiment_fixtures_raw_tokenizer: { split_info: fixtures.info, prepare_ms: fixtureMs, ...fixturePrepared },
       padding_epoch_batch64: {
         ...padding,
         target_bucketed_max: 0.05,
