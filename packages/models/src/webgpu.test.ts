@@ -1,0 +1,154 @@
+/**
+ * The zoo on tfjs's WebGPU backend (problem 77) against the cpu backend, at tiny sizes with the CPU handoff
+ * threshold at 0 so that every op runs as a shader. Skipped, with the reason, where no WebGPU adapter exists
+ * (install a software one with packages/webgpu/scripts/install-software-gpu.sh).
+ *
+ * Training is driven through the public `logits()` and `tf.variableGrads` (every read is `await data()`:
+ * `dataSync()` does not work on webgpu in Node), with Adam on the model's trainable variables.
+ */
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import { initWebgpu, checkGpuErrors } from '@ch8/webgpu/setup';
+import { createModel, type Batch, type SentimentModel } from './model.ts';
+import { MODEL_KINDS, type ModelConfigInput, type ModelKind } from './config.ts';
+
+const adapter = await initWebgpu({ allowSoftware: true, cpuHandoffThreshold: 0 });
+const SKIP = 'no WebGPU adapter on this machine (install one: packages/webgpu/scripts/install-software-gpu.sh)';
+
+const V = 12;
+const LR = 0.01;
+const D = 8;
+
+function config(kind: ModelKind): ModelConfigInput {
+  return { kind, vocabSize: V, dim: D, hidden: 4, filters: 3, widths: [2, 3], heads: 2, seed: 3 };
+}
+
+function embeddings(): Float32Array {
+  const e = new Float32Array(V * D);
+  let s = 12345;
+  for (let i = D; i < e.length; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    e[i] = (s / 2 ** 32 - 0.5) * 2;
+  }
+  return e;
+}
+
+/** Three examples of lengths 5, 3, 1, collated (longest first, PAD 0), with `extra` more PAD columns. */
+function batch(extra = 0): Batch {
+  const rows = [
+    [3, 4, 5, 6, 7],
+    [1, 2, 9],
+    [11],
+  ];
+  const T = 5 + extra;
+  const ids = new Int32Array(rows.length * T);
+  rows.forEach((r, b) => ids.set(r, b * T));
+  return { inputIds: ids, batchSize: rows.length, maxLength: T, labels: new Float32Array([1, 0, 1]) };
+}
+
+function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>, floor: number): number {
+  assert.equal(a.length, b.length);
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    worst = Math.max(worst, Math.abs(x - y) / Math.max(Math.abs(x), Math.abs(y), floor));
+  }
+  return worst;
+}
+
+interface Trace {
+  losses: number[];
+  /** Gradients of the first step, flattened over the variables. */
+  grads: number[];
+  /** Largest |gradient| per element over all steps. */
+  gradPeak: number[];
+  weights: number[];
+}
+
+/** `steps` Adam steps on the model's trainable variables (dropout on), reading everything with `await data()`. */
+async function train(backend: string, kind: ModelKind, steps: number): Promise<Trace> {
+  await tf.setBackend(backend);
+  const model: SentimentModel = createModel(config(kind), { embeddings: embeddings() });
+  const b = batch();
+  const labels = tf.tensor1d(b.labels!);
+  const optimizer = tf.train.adam(LR);
+  const losses: number[] = [];
+  let grads: number[] = [];
+  let gradPeak: number[] = [];
+  let names: string[] = [];
+  try {
+    for (let i = 0; i < steps; i++) {
+      const { value, grads: g } = tf.variableGrads(() => tf.losses.sigmoidCrossEntropy(labels, model.logits(b, true)) as tf.Scalar);
+      names = Object.keys(g);
+      assert.ok(names.length > 0, 'the model has trainable variables');
+      losses.push((await value.data())[0]!);
+      let flat: number[] = [];
+      for (const n of names) flat = flat.concat(Array.from(await g[n]!.data()));
+      if (i === 0) grads = flat;
+      gradPeak = flat.map((v, j) => Math.max(Math.abs(v), gradPeak[j] ?? 0));
+      optimizer.applyGradients(names.map((n) => ({ name: n, tensor: g[n]! })));
+      value.dispose();
+      tf.dispose(Object.values(g));
+    }
+    let weights: number[] = [];
+    for (const n of names) weights = weights.concat(Array.from(await tf.engine().registeredVariables[n]!.data()));
+    if (backend === 'webgpu') await checkGpuErrors();
+    return { losses, grads, gradPeak, weights };
+  } finally {
+    optimizer.dispose();
+    labels.dispose();
+    model.dispose();
+  }
+}
+
+for (const kind of MODEL_KINDS) {
+  test(`${kind}: training steps on webgpu match the cpu backend`, async (t) => {
+    if (adapter === null) return t.skip(SKIP);
+    const steps = 3;
+    const cpu = await train('cpu', kind, steps);
+    const gpu = await train('webgpu', kind, steps);
+    assert.equal(gpu.losses.length, steps);
+    const dl = maxRelDiff(gpu.losses, cpu.losses, 1e-3);
+    assert.ok(dl < 1e-5, `losses ${gpu.losses} vs ${cpu.losses}: ${dl}`);
+    // Gradients near zero carry only rounding noise: compare them on the scale of the largest one.
+    const gmax = Math.max(...cpu.grads.map(Math.abs));
+    const dg = maxRelDiff(gpu.grads, cpu.grads, gmax);
+    assert.ok(dg < 1e-5, `gradients differ by ${dg} of the largest`);
+    // A parameter whose gradient is analytically zero (attention's key bias: softmax ignores a shift) gets only
+    // rounding noise, which Adam normalises into steps of up to lr on either backend. Those are held to that
+    // bound; every other weight must match.
+    const noise = cpu.gradPeak.map((g, j) => Math.max(g, gpu.gradPeak[j]!) < 1e-7 * gmax);
+    const keep = (w: number[]) => w.filter((_, j) => !noise[j]);
+    const dw = maxRelDiff(keep(gpu.weights), keep(cpu.weights), 1e-2);
+    assert.ok(dw < 1e-5, `weights after ${steps} steps differ by ${dw}`);
+    noise.forEach((isNoise, j) => {
+      if (isNoise) assert.ok(Math.abs(gpu.weights[j]! - cpu.weights[j]!) <= 2 * steps * LR, `noise-gradient weight ${j}`);
+    });
+    assert.ok(keep(cpu.weights).length >= cpu.weights.length / 4, 'most weights are compared strictly');
+    assert.notDeepEqual(cpu.losses[0], cpu.losses[steps - 1], 'training moved the loss');
+  });
+
+  test(`${kind}: PAD columns do not change the logits on webgpu`, async (t) => {
+    if (adapter === null) return t.skip(SKIP);
+    await tf.setBackend('webgpu');
+    const model = createModel(config(kind), { embeddings: embeddings() });
+    try {
+      const read = async (b: Batch) => {
+        const z = model.logits(b, false);
+        const v = Array.from(await z.data());
+        z.dispose();
+        return v;
+      };
+      const tight = await read(batch());
+      const padded = await read(batch(3));
+      const alone = await read({ inputIds: new Int32Array([1, 2, 9]), batchSize: 1, maxLength: 3 });
+      await checkGpuErrors();
+      assert.ok(maxRelDiff(padded, tight, 1e-3) < 1e-5, `padded ${padded} vs ${tight}`);
+      assert.ok(maxRelDiff(alone, [tight[1]!], 1e-3) < 1e-5, `alone ${alone} vs in batch ${tight[1]}`);
+    } finally {
+      model.dispose();
+    }
+  });
+}
