@@ -481,3 +481,50 @@ describe('memory', () => {
     assert.equal(tf.memory().numTensors, tensors);
   });
 });
+
+describe('slicing and max-pool gradient', () => {
+  test('slice, split, unstack agree with cpu (inner, outer, full and empty ranges; int and bool)', async () => {
+    await agree(
+      'slicing',
+      () => {
+        const a = rnd([4, 5, 6], 60);
+        const f = (t: tf.Tensor) => tf.cast(t, 'float32');
+        return [
+          tf.slice(a, [1, 2, 3], [2, 2, 2]),
+          tf.slice(a, [0, 0, 2], [-1, -1, 3]),
+          tf.slice(a, [2, 0, 0], [2, 5, 6]),
+          tf.slice(a, [0, 1, 0], [4, 3, 6]),
+          tf.slice(a, [0, 0, 0], [4, 0, 6]),
+          tf.slice(rnd([3, 4, 5, 6, 2], 61), [1, 0, 2, 1, 1], [2, 4, 2, 5, 1]),
+          f(tf.slice(tf.range(0, 20, 1, 'int32').reshape([4, 5]), [1, 1], [2, 3])),
+          f(tf.slice(tf.greater(a, 0), [1, 1, 1], [2, 2, 2])),
+          ...tf.split(a, [1, 3, 2], 2),
+          ...tf.split(a, 2, 0),
+          ...tf.unstack(a, 1),
+          ...tf.unstack(a, 2),
+          tf.grad((t: tf.Tensor) => tf.sum(tf.square(tf.concat([t, tf.mul(t, 2)], 2))))(a),
+        ];
+      },
+      0,
+    );
+  });
+
+  test('max-pool gradient routes dy to the first maximum, like cpu (ties included)', async () => {
+    await agree(
+      'maxPool grad',
+      () => {
+        const x = rnd([2, 6, 5, 3], 62);
+        const ties = tf.relu(tf.sub(rnd([2, 8, 1, 4], 63), 1)); // many zeros: ties
+        const g = (t: tf.Tensor, size: [number, number], stride: [number, number], pad: 'valid' | 'same') =>
+          tf.grad((u: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(u as tf.Tensor4D, size, stride, pad), 1.5)))(t);
+        return [
+          g(x, [2, 2], [2, 2], 'valid'),
+          g(x, [3, 3], [1, 2], 'same'),
+          g(ties, [8, 1], [8, 1], 'valid'),
+          g(ties, [3, 1], [2, 1], 'same'),
+        ];
+      },
+      0,
+    );
+  });
+});

@@ -23,6 +23,10 @@ import {
   INT_SLOW_BROADCAST_KERNELS,
   type KernelArgs,
   materializedBroadcast,
+  maxPoolGrad,
+  slice,
+  splitV,
+  unpack,
   SLOW_BROADCAST_KERNELS,
   stockKernel,
   tile,
@@ -137,6 +141,38 @@ export function registerTrainingKernels(): TrainingKernel[] {
     gatherV2(stockOf(tf.GatherV2)),
     'override',
     'stock gather is ~20x slower than row copies (every embedding lookup)',
+    out,
+  );
+  put(
+    tf.Slice,
+    'wasm',
+    slice(stockOf(tf.Slice)),
+    'override',
+    'stock Slice copies the whole input out of the heap on every call',
+    out,
+  );
+  put(
+    tf.SplitV,
+    'wasm',
+    splitV(stockOf(tf.SplitV)),
+    'override',
+    'one whole-input copy per output with the stock Slice (concat gradients, gate splits)',
+    out,
+  );
+  put(
+    tf.Unpack,
+    'wasm',
+    unpack(stockOf(tf.Unpack)),
+    'override',
+    'one whole-input copy per output with the stock Slice (unstack over time in RNNs)',
+    out,
+  );
+  put(
+    tf.MaxPoolGrad,
+    'wasm',
+    maxPoolGrad(),
+    'override',
+    'stock MaxPoolGrad is ~40x slower than a channel-inner scan (max over time in the CNN)',
     out,
   );
   put(tf.Tile, 'wasm', tile(stockOf(tf.Tile)), 'override', 'stock tile runs per element (tf.broadcastTo, masks)', out);

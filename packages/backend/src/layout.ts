@@ -60,6 +60,96 @@ export function broadcastInto(src: Flat, inShape: readonly number[], outShape: r
   if (sizeOf(outShape) > 0) rec(0, 0, 0);
 }
 
+/** dst = src[begin : begin + size] (per dimension); copies the contiguous innermost runs with `set`. */
+export function sliceInto(
+  src: Flat,
+  shape: readonly number[],
+  begin: readonly number[],
+  size: readonly number[],
+  dst: Flat,
+): void {
+  const rank = shape.length;
+  if (sizeOf(size) === 0) return;
+  let split = rank;
+  while (split > 0 && begin[split - 1] === 0 && size[split - 1] === shape[split - 1]) split--;
+  if (split === 0) {
+    dst.set(src.subarray(0, dst.length));
+    return;
+  }
+  const str = stridesOf(shape);
+  const last = split - 1;
+  const run = (size[last] as number) * (str[last] as number);
+  const start = (begin[last] as number) * (str[last] as number);
+  let w = 0;
+  const rec = (d: number, so: number): void => {
+    if (d === last) {
+      dst.set(src.subarray(so + start, so + start + run), w);
+      w += run;
+      return;
+    }
+    const b = begin[d] as number;
+    const s = str[d] as number;
+    for (let i = 0; i < (size[d] as number); i++) rec(d + 1, so + (b + i) * s);
+  };
+  rec(0, 0);
+}
+
+/** Geometry of a 2-D pooling in NHWC (dilation 1), as tfjs's computePool2DInfo gives it. */
+export interface PoolGeometry {
+  batchSize: number;
+  inHeight: number;
+  inWidth: number;
+  channels: number;
+  outHeight: number;
+  outWidth: number;
+  filterHeight: number;
+  filterWidth: number;
+  strideHeight: number;
+  strideWidth: number;
+  padTop: number;
+  padLeft: number;
+}
+
+/**
+ * Gradient of max pooling: each dy goes to the first maximum of its window (row-major scan, strict `>`, as
+ * tfjs's cpu kernel does). Channels are the inner loop, so the scan reads x contiguously.
+ */
+export function maxPoolGradInto(x: Float32Array, dy: Float32Array, g: PoolGeometry, dx: Float32Array): void {
+  dx.fill(0);
+  const C = g.channels;
+  const best = new Float32Array(C);
+  const pos = new Int32Array(C);
+  let o = 0;
+  for (let b = 0; b < g.batchSize; b++) {
+    for (let oh = 0; oh < g.outHeight; oh++) {
+      for (let ow = 0; ow < g.outWidth; ow++, o += C) {
+        best.fill(-Infinity);
+        pos.fill(-1);
+        for (let wr = 0; wr < g.filterHeight; wr++) {
+          const xr = oh * g.strideHeight - g.padTop + wr;
+          if (xr < 0 || xr >= g.inHeight) continue;
+          for (let wc = 0; wc < g.filterWidth; wc++) {
+            const xc = ow * g.strideWidth - g.padLeft + wc;
+            if (xc < 0 || xc >= g.inWidth) continue;
+            const base = ((b * g.inHeight + xr) * g.inWidth + xc) * C;
+            for (let c = 0; c < C; c++) {
+              const v = x[base + c] as number;
+              if (v > (best[c] as number)) {
+                best[c] = v;
+                pos[c] = base + c;
+              }
+            }
+          }
+        }
+        for (let c = 0; c < C; c++) {
+          const p = pos[c] as number;
+          if (p >= 0) dx[p] = (dx[p] as number) + (dy[o + c] as number);
+        }
+      }
+    }
+  }
+}
+
 /** dst = tile(src, reps): dst shape is inShape[d] * reps[d]. */
 export function tileInto(src: Flat, inShape: readonly number[], reps: readonly number[], dst: Flat): void {
   const rank = inShape.length;

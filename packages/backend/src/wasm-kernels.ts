@@ -14,7 +14,9 @@ import {
   type Flat,
   gatherInto,
   im2col,
+  maxPoolGradInto,
   segmentSumInto,
+  sliceInto,
   sizeOf,
   tileInto,
 } from './layout.ts';
@@ -125,6 +127,112 @@ export function tile(stock: AnyKernelFunc): AnyKernelFunc {
     );
     tileInto(view(backend, x), x.shape, reps, view(backend, out));
     return out;
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Slicing. The stock wasm Slice first copies the WHOLE input out of the heap (readSync) on every call, so
+// SplitV and Unpack (which slice once per output) cost O(outputs x input): an RNN's unstack over time, the
+// gradient of a concat. These read heap views instead.
+
+function sliceView(backend: BackendWasm, x: TensorInfo, begin: number[], size: number[]): TensorInfo {
+  const out = backend.makeOutput(size, x.dtype);
+  sliceInto(view(backend, x), x.shape, begin, size, view(backend, out));
+  return out;
+}
+
+export function slice(stock: AnyKernelFunc): AnyKernelFunc {
+  return (args) => {
+    const { inputs, backend, attrs } = args as WasmArgs;
+    const x = input(inputs, 'x', 'Slice');
+    if (x.dtype === 'string') return stock(args);
+    const [begin, size] = tf.slice_util.parseSliceParams(
+      x as tf.Tensor,
+      attrs?.['begin'] as number[],
+      attrs?.['size'] as number[],
+    );
+    return sliceView(backend, x, begin as number[], size as number[]);
+  };
+}
+
+export function splitV(stock: AnyKernelFunc): AnyKernelFunc {
+  return (args) => {
+    const { inputs, backend, attrs } = args as WasmArgs;
+    const x = input(inputs, 'x', 'SplitV');
+    if (x.dtype === 'string') return stock(args);
+    const axis = tf.util.parseAxisParam(attrs?.['axis'] as number, x.shape)[0] as number;
+    const sizes = tf.backend_util.prepareSplitSize(
+      x as tf.Tensor,
+      attrs?.['numOrSizeSplits'] as number[] | number,
+      axis,
+    );
+    const begin = new Array<number>(x.shape.length).fill(0);
+    return sizes.map((s) => {
+      const size = [...x.shape];
+      size[axis] = s;
+      const out = sliceView(backend, x, [...begin], size);
+      begin[axis] = (begin[axis] as number) + s;
+      return out;
+    });
+  };
+}
+
+export function unpack(stock: AnyKernelFunc): AnyKernelFunc {
+  return (args) => {
+    const { inputs, backend, attrs } = args as WasmArgs;
+    const value = input(inputs, 'value', 'Unpack');
+    if (value.dtype === 'string') return stock(args);
+    const rank = value.shape.length;
+    let axis = Number(attrs?.['axis'] ?? 0);
+    if (axis < 0) axis += rank;
+    const outShape = value.shape.filter((_, i) => i !== axis);
+    const size = [...value.shape];
+    size[axis] = 1;
+    const begin = new Array<number>(rank).fill(0);
+    const outs: TensorInfo[] = [];
+    for (let i = 0; i < (value.shape[axis] as number); i++) {
+      begin[axis] = i;
+      const out = sliceView(backend, value, begin, size);
+      outs.push({ ...out, shape: outShape });
+    }
+    return outs;
+  };
+}
+
+export function maxPoolGrad(): AnyKernelFunc {
+  return (args) => {
+    const { inputs, backend, attrs } = args as WasmArgs;
+    const dy = input(inputs, 'dy', 'MaxPoolGrad');
+    const x = input(inputs, 'input', 'MaxPoolGrad');
+    const info = tf.backend_util.computePool2DInfo(
+      x.shape as [number, number, number, number],
+      attrs?.['filterSize'] as [number, number] | number,
+      attrs?.['strides'] as [number, number] | number,
+      1,
+      attrs?.['pad'] as 'valid' | 'same' | number,
+      attrs?.['dimRoundingMode'] as 'floor' | 'round' | 'ceil' | undefined,
+    );
+    const dx = backend.makeOutput(x.shape, 'float32');
+    maxPoolGradInto(
+      f32(backend, x),
+      f32(backend, dy),
+      {
+        batchSize: info.batchSize,
+        inHeight: info.inHeight,
+        inWidth: info.inWidth,
+        channels: info.inChannels,
+        outHeight: info.outHeight,
+        outWidth: info.outWidth,
+        filterHeight: info.effectiveFilterHeight,
+        filterWidth: info.effectiveFilterWidth,
+        strideHeight: info.strideHeight,
+        strideWidth: info.strideWidth,
+        padTop: info.padInfo.top,
+        padLeft: info.padInfo.left,
+      },
+      f32(backend, dx),
+    );
+    return dx;
   };
 }
 
