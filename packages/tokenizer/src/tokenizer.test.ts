@@ -56,6 +56,7 @@ describe('rawTokenize', () => {
     ['', ''],
     ['   \t ', ''],
     ["'hello'", "` hello '"],
+    ['The No. 1 film? No.', 'the no. 1 film ? no .'],
   ];
   for (const [text, expected] of golden) {
     it(JSON.stringify(text), () => assert.equal(rawTokenize(text).join(' '), expected));

@@ -103,7 +103,7 @@ function normalize(text: string): string {
   return s;
 }
 
-function splitWord(word: string, out: string[]): void {
+function splitWord(word: string, out: string[], next: string | undefined): void {
   if (word === '``' || word === "''") {
     out.push(word);
     return;
@@ -134,7 +134,7 @@ function splitWord(word: string, out: string[]): void {
     } else if (w.length > 1 && w.endsWith("'") && !KEPT_TRAILING_APOSTROPHE.has(w)) {
       tail.push("'");
       w = w.slice(0, -1);
-    } else if (w.length > 1 && w.endsWith('.') && w !== '...' && !isAbbreviation(w)) {
+    } else if (w.length > 1 && w.endsWith('.') && w !== '...' && !isAbbreviation(w, next)) {
       tail.push('.');
       w = w.slice(0, -1);
     } else {
@@ -158,8 +158,10 @@ function splitWord(word: string, out: string[]): void {
   for (let i = tail.length - 1; i >= 0; i--) out.push(tail[i] as string);
 }
 
-function isAbbreviation(w: string): boolean {
+function isAbbreviation(w: string, next: string | undefined): boolean {
   const stem = w.slice(0, -1);
+  // "no. 1" (number), but "the answer is no."
+  if (stem === 'no') return next !== undefined && /^\d/.test(next);
   // Initials and dotted acronyms: "j.", "e.t.", "u.s.", "j.r.r.".
   if (/^(?:[a-z]\.)*[a-z]$/.test(stem)) return true;
   return ABBREVIATIONS.has(stem);
@@ -176,8 +178,10 @@ function isAbbreviation(w: string): boolean {
  */
 export function rawTokenize(text: string): string[] {
   const out: string[] = [];
-  for (const word of normalize(text).split(WHITESPACE)) {
-    if (word !== '') splitWord(word, out);
+  const words = normalize(text).split(WHITESPACE);
+  for (let i = 0; i < words.length; i++) {
+    const word = words[i] as string;
+    if (word !== '') splitWord(word, out, words[i + 1]);
   }
   return out;
 }
