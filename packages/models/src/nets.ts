@@ -6,8 +6,8 @@
 import * as tf from '@tensorflow/tfjs';
 import type { ModelConfig } from './config.ts';
 import type { PreparedBatch } from './batch.ts';
-import { Rng } from './rng.ts';
-import { dense, layerNorm, mm, weightedSum } from './ops.ts';
+import type { Rng } from './rng.ts';
+import { dense, layerNorm, matmul, stockOps, weightedSum, type CustomFn } from './ops.ts';
 
 export interface ParamSpec {
   name: string;
@@ -134,7 +134,7 @@ function cnn(c: ModelConfig): Net {
       const windows = tf.reshape(maxW > 1 ? tf.concat(shifted, 2) : x, [B * T, maxW * d]);
       const outs = widths.map((k) => {
         const xk = k === maxW ? windows : tf.slice(windows, [0, 0], [B * T, k * d]);
-        return mm(xk, param(inputs, `conv${k}/kernel`));
+        return matmul(xk, param(inputs, `conv${k}/kernel`));
       });
       const bias = tf.concat(widths.map((k) => param(inputs, `conv${k}/bias`)));
       const h = tf.relu(tf.add(outs.length > 1 ? tf.concat(outs, 1) : outs[0]!, bias));
@@ -149,6 +149,7 @@ function cnn(c: ModelConfig): Net {
       // ReLU outputs are >= 0 and every example has a valid window, so zeroing the invalid ones keeps the max.
       const masked = tf.mul(tf.reshape(h, [B, T, nW, F]), tf.tensor4d(valid, [B, T, nW, 1]));
       // Max over time as a max-pool (its gradient kernel is fast on wasm; max's equal-mask gradient is not).
+      if (stockOps()) return output(dropout(tf.reshape(tf.max(masked, 1), [B, nW * F]), c.dropout, inputs), inputs);
       const pooled = tf.maxPool(tf.reshape(masked, [B, T, 1, nW * F]) as tf.Tensor4D, [T, 1], [T, 1], 'valid');
       const feats = tf.reshape(pooled, [B, nW * F]);
       return output(dropout(feats, c.dropout, inputs), inputs);
@@ -190,14 +191,18 @@ function keep(next: tf.Tensor, prev: tf.Tensor | undefined, m: Float32Array | un
 }
 
 /** tanh as 2 sigmoid(2x) - 1 (wasm's tanh is ~4x slower than its sigmoid), gradient 1 - y^2. */
-const tanh = tf.customGrad((x: tf.Tensor, save: tf.GradSaveFunc) => {
+function tanh(x: tf.Tensor): tf.Tensor {
+  return stockOps() ? tf.tanh(x) : tanhCustom(x);
+}
+
+const tanhCustom = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
   const y = tf.sub(tf.mul(tf.sigmoid(tf.mul(x, 2)), 2), 1);
   save([y]);
   return {
     value: y,
     gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.mul(dy, tf.sub(1, tf.square(saved[0]!))),
   };
-}) as (x: tf.Tensor) => tf.Tensor;
+}) as unknown as CustomFn) as (x: tf.Tensor) => tf.Tensor;
 
 /**
  * Input projections for all steps, one plain 2-D matMul per direction (wasm's batched matMul is several times
@@ -218,7 +223,7 @@ function inputGates(tokens: tf.Tensor, w: tf.Tensor, b: tf.Tensor, B: number, T:
 /** h [D, B, H] times each direction's recurrent kernel, as D plain matMuls: [D, B, G]. */
 function recurrent(h: tf.Tensor, whs: tf.Tensor[]): tf.Tensor {
   const hs = tf.unstack(h);
-  return tf.stack(hs.map((hd, i) => mm(hd, whs[i]!)));
+  return tf.stack(hs.map((hd, i) => matmul(hd, whs[i]!)));
 }
 
 /** PyTorch LSTM per direction (gate order stored here as i, f, o, g; both biases folded into one). */
@@ -357,11 +362,11 @@ function attention(c: ModelConfig): Net {
       const keyBias = new Float32Array(N);
       for (let i = 0; i < N; i++) keyBias[i] = mask[i] === 1 ? 0 : -1e9;
       const scores = tf.add(
-        tf.reshape(tf.mul(mm(qh, kT), 1 / Math.sqrt(dh)), [B, nh, T, T]),
+        tf.reshape(tf.mul(matmul(qh, kT), 1 / Math.sqrt(dh)), [B, nh, T, T]),
         tf.tensor4d(keyBias, [B, 1, 1, T]),
       );
       const weights = tf.reshape(tf.softmax(scores), [B * nh, T, T]);
-      const ctx = tf.reshape(tf.transpose(tf.reshape(mm(weights, vh), [B, nh, T, dh]), [0, 2, 1, 3]), [N, d]);
+      const ctx = tf.reshape(tf.transpose(tf.reshape(matmul(weights, vh), [B, nh, T, dh]), [0, 2, 1, 3]), [N, d]);
       const attended = dense(ctx, param(inputs, 'attn/out_kernel'), param(inputs, 'attn/out_bias'));
       const x1 = layerNorm(
         tf.add(x, dropout(attended, c.encoderDropout, inputs)),

@@ -5,6 +5,23 @@
  */
 import * as tf from '@tensorflow/tfjs';
 
+/** tfjs does not export the type of customGrad's argument. */
+export type CustomFn = Parameters<typeof tf.customGrad>[0];
+
+let stock = false;
+
+/**
+ * Test hook: with `on`, the ops below use tfjs's stock ops and their stock gradients (plain matMul, sigmoid
+ * cross-entropy, tanh, max) so that tests can check the custom gradients against an independent reference.
+ */
+export function useStockOps(on: boolean): void {
+  stock = on;
+}
+
+export function stockOps(): boolean {
+  return stock;
+}
+
 function swapLast(x: tf.Tensor): tf.Tensor {
   const r = x.rank;
   const perm = [...Array(r).keys()];
@@ -14,7 +31,7 @@ function swapLast(x: tf.Tensor): tf.Tensor {
 }
 
 /** a @ b (rank 2 or batched rank 3) with a gradient made of plain matMuls and explicit transposes. */
-export const mm = tf.customGrad((a: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
+export const mm = tf.customGrad(((a: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
   save([a, b]);
   return {
     value: tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D),
@@ -23,18 +40,27 @@ export const mm = tf.customGrad((a: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFu
       return [tf.matMul(dy as tf.Tensor2D, swapLast(sb) as tf.Tensor2D), tf.matMul(swapLast(sa) as tf.Tensor2D, dy as tf.Tensor2D)];
     },
   };
-}) as (a: tf.Tensor, b: tf.Tensor) => tf.Tensor;
+}) as unknown as CustomFn) as (a: tf.Tensor, b: tf.Tensor) => tf.Tensor;
+
+/** a @ b; custom gradient unless stock ops are on. */
+export function matmul(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
+  return stock ? tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D) : mm(a, b);
+}
 
 /** x @ w + b. */
 export function dense(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor): tf.Tensor {
-  return tf.add(mm(x, w), b);
+  return tf.add(matmul(x, w), b);
 }
 
 /**
  * Weighted sum over time: w [B, 1, T] @ x [B, T, d] -> [B, 1, d]. `w` is constant; since one of its dimensions is
  * 1, its transpose is a reshape, so the gradient w.r.t. x is a plain batched matMul.
  */
-export const weightedSum = tf.customGrad((w: tf.Tensor, x: tf.Tensor, save: tf.GradSaveFunc) => {
+export function weightedSum(w: tf.Tensor3D, x: tf.Tensor): tf.Tensor {
+  return stock ? tf.matMul(w, x as tf.Tensor3D) : weightedSumCustom(w, x);
+}
+
+const weightedSumCustom = tf.customGrad(((w: tf.Tensor, x: tf.Tensor, save: tf.GradSaveFunc) => {
   save([w]);
   return {
     value: tf.matMul(w as tf.Tensor3D, x as tf.Tensor3D),
@@ -44,11 +70,12 @@ export const weightedSum = tf.customGrad((w: tf.Tensor, x: tf.Tensor, save: tf.G
       return [tf.zeros(sw.shape), tf.matMul(tf.reshape(sw, [B, T, 1]) as tf.Tensor3D, dy as tf.Tensor3D)];
     },
   };
-}) as (w: tf.Tensor3D, x: tf.Tensor) => tf.Tensor;
+}) as unknown as CustomFn) as (w: tf.Tensor3D, x: tf.Tensor) => tf.Tensor;
 
 /** Mean binary cross-entropy on logits [B] against labels [B] (numerically stable), gradient (sigmoid(z) - y)/B. */
 export function bceWithLogits(z: tf.Tensor, y: tf.Tensor): tf.Tensor {
-  const f = tf.customGrad((x: tf.Tensor, save: tf.GradSaveFunc) => {
+  if (stock) return tf.losses.sigmoidCrossEntropy(y, z);
+  const f = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
     save([x]);
     return {
       value: tf.mean(tf.add(tf.sub(tf.relu(x), tf.mul(x, y)), tf.log1p(tf.exp(tf.neg(tf.abs(x)))))),
@@ -57,7 +84,7 @@ export function bceWithLogits(z: tf.Tensor, y: tf.Tensor): tf.Tensor {
         return tf.mul(tf.sub(tf.sigmoid(sx), y), tf.div(dy, sx.shape[0]!));
       },
     };
-  });
+  }) as unknown as CustomFn);
   return f(z);
 }
 

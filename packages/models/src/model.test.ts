@@ -1,0 +1,221 @@
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import { selectBackend } from '@ch8/backend/select';
+import { InvalidInputError } from '@ch8/errors';
+import { createModel } from './model.ts';
+import { MODEL_KINDS, resolveConfig } from './config.ts';
+import { useStockOps } from './ops.ts';
+import { D, LABELS, ROWS, V, collate, relClose, tinyConfig, tinyEmbeddings } from './fixtures.ts';
+
+async function onBackend(name: 'wasm' | 'cpu'): Promise<void> {
+  await selectBackend({ prefer: name });
+  assert.equal(tf.getBackend(), name);
+}
+
+test('config: defaults are the reference ones, bad fields are InvalidInputError naming the field', () => {
+  const c = resolveConfig({ kind: 'cnn', vocabSize: 10, dim: 4 });
+  assert.deepEqual([c.widths, c.filters, c.dropout, c.finetune, c.learningRate], [[3, 4, 5], 100, 0.5, true, 1e-3]);
+  assert.equal(resolveConfig({ kind: 'bow-frozen', vocabSize: 10, dim: 4 }).learningRate, 1e-2);
+  assert.equal(resolveConfig({ kind: 'bilstm', vocabSize: 10, dim: 4 }).hidden, 128);
+  const cases: [object, string][] = [
+    [{ kind: 'rnn', vocabSize: 10, dim: 4 }, 'kind'],
+    [{ kind: 'mlp', vocabSize: 1, dim: 4 }, 'vocabSize'],
+    [{ kind: 'mlp', vocabSize: 10, dim: 0 }, 'dim'],
+    [{ kind: 'mlp', vocabSize: 10, dim: 4, dropout: 1 }, 'dropout'],
+    [{ kind: 'bow-frozen', vocabSize: 10, dim: 4, finetune: true }, 'finetune'],
+    [{ kind: 'attention', vocabSize: 10, dim: 6, heads: 4 }, 'heads'],
+    [{ kind: 'cnn', vocabSize: 10, dim: 4, widths: [] }, 'widths'],
+  ];
+  for (const [input, field] of cases) {
+    assert.throws(() => resolveConfig(input as never), (e: unknown) => e instanceof InvalidInputError && e.field === field);
+  }
+});
+
+test('bad batches are InvalidInputError: length, ids, empty rows, labels', async () => {
+  await onBackend('cpu');
+  const m = createModel(tinyConfig('bow-finetune'), { embeddings: tinyEmbeddings() });
+  try {
+    const ok = collate(ROWS, LABELS);
+    const field = (f: string) => (e: unknown) => e instanceof InvalidInputError && e.field === f;
+    assert.throws(() => m.trainStep({ ...ok, maxLength: 4 }), field('inputIds'));
+    assert.throws(() => m.trainStep(collate([[1, V]], [1])), field('inputIds'));
+    assert.throws(() => m.trainStep(collate([[1, -1]], [1])), field('inputIds'));
+    assert.throws(() => m.trainStep(collate([[1, 2], [0, 0]], [1, 0])), field('inputIds'));
+    assert.throws(() => m.trainStep(collate(ROWS, [1, 0, 2])), field('labels'));
+    assert.throws(() => m.trainStep({ ...ok, labels: undefined }), field('labels'));
+    assert.throws(() => m.trainStep({ ...ok, batchSize: 0 }), field('batchSize'));
+    assert.throws(() => createModel(tinyConfig('mlp'), { embeddings: new Float32Array(3) }), field('embeddings'));
+    assert.equal(m.steps, 0, 'no step was taken');
+  } finally {
+    m.dispose();
+  }
+});
+
+for (const backend of ['wasm', 'cpu'] as const) {
+  test(`${backend}: every model gives the same output for a padded and an unpadded sequence, and trains`, async () => {
+    await onBackend(backend);
+    for (const kind of MODEL_KINDS) {
+      const m = createModel(tinyConfig(kind, { learningRate: 0.02 }), { embeddings: tinyEmbeddings() });
+      try {
+        const batched = m.predictProbabilities(collate(ROWS, undefined, 8));
+        assert.equal(batched.length, ROWS.length);
+        ROWS.forEach((row, i) => {
+          const alone = m.predictProbabilities(collate([row], undefined));
+          assert.ok(Math.abs(alone[0]! - batched[i]!) < 1e-5, `${kind} row ${i}: ${alone[0]} vs ${batched[i]}`);
+          assert.ok(batched[i]! > 0 && batched[i]! < 1);
+        });
+        const before = tf.memory().numTensors;
+        const b = collate(ROWS, LABELS);
+        const first = m.evaluate([b]);
+        for (let i = 0; i < 30; i++) m.trainStep(b);
+        const last = m.evaluate([b]);
+        assert.equal(tf.memory().numTensors, before + (m.parameterCount > 0 ? 4 : 0), `${kind} leaks no tensors per step`);
+        assert.ok(last.loss < first.loss, `${kind}: loss ${first.loss} -> ${last.loss}`);
+        assert.equal(last.examples, 3);
+      } finally {
+        m.dispose();
+      }
+    }
+  });
+}
+
+/** Gradients of the model with stock tfjs ops and stock gradients on the cpu backend: the reference. */
+async function referenceGradients(kind: (typeof MODEL_KINDS)[number], training: boolean) {
+  await onBackend('cpu');
+  useStockOps(true);
+  const m = createModel(tinyConfig(kind), { embeddings: tinyEmbeddings() });
+  try {
+    return m.gradients(collate(ROWS, LABELS), { training });
+  } finally {
+    useStockOps(false);
+    m.dispose();
+  }
+}
+
+for (const kind of MODEL_KINDS) {
+  test(`${kind}: gradients on wasm and cpu agree with stock tfjs cpu gradients to 1e-3`, async () => {
+    for (const training of [false, true]) {
+      const ref = await referenceGradients(kind, training);
+      for (const backend of ['wasm', 'cpu'] as const) {
+        await onBackend(backend);
+        const m = createModel(tinyConfig(kind), { embeddings: tinyEmbeddings() });
+        try {
+          const g = m.gradients(collate(ROWS, LABELS), { training });
+          assert.ok(Math.abs(g.loss - ref.loss) <= 1e-4 * Math.abs(ref.loss), `${backend} loss ${g.loss} vs ${ref.loss}`);
+          for (const [name, want] of ref.params) {
+            const diff = relClose(g.params.get(name)!, want, 1e-3);
+            assert.equal(diff, undefined, `${backend} ${kind} ${name} (dropout ${training}): ${diff}`);
+          }
+          assert.deepEqual(g.embeddingRows, ref.embeddingRows);
+          if (kind === 'bow-frozen') assert.equal(g.embeddings, undefined);
+          else assert.equal(relClose(g.embeddings!, ref.embeddings!, 1e-3), undefined, `${backend} embeddings`);
+        } finally {
+          m.dispose();
+        }
+      }
+    }
+  });
+}
+
+test('bow-finetune gradients match a float64 finite-difference check in plain code', async () => {
+  await onBackend('wasm');
+  const E = tinyEmbeddings();
+  const m = createModel(tinyConfig('bow-finetune'), { embeddings: E });
+  try {
+    const batch = collate(ROWS, LABELS);
+    const g = m.gradients(batch);
+    const w = Array.from(m.getWeights().find((x) => x.name === 'out/kernel')!.values);
+    const bias = m.getWeights().find((x) => x.name === 'out/bias')!.values[0]!;
+    const table = Array.from(E);
+    const loss = (wv: number[], bv: number, tab: number[]): number => {
+      let sum = 0;
+      ROWS.forEach((row, i) => {
+        let z = bv;
+        for (let j = 0; j < D; j++) {
+          let mean = 0;
+          for (const id of row) mean += tab[id * D + j]!;
+          z += (wv[j]! * mean) / row.length;
+        }
+        sum += Math.max(z, 0) - z * LABELS[i]! + Math.log1p(Math.exp(-Math.abs(z)));
+      });
+      return sum / ROWS.length;
+    };
+    const h = 1e-6;
+    const fdW = w.map((_, j) => {
+      const p = [...w];
+      const q = [...w];
+      p[j]! += h;
+      q[j]! -= h;
+      return (loss(p, bias, table) - loss(q, bias, table)) / (2 * h);
+    });
+    assert.equal(relClose(g.params.get('out/kernel')!, fdW, 1e-3), undefined);
+    const fdB = (loss(w, bias + h, table) - loss(w, bias - h, table)) / (2 * h);
+    assert.ok(Math.abs(g.params.get('out/bias')![0]! - fdB) < 1e-3 * Math.abs(fdB) + 1e-6);
+    const fdE: number[] = [];
+    for (const id of g.embeddingRows) {
+      for (let j = 0; j < D; j++) {
+        const p = [...table];
+        const q = [...table];
+        p[id * D + j]! += h;
+        q[id * D + j]! -= h;
+        fdE.push((loss(w, bias, p) - loss(w, bias, q)) / (2 * h));
+      }
+    }
+    assert.equal(relClose(g.embeddings!, fdE, 1e-3), undefined);
+  } finally {
+    m.dispose();
+  }
+});
+
+test('frozen embeddings stay frozen; dense parameters still train', async () => {
+  await onBackend('wasm');
+  for (const config of [tinyConfig('bow-frozen'), tinyConfig('mlp', { finetune: false }), tinyConfig('cnn', { finetune: false })]) {
+    const E = tinyEmbeddings();
+    const m = createModel(config, { embeddings: E });
+    try {
+      const w0 = m.getWeights()[0]!.values;
+      for (let i = 0; i < 3; i++) m.trainStep(collate(ROWS, LABELS));
+      assert.deepEqual(m.getEmbeddings(), E, `${config.kind}: E unchanged`);
+      assert.notDeepEqual(m.getWeights()[0]!.values, w0, `${config.kind}: dense weights changed`);
+    } finally {
+      m.dispose();
+    }
+  }
+});
+
+test('fine-tuning updates only the rows a batch uses, never PAD', async () => {
+  await onBackend('wasm');
+  for (const kind of ['bow-finetune', 'cnn', 'bilstm'] as const) {
+    const E = tinyEmbeddings();
+    const m = createModel(tinyConfig(kind), { embeddings: E });
+    try {
+      m.trainStep(collate([[3, 4, 3], [5]], [1, 0], 6));
+      const after = m.getEmbeddings();
+      for (let id = 0; id < V; id++) {
+        const row = after.subarray(id * D, (id + 1) * D);
+        const was = E.subarray(id * D, (id + 1) * D);
+        if (id === 3 || id === 4 || id === 5) assert.notDeepEqual(row, was, `${kind}: row ${id} trained`);
+        else assert.deepEqual(row, was, `${kind}: row ${id} untouched`);
+      }
+      assert.ok(after.subarray(0, D).every((v) => v === 0), 'PAD row stays zero');
+    } finally {
+      m.dispose();
+    }
+  }
+});
+
+test('setWeights rejects unknown, missing and misshapen weights', async () => {
+  await onBackend('cpu');
+  const m = createModel(tinyConfig('mlp'));
+  try {
+    const w = m.getWeights();
+    assert.throws(() => m.setWeights([...w, { name: 'nope', shape: [1], values: new Float32Array(1) }]), InvalidInputError);
+    assert.throws(() => m.setWeights(w.slice(1)), InvalidInputError);
+    assert.throws(() => m.setWeights(w.map((x, i) => (i === 0 ? { ...x, shape: [1, x.values.length] } : x))), InvalidInputError);
+    m.setWeights(w);
+    assert.deepEqual(m.getWeights(), w);
+  } finally {
+    m.dispose();
+  }
+});
