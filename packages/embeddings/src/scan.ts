@@ -477,6 +477,49 @@ async function* scanJson(r: ChunkReader, sink: ScanSink, counts: ScanCounts): As
     counts.entries = c.entry;
   };
 
+  /**
+   * Synchronous fast path for one `"word": [numbers]` entry and its `,` or `}` when all of it is in the window and
+   * the word has no escapes: 1 = consumed, followed by ","; 2 = consumed, followed by "}"; 0 = use the async path
+   * (nothing consumed).
+   */
+  const fastEntry = (): number => {
+    if (layout === undefined) return 0;
+    const buf = r.buf;
+    const end = r.end;
+    let p = r.pos;
+    while (p < end && WS[buf[p] as number] === 1) p++;
+    if (p >= end || buf[p] !== 0x22) return 0;
+    const q = buf.indexOf(0x22, p + 1);
+    if (q < 0 || q >= end) return 0;
+    for (let k = p + 1; k < q; k++) if (buf[k] === 0x5c) return 0;
+    let k = q + 1;
+    while (k < end && WS[buf[k] as number] === 1) k++;
+    if (k >= end || buf[k] !== 0x3a) return 0;
+    k++;
+    while (k < end && WS[buf[k] as number] === 1) k++;
+    if (k >= end || buf[k] !== 0x5b) return 0;
+    const open = k + 1;
+    const close = buf.indexOf(0x5d, open);
+    if (close < 0 || close >= end) return 0;
+    let a = close + 1;
+    while (a < end && WS[buf[a] as number] === 1) a++;
+    if (a >= end) return 0;
+    const sep = buf[a];
+    if (sep !== 0x2c && sep !== 0x7d) return 0;
+    c.entry++;
+    const word = selectWord(buf, p + 1, q, sink, counts);
+    if (word !== undefined) {
+      const dest = sink.row(word);
+      parseValues(buf.toString('latin1', open, close), ',', dest ?? scratch, layout.dim, layout.expected, {
+        file: r.path,
+        entry: c.entry,
+      });
+    }
+    r.pos = a + 1;
+    counts.entries = c.entry;
+    return sep === 0x2c ? 1 : 2;
+  };
+
   let b = await c.peek();
   if (b === 0x7d) r.pos++;
   else {
@@ -493,6 +536,9 @@ async function* scanJson(r: ChunkReader, sink: ScanSink, counts: ScanCounts): As
         if ((await c.peek()) === 0x7d) r.pos++;
         else {
           for (;;) {
+            const fast = fastEntry();
+            if (fast === 1) continue;
+            if (fast === 2) break;
             c.entry++;
             const w = await c.stringSpan();
             let word: string | undefined;
