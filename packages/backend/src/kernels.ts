@@ -63,6 +63,9 @@ function unsortedSegmentSumCpu({ inputs, backend, attrs }: KernelArgs<CpuBackend
 const NOT_BRIDGED = new Set(['Complex', 'ComplexAbs', 'FFT', 'IFFT', 'Imag', 'Real', 'Draw', 'StaticRegexReplace']);
 
 let registered: TrainingKernel[] | undefined;
+/** For each override: the stock config it replaced and ours, so `useStockKernels` can swap them. */
+const swaps: { stock: tf.KernelConfig; ours: tf.KernelConfig }[] = [];
+let usingStock = false;
 
 function put(
   kernelName: string,
@@ -78,6 +81,7 @@ function put(
   const config: tf.KernelConfig = { kernelName, backendName, kernelFunc: kernelFunc as unknown as tf.KernelFunc };
   if (stock?.setupFunc !== undefined) config.setupFunc = stock.setupFunc;
   tf.registerKernel(config);
+  if (stock !== undefined) swaps.push({ stock, ours: config });
   out.push({ kernel: kernelName, backend: backendName, kind, why });
 }
 
@@ -211,4 +215,20 @@ export function registerTrainingKernels(): TrainingKernel[] {
   );
   registered = out;
   return out;
+}
+
+/**
+ * Benchmarks and diagnostics: `true` puts the stock kernels back in place of our overrides (the kernels stock
+ * tfjs lacks stay registered, there being nothing to go back to); `false` restores ours. Needs
+ * `registerTrainingKernels()` first.
+ */
+export function useStockKernels(stock: boolean): void {
+  if (registered === undefined) registerTrainingKernels();
+  if (stock === usingStock) return;
+  for (const { stock: s, ours } of swaps) {
+    const next = stock ? s : ours;
+    tf.unregisterKernel(next.kernelName, next.backendName);
+    tf.registerKernel(next);
+  }
+  usingStock = stock;
 }
