@@ -1,0 +1,201 @@
+/**
+ * Model zoo benchmark on GLUE SST-2 (problems 72, 76-79): for each model, whole epochs over the kept train examples
+ * at batch 64 (Adam; lr 1e-2 for bow-frozen, 1e-3 otherwise), with and without length bucketing, then dev accuracy
+ * and inference throughput at batch 256. Vectors: wink GloVe-100d pruned to the SST-2 train+dev words.
+ *
+ * train_examples_per_second counts batch assembly (collate) + forward + backward + update; evaluation excluded.
+ * The baseline measured in the same run is bucketing off (random batches padded to their longest example, as the
+ * PyTorch reference does); pass --reference peer.json (ch8_torch.py --out) to add the reference's figures and ratios.
+ *
+ *   pnpm bench:models [--models LIST] [--epochs N] [--backend NAME] [--sst2 DIR] [--bucketing on|off|both]
+ *                     [--reference FILE] [--json]
+ */
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { collate, type Batch } from '@ch8/batching/collate';
+import { batchPlan, paddingStats } from '@ch8/batching/plan';
+import { collectWords, prepareSplit, type Example } from '@ch8/datasets/prepare';
+import { readSst2Tsv } from '@ch8/datasets/sst2';
+import { loadOrBuildTable } from '@ch8/embeddings/cache';
+import { defaultVectorsPath } from '@ch8/embeddings/prune';
+import { selectBackend, type BackendPreference } from '@ch8/backend/select';
+import { MODEL_KINDS, isModelKind, type ModelKind } from '@ch8/models/config';
+import { createModel } from '@ch8/models/model';
+import { chapterTokenize } from '@ch8/tokenizer';
+
+const SEED = 1;
+const BATCH = 64;
+const INFER_BATCH = 256;
+
+function parseArgs(argv: string[]) {
+  const here = fileURLToPath(new URL('.', import.meta.url));
+  const opts = {
+    models: [...MODEL_KINDS] as ModelKind[],
+    epochs: 1,
+    backend: 'auto' as BackendPreference,
+    sst2: join(here, '..', '..', 'shared', 'data', 'sst2'),
+    bucketing: ['off', 'on'] as ('on' | 'off')[],
+    reference: undefined as string | undefined,
+    json: false,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    if (a === '--models') {
+      opts.models = value().split(',').map((m) => {
+        if (!isModelKind(m)) throw new Error(`unknown model ${m}; one of ${MODEL_KINDS.join(', ')}`);
+        return m;
+      });
+    } else if (a === '--epochs') opts.epochs = Math.max(1, Number.parseInt(value(), 10));
+    else if (a === '--backend') opts.backend = value() as BackendPreference;
+    else if (a === '--sst2') opts.sst2 = resolve(value());
+    else if (a === '--bucketing') {
+      const v = value();
+      if (v !== 'on' && v !== 'off' && v !== 'both') throw new Error('--bucketing on|off|both');
+      opts.bucketing = v === 'both' ? ['off', 'on'] : [v];
+    } else if (a === '--reference') opts.reference = resolve(value());
+    else if (a === '--json') opts.json = true;
+    else throw new Error(`unknown argument ${a}`);
+  }
+  return opts;
+}
+
+const opts = parseArgs(process.argv.slice(2));
+const log = (line: string): void => void process.stderr.write(`${line}\n`);
+const round = (x: number, digits = 4): number => Math.round(x * 10 ** digits) / 10 ** digits;
+
+const info = await selectBackend({ prefer: opts.backend });
+log(`backend ${info.backend}: ${info.device}`);
+
+// --- Data: SST-2, vocabulary = wink GloVe-100d words of train + dev (cached pruned table) ---------------------------
+const [trainRows, devRows] = await Promise.all([
+  readSst2Tsv(join(opts.sst2, 'train.tsv')),
+  readSst2Tsv(join(opts.sst2, 'dev.tsv')),
+]);
+const words = collectWords(devRows, chapterTokenize, collectWords(trainRows, chapterTokenize));
+const { table, cacheHit } = await loadOrBuildTable({
+  source: defaultVectorsPath(),
+  words,
+  cacheDir: join(tmpdir(), 'ch8-bench-models-cache'),
+});
+const idOf = (t: string): number | undefined => table.vocab.idOf(t);
+const train = prepareSplit(trainRows, { tokenize: chapterTokenize, idOf }).examples;
+const dev = prepareSplit(devRows, { tokenize: chapterTokenize, idOf }).examples;
+const V = table.vocab.size;
+log(`vocabulary ${V} x ${table.dim} (cache ${cacheHit ? 'hit' : 'built'}), train ${train.length}, dev ${dev.length}`);
+
+function inOrder(examples: Example[], size: number): Batch[] {
+  const out: Batch[] = [];
+  for (let i = 0; i < examples.length; i += size) out.push(collate(examples.slice(i, i + size)));
+  return out;
+}
+const devBatches = inOrder(dev, INFER_BATCH);
+const lengths = Int32Array.from(train, (e) => e.inputIds.length);
+
+// --- Reference figures (optional) -------------------------------------------------------------------------------------
+const REFERENCE_NAMES: Partial<Record<ModelKind, string>> = {
+  'bow-frozen': 'lr_frozen_mb',
+  'bow-finetune': 'lr_finetune_mb',
+  mlp: 'mlp_finetune',
+  cnn: 'cnn_finetune',
+  bilstm: 'bilstm_finetune',
+};
+const reference = new Map<string, { train_ex_per_s: number; dev_acc: number; epochs_run: number }>();
+if (opts.reference !== undefined) {
+  const peer = JSON.parse(readFileSync(opts.reference, 'utf8')) as { models: { model: string; train_ex_per_s: number; dev_acc: number; epochs_run: number }[] };
+  for (const m of peer.models) reference.set(m.model, m);
+}
+
+// --- Runs ---------------------------------------------------------------------------------------------------------------
+const results: Record<string, unknown>[] = [];
+for (const kind of opts.models) {
+  for (const bucketing of opts.bucketing) {
+    const model = createModel({ kind, vocabSize: V, dim: table.dim, seed: SEED }, { embeddings: table.matrix });
+    try {
+      let trainSeconds = 0;
+      let seen = 0;
+      let lossSum = 0;
+      let cells = 0;
+      let tokens = 0;
+      for (let epoch = 0; epoch < opts.epochs; epoch++) {
+        const plan = batchPlan(lengths, { batchSize: BATCH, seed: SEED, epoch, bucketing: bucketing === 'on' ? 'chunk' : 'none' });
+        const pad = paddingStats(plan, lengths);
+        cells += pad.cells;
+        tokens += pad.tokens;
+        lossSum = 0;
+        let epochSeen = 0;
+        const t0 = performance.now();
+        for (const positions of plan) {
+          const batch = collate(Array.from(positions, (p) => train[p]!));
+          const r = model.trainStep(batch);
+          lossSum += r.loss * r.examples;
+          epochSeen += r.examples;
+        }
+        const dt = (performance.now() - t0) / 1000;
+        trainSeconds += dt;
+        seen += epochSeen;
+        log(`${kind} bucketing ${bucketing} epoch ${epoch + 1}: loss ${(lossSum / epochSeen).toFixed(4)}, ${Math.round(epochSeen / dt)} ex/s`);
+      }
+      const evaluation = model.evaluate(devBatches);
+      // Inference throughput: predict the dev set at batch 256, several passes.
+      const passes = Math.max(1, Math.ceil(4000 / dev.length));
+      model.predictProbabilities(devBatches[0]!);
+      const t1 = performance.now();
+      for (let p = 0; p < passes; p++) for (const b of devBatches) model.predictProbabilities(b);
+      const inferSeconds = (performance.now() - t1) / 1000;
+      const row: Record<string, unknown> = {
+        model: kind,
+        finetune: model.config.finetune,
+        backend: info.backend,
+        device: info.device,
+        bucketing,
+        epochs: opts.epochs,
+        train_examples: seen,
+        train_seconds: round(trainSeconds, 2),
+        train_examples_per_second: Math.round(seen / trainSeconds),
+        padding_share: round(1 - tokens / cells),
+        final_epoch_train_loss: round(lossSum / (seen / opts.epochs)),
+        dev_accuracy: round(evaluation.accuracy),
+        dev_loss: round(evaluation.loss),
+        infer_examples_per_second: Math.round((passes * dev.length) / inferSeconds),
+        parameters_dense: model.parameterCount,
+      };
+      const refName = REFERENCE_NAMES[kind];
+      const ref = refName !== undefined ? reference.get(refName) : undefined;
+      if (ref !== undefined) {
+        row.reference = { model: refName, train_examples_per_second: ref.train_ex_per_s, dev_accuracy: ref.dev_acc, epochs: ref.epochs_run };
+        row.speed_ratio_vs_reference = round((seen / trainSeconds) / ref.train_ex_per_s, 3);
+        row.dev_accuracy_minus_reference = round(evaluation.accuracy - ref.dev_acc);
+      }
+      results.push(row);
+      log(JSON.stringify(row));
+    } finally {
+      model.dispose();
+    }
+  }
+}
+
+const doc = {
+  bench: 'models',
+  command: `pnpm bench:models ${process.argv.slice(2).join(' ')}`.trim(),
+  seed: SEED,
+  batch_size: BATCH,
+  infer_batch_size: INFER_BATCH,
+  backend: info,
+  data: { sst2: opts.sst2, train_examples: train.length, dev_examples: dev.length, vocab_size: V, dim: table.dim },
+  baseline: 'bucketing off (random batches padded to their longest example), same run',
+  results,
+};
+if (opts.json) {
+  process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
+} else {
+  const cols = ['model', 'finetune', 'bucketing', 'train_examples_per_second', 'padding_share', 'dev_accuracy', 'infer_examples_per_second', 'speed_ratio_vs_reference'];
+  process.stdout.write(`${cols.join('\t')}\n`);
+  for (const r of results) process.stdout.write(`${cols.map((c) => String(r[c] ?? '')).join('\t')}\n`);
+}
