@@ -47,8 +47,8 @@ export function parseHeader(line: string): { count: number; dim: number } | unde
 }
 
 const NUMBER_LIKE = /^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$|^[-+]?(?:inf|infinity|nan)$/i;
-/** The values part of a text line is printable ASCII; 4 * D bytes of float32 practically never are. */
-const PRINTABLE = /^[\x20-\x7e\t\r]*$/;
+/** Bytes of text lines; 4 * D bytes of float32 practically never are all of them. */
+const PRINTABLE = /^[\x20-\x7e\t\r\n]*$/;
 
 function fieldsOf(line: string): string[] {
   return line.split(/[ \t]+/).filter((t) => t.length > 0);
@@ -92,11 +92,15 @@ function classify(sample: Buffer, path: string, gzip: boolean): FormatInfo {
     while (s < rest.length && rest[s] === 0x0a) s++;
     const sp = rest.indexOf(0x20, s);
     if (sp < 0) return { format: 'word2vec-binary', ...info };
-    // Text when what follows the word (up to the line end, or the first 4*D bytes) is printable ASCII.
+    // Text when the rest of the line is exactly D numbers; otherwise binary when the 4*D bytes after the word hold a
+    // byte no text file has (random float32 bytes practically always do), else text (whose checks then name the line).
     const lineEnd = rest.indexOf(0x0a, sp);
-    const valueEnd = lineEnd < 0 ? Math.min(rest.length, sp + 1 + 4 * header.dim) : lineEnd;
-    const values = rest.toString('latin1', sp + 1, valueEnd);
-    return { format: PRINTABLE.test(values) ? 'word2vec-text' : 'word2vec-binary', ...info };
+    if (lineEnd >= 0) {
+      const values = fieldsOf(rest.toString('latin1', sp + 1, lineEnd));
+      if (values.length === header.dim && values.every((v) => NUMBER_LIKE.test(v))) return { format: 'word2vec-text', ...info };
+    }
+    const vectorBytes = rest.toString('latin1', sp + 1, Math.min(rest.length, sp + 1 + 4 * header.dim));
+    return { format: PRINTABLE.test(vectorBytes) ? 'word2vec-text' : 'word2vec-binary', ...info };
   }
   const first = fields[0];
   if (first !== undefined && /^\d+$/.test(first) && (fields.length <= 2 || !fields.slice(1).every((f) => NUMBER_LIKE.test(f)))) {

@@ -82,6 +82,15 @@ test('entries crossing chunk boundaries (tiny window) read the same', async () =
   }
 });
 
+test('binary detection is not fooled by a vector whose first byte is a line break', async () => {
+  const path = join(dir, 'tricky.bin');
+  const v = new Float32Array(Uint8Array.from([0x0a, 0x00, 0x80, 0x3f, 0x31, 0x2e, 0x35, 0x20, 0x32, 0x20, 0x33, 0x0a]).buffer);
+  await writeVectorFile(path, 'word2vec-binary', [['x', v], ['y', [1, 2, 3]]], 3);
+  assert.equal((await detectFormat(path)).format, 'word2vec-binary');
+  const got = await collect(path);
+  assert.equal(bits(got[0]?.vector ?? new Float32Array()), bits(v));
+});
+
 test('text values become the float32 nearest to the decimal', async () => {
   const path = join(dir, 'decimals.txt');
   await writeFile(path, '2 3\nx 0.1 -1e-3 3.14159265358979\ny 1 2 16777217\n');
