@@ -36,11 +36,7 @@ function embeddings(): Float32Array {
 
 /** Three examples of lengths 5, 3, 1, collated (longest first, PAD 0), with `extra` more PAD columns. */
 function batch(extra = 0): Batch {
-  const rows = [
-    [3, 4, 5, 6, 7],
-    [1, 2, 9],
-    [11],
-  ];
+  const rows = [[3, 4, 5, 6, 7], [1, 2, 9], [11]];
   const T = 5 + extra;
   const ids = new Int32Array(rows.length * T);
   rows.forEach((r, b) => ids.set(r, b * T));
@@ -80,7 +76,9 @@ async function train(backend: string, kind: ModelKind, steps: number): Promise<T
   let names: string[] = [];
   try {
     for (let i = 0; i < steps; i++) {
-      const { value, grads: g } = tf.variableGrads(() => tf.losses.sigmoidCrossEntropy(labels, model.logits(b, true)) as tf.Scalar);
+      const { value, grads: g } = tf.variableGrads(
+        () => tf.losses.sigmoidCrossEntropy(labels, model.logits(b, true)) as tf.Scalar,
+      );
       names = Object.keys(g);
       assert.ok(names.length > 0, 'the model has trainable variables');
       losses.push((await value.data())[0]!);
@@ -124,7 +122,8 @@ for (const kind of MODEL_KINDS) {
     const dw = maxRelDiff(keep(gpu.weights), keep(cpu.weights), 1e-2);
     assert.ok(dw < 1e-5, `weights after ${steps} steps differ by ${dw}`);
     noise.forEach((isNoise, j) => {
-      if (isNoise) assert.ok(Math.abs(gpu.weights[j]! - cpu.weights[j]!) <= 2 * steps * LR, `noise-gradient weight ${j}`);
+      if (isNoise)
+        assert.ok(Math.abs(gpu.weights[j]! - cpu.weights[j]!) <= 2 * steps * LR, `noise-gradient weight ${j}`);
     });
     assert.ok(keep(cpu.weights).length >= cpu.weights.length / 4, 'most weights are compared strictly');
     assert.notDeepEqual(cpu.losses[0], cpu.losses[steps - 1], 'training moved the loss');

@@ -48,7 +48,11 @@ test('an invalid shader makes the next data() read throw GpuValidationError (not
   const x = tf.tensor1d([1, 2, 3, 4]);
   const backend = tf.backend() as unknown as WebGPUBackend;
   const out = tf.engine().makeTensorFromTensorInfo(backend.runWebGPUProgram(new BrokenProgram(4), [x], 'float32'));
-  await assert.rejects(out.data(), (e: unknown) => isGpuValidationError(e) && e.errors.some((m) => m.includes('ch8BrokenOnPurpose') || m.includes('WGSL')));
+  await assert.rejects(
+    out.data(),
+    (e: unknown) =>
+      isGpuValidationError(e) && e.errors.some((m) => m.includes('ch8BrokenOnPurpose') || m.includes('WGSL')),
+  );
   out.dispose();
   x.dispose();
   // Reported once, then cleared: the next read works.

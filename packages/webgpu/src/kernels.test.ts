@@ -24,17 +24,38 @@ function size(shape: number[]): number {
 }
 
 const TRANSPOSES: Array<[number[], number[]]> = [
-  [[3, 5], [1, 0]],
-  [[2, 3, 4], [2, 0, 1]],
-  [[2, 3, 4], [0, 2, 1]],
-  [[2, 3, 4], [1, 0, 2]],
-  [[2, 1, 3, 2], [3, 1, 0, 2]],
-  [[2, 2, 3, 1, 2], [4, 3, 2, 1, 0]],
+  [
+    [3, 5],
+    [1, 0],
+  ],
+  [
+    [2, 3, 4],
+    [2, 0, 1],
+  ],
+  [
+    [2, 3, 4],
+    [0, 2, 1],
+  ],
+  [
+    [2, 3, 4],
+    [1, 0, 2],
+  ],
+  [
+    [2, 1, 3, 2],
+    [3, 1, 0, 2],
+  ],
+  [
+    [2, 2, 3, 1, 2],
+    [4, 3, 2, 1, 0],
+  ],
 ];
 
 test('the fixes are registered over the upstream kernels', (t) => {
   if (info === null) return t.skip(NO_ADAPTER);
-  assert.deepEqual(fixedKernelNames().sort(), ['All', 'Any', 'ArgMax', 'ArgMin', 'Max', 'Mean', 'Min', 'Prod', 'Sum', 'Transpose'].sort());
+  assert.deepEqual(
+    fixedKernelNames().sort(),
+    ['All', 'Any', 'ArgMax', 'ArgMin', 'Max', 'Mean', 'Min', 'Prod', 'Sum', 'Transpose'].sort(),
+  );
 });
 
 test('upstream int32 transpose is broken: its invalid shader now fails loudly instead of reading zeros', async (t) => {
@@ -45,7 +66,10 @@ test('upstream int32 transpose is broken: its invalid shader now fails loudly in
   const x = tf.tensor3d([1, 2, 3, 4, 5, 6, 7, 8], [2, 2, 2], 'int32');
   const out = upstream({ inputs: { x }, backend: tf.backend(), attrs: { perm: [2, 0, 1] } }) as tf.TensorInfo;
   const y = tf.engine().makeTensorFromTensorInfo(out);
-  await assert.rejects(y.data(), (e: unknown) => isGpuValidationError(e) && /TransposeProgram|setOutputAtIndex/.test(e.message));
+  await assert.rejects(
+    y.data(),
+    (e: unknown) => isGpuValidationError(e) && /TransposeProgram|setOutputAtIndex/.test(e.message),
+  );
   x.dispose();
   y.dispose();
   // The errors were reported once; the device keeps working.
@@ -90,7 +114,15 @@ for (const [name, f] of Object.entries(REDUCE)) {
     if (info === null) return t.skip(NO_ADAPTER);
     const shape = [3, 4, 5];
     const xs = ints(size(shape), 11, 50);
-    const g = () => f(tf.tensor(xs, shape, 'int32'), tf.tensor(xs.map((v) => (v % 3 === 0 ? 1 : 0)), shape, 'bool'));
+    const g = () =>
+      f(
+        tf.tensor(xs, shape, 'int32'),
+        tf.tensor(
+          xs.map((v) => (v % 3 === 0 ? 1 : 0)),
+          shape,
+          'bool',
+        ),
+      );
     const want = await runOn('cpu', g);
     const got = await runOn('webgpu', g);
     await checkGpuErrors();
@@ -100,7 +132,8 @@ for (const [name, f] of Object.entries(REDUCE)) {
       const o = got[i]!;
       assert.deepEqual([o.shape, o.dtype], [w.shape, w.dtype], `output ${i}`);
       // Integer results are exact; a float mean may differ in the last bit (another summation order).
-      if (w.dtype === 'float32') assert.ok(maxRelDiff(o.values, w.values) < 1e-6, `output ${i}: ${o.values} vs ${w.values}`);
+      if (w.dtype === 'float32')
+        assert.ok(maxRelDiff(o.values, w.values) < 1e-6, `output ${i}: ${o.values} vs ${w.values}`);
       else assert.deepEqual(o.values, w.values, `output ${i}`);
     }
   });

@@ -138,7 +138,11 @@ function reduceKernel(
       const shape = tf.backend_util.expandShapeToKeepDim(out.shape, axes);
       const reshape = tf.getKernel('Reshape', 'webgpu');
       if (reshape === undefined) throw new Error('webgpu Reshape kernel is not registered');
-      const reshaped = reshape.kernelFunc({ inputs: { x: out }, backend: args.backend, attrs: { shape } }) as TensorInfo;
+      const reshaped = reshape.kernelFunc({
+        inputs: { x: out },
+        backend: args.backend,
+        attrs: { shape },
+      }) as TensorInfo;
       backend.disposeData(out.dataId);
       return reshaped;
     } finally {

@@ -13,11 +13,26 @@ test('initWebgpu rejects a bad cpuHandoffThreshold with InvalidInputError', asyn
 });
 
 test('isSoftwareAdapter tells CPU implementations from hardware', () => {
-  assert.equal(isSoftwareAdapter({ device: 'llvmpipe-llvm-15-0-6-256-bits-', description: 'OpenGL ES 3.2 Mesa 22.3.6' }), true);
-  assert.equal(isSoftwareAdapter({ vendor: 'mesa', device: 'llvmpipe (LLVM 19.1.7, 256 bits)', description: 'lavapipe' }), true);
-  assert.equal(isSoftwareAdapter({ vendor: 'google', architecture: 'swiftshader', device: 'SwiftShader Device' }), true);
-  assert.equal(isSoftwareAdapter({ vendor: 'nvidia', architecture: 'ada', device: 'NVIDIA H100', description: '' }), false);
-  assert.equal(isSoftwareAdapter({ vendor: 'amd', architecture: 'rdna-3', device: '', description: 'AMD Radeon RX 7900' }), false);
+  assert.equal(
+    isSoftwareAdapter({ device: 'llvmpipe-llvm-15-0-6-256-bits-', description: 'OpenGL ES 3.2 Mesa 22.3.6' }),
+    true,
+  );
+  assert.equal(
+    isSoftwareAdapter({ vendor: 'mesa', device: 'llvmpipe (LLVM 19.1.7, 256 bits)', description: 'lavapipe' }),
+    true,
+  );
+  assert.equal(
+    isSoftwareAdapter({ vendor: 'google', architecture: 'swiftshader', device: 'SwiftShader Device' }),
+    true,
+  );
+  assert.equal(
+    isSoftwareAdapter({ vendor: 'nvidia', architecture: 'ada', device: 'NVIDIA H100', description: '' }),
+    false,
+  );
+  assert.equal(
+    isSoftwareAdapter({ vendor: 'amd', architecture: 'rdna-3', device: '', description: 'AMD Radeon RX 7900' }),
+    false,
+  );
   assert.equal(isSoftwareAdapter({ vendor: 'nvidia', isFallbackAdapter: true }), true);
   assert.equal(isSoftwareAdapter({}), false);
 });
@@ -63,7 +78,9 @@ test('with threshold 0 tiny ops run as shaders and leave their results on the GP
   try {
     const a = tf.tensor1d([1, 2, 3]);
     const out = tf.mul(tf.add(a, 1), 2.5);
-    const backend = tf.backend() as unknown as { tensorMap: { get(id: object): { values?: unknown; resource?: unknown } } };
+    const backend = tf.backend() as unknown as {
+      tensorMap: { get(id: object): { values?: unknown; resource?: unknown } };
+    };
     const entry = backend.tensorMap.get(out.dataId);
     assert.equal(entry.values ?? null, null, 'the result lives in a GPU buffer, not in a CPU array');
     assert.ok(entry.resource != null);

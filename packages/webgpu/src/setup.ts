@@ -81,7 +81,9 @@ export function isSoftwareAdapter(info: {
   isFallbackAdapter?: boolean;
 }): boolean {
   if (info.isFallbackAdapter === true) return true;
-  return [info.vendor, info.architecture, info.device, info.description].some((s) => s !== undefined && SOFTWARE.test(s));
+  return [info.vendor, info.architecture, info.device, info.description].some(
+    (s) => s !== undefined && SOFTWARE.test(s),
+  );
 }
 
 function defaultApis(): DawnApi[] {
@@ -127,7 +129,8 @@ async function probe(apis: readonly DawnApi[], powerPreference: GPUPowerPreferen
     } catch {
       continue;
     }
-    const levels: Array<'core' | 'compatibility'> = api === 'opengles' || api === 'opengl' ? ['compatibility'] : ['core', 'compatibility'];
+    const levels: Array<'core' | 'compatibility'> =
+      api === 'opengles' || api === 'opengl' ? ['compatibility'] : ['core', 'compatibility'];
     for (const featureLevel of levels) {
       for (const forceFallbackAdapter of [false, true]) {
         const request = { powerPreference, featureLevel, forceFallbackAdapter } as GPURequestAdapterOptions;
@@ -250,7 +253,9 @@ async function install(found: Found, threshold: number | undefined): Promise<Web
 export async function initWebgpu(options: InitWebgpuOptions): Promise<WebgpuAdapterInfo | null> {
   const { allowSoftware, cpuHandoffThreshold } = options;
   if (cpuHandoffThreshold !== undefined && !(Number.isInteger(cpuHandoffThreshold) && cpuHandoffThreshold >= 0)) {
-    throw new InvalidInputError(`must be a non-negative integer, got ${cpuHandoffThreshold}`, { field: 'cpuHandoffThreshold' });
+    throw new InvalidInputError(`must be a non-negative integer, got ${cpuHandoffThreshold}`, {
+      field: 'cpuHandoffThreshold',
+    });
   }
   probed ??= probe(options.apis ?? defaultApis(), options.powerPreference ?? 'high-performance');
   const found = await probed;

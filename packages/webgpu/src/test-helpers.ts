@@ -23,7 +23,10 @@ export function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>, floor = 1
 }
 
 /** Run `f` on a backend and read every output with `await data()` (the only read that works on webgpu). */
-export async function runOn(backend: string, f: () => tf.Tensor | tf.Tensor[]): Promise<{ shape: number[]; dtype: string; values: number[] }[]> {
+export async function runOn(
+  backend: string,
+  f: () => tf.Tensor | tf.Tensor[],
+): Promise<{ shape: number[]; dtype: string; values: number[] }[]> {
   await tf.setBackend(backend);
   const outs = tf.tidy(f);
   const list = Array.isArray(outs) ? outs : [outs];
