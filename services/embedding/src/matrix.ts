@@ -36,10 +36,18 @@ export async function assembleMatrix(chunks: AsyncIterable<StreamMatrixResponse>
       bytes = new Uint8Array(out.buffer);
     }
     n++;
-    if (c.dim !== dim || c.rowStart !== next || c.rowStart + c.rowCount > vocabSize || c.data.length !== 4 * c.rowCount * dim) {
-      throw new InvalidInputError(`chunk ${n} (rows ${c.rowStart}+${c.rowCount}, ${c.data.length} bytes) does not continue the matrix at row ${next}`, {
-        entry: n,
-      });
+    if (
+      c.dim !== dim ||
+      c.rowStart !== next ||
+      c.rowStart + c.rowCount > vocabSize ||
+      c.data.length !== 4 * c.rowCount * dim
+    ) {
+      throw new InvalidInputError(
+        `chunk ${n} (rows ${c.rowStart}+${c.rowCount}, ${c.data.length} bytes) does not continue the matrix at row ${next}`,
+        {
+          entry: n,
+        },
+      );
     }
     bytes.set(c.data, 4 * c.rowStart * dim);
     next += c.rowCount;

@@ -112,11 +112,19 @@ export function createEmbeddingServer(deps: EmbeddingDeps): { server: Ch8Server;
   const tableOf = (tableId: string): Loaded => {
     if (tableId === '') throw new InvalidInputError('table_id is required', { field: 'table_id' });
     const t = tables.get(tableId);
-    if (t === undefined) throw new NotFoundError(`no table "${tableId}" is loaded (call LoadTable first)`, { field: 'table_id' });
+    if (t === undefined)
+      throw new NotFoundError(`no table "${tableId}" is loaded (call LoadTable first)`, { field: 'table_id' });
     return t;
   };
 
-  const build = async (key: string, path: string, source: string, req: LoadTableRequest, format: ReturnType<typeof libraryFormat>, logger: Logger) => {
+  const build = async (
+    key: string,
+    path: string,
+    source: string,
+    req: LoadTableRequest,
+    format: ReturnType<typeof libraryFormat>,
+    logger: Logger,
+  ) => {
     let lastLog = 0;
     const result = await loadOrBuildTable({
       source: path,
@@ -132,7 +140,10 @@ export function createEmbeddingServer(deps: EmbeddingDeps): { server: Ch8Server;
     });
     if (result.rebuilt !== undefined) logger.warn('cache file rebuilt', { why: result.rebuilt });
     // The key the library computed; it differs from `key` only when the file changed in between.
-    const loaded: Loaded = { table: result.table, info: infoOf(result.key, source, result.table, result.cacheHit, result.seconds) };
+    const loaded: Loaded = {
+      table: result.table,
+      info: infoOf(result.key, source, result.table, result.cacheHit, result.seconds),
+    };
     tables.set(result.key, loaded);
     if (result.key !== key) tables.set(key, loaded);
     logger.info('table loaded', {
@@ -186,7 +197,9 @@ export function createEmbeddingServer(deps: EmbeddingDeps): { server: Ch8Server;
         entries: req.tokens.map((token) => {
           const id = table.vocab.idOf(token);
           if (id === undefined) return { token };
-          const vector = req.includeVectors ? Array.from(table.matrix.subarray(id * table.dim, (id + 1) * table.dim)) : [];
+          const vector = req.includeVectors
+            ? Array.from(table.matrix.subarray(id * table.dim, (id + 1) * table.dim))
+            : [];
           return { token, id, vector };
         }),
       };
@@ -198,9 +211,12 @@ export function createEmbeddingServer(deps: EmbeddingDeps): { server: Ch8Server;
       const rowBytesN = 4 * table.dim;
       const rowsPerChunk = Math.floor(maxBytes / rowBytesN);
       if (rowsPerChunk < 1) {
-        throw new InvalidInputError(`max_chunk_bytes ${req.maxChunkBytes} is smaller than one row (${rowBytesN} bytes)`, {
-          field: 'max_chunk_bytes',
-        });
+        throw new InvalidInputError(
+          `max_chunk_bytes ${req.maxChunkBytes} is smaller than one row (${rowBytesN} bytes)`,
+          {
+            field: 'max_chunk_bytes',
+          },
+        );
       }
       const rows = table.vocab.size;
       for (let start = 0; start < rows; start += rowsPerChunk) {

@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { EmbeddingService, VectorFormat } from '@ch8/contracts/embedding';
+import { EmbeddingService, VectorFormat, type StreamMatrixResponse } from '@ch8/contracts/embedding';
 import { vocabularyHash } from '@ch8/embeddings/vocabulary';
 import { randomEntries, vectorFileBytes, writeVectorFile } from '@ch8/embeddings/write';
 import { createClient, type Client } from '@ch8/service-kit/client';
@@ -60,7 +60,11 @@ before(async () => {
   await writeVectorFile(join(root, 'wink.json'), 'wink-json', ENTRIES, DIM);
   await writeVectorFile(join(root, 'plain.json'), 'wink-json', ENTRIES, DIM, { jsonLayout: 'plain' });
   // A duplicate word (first wins) and a word that is not valid UTF-8.
-  const dupBad: Array<readonly [string | Uint8Array, Float32Array]> = [...ENTRIES, ['good', new Float32Array(DIM).fill(9)], [new Uint8Array([0x66, 0xff, 0x66]), new Float32Array(DIM)]];
+  const dupBad: Array<readonly [string | Uint8Array, Float32Array]> = [
+    ...ENTRIES,
+    ['good', new Float32Array(DIM).fill(9)],
+    [new Uint8Array([0x66, 0xff, 0x66]), new Float32Array(DIM)],
+  ];
   await writeVectorFile(join(root, 'dups.bin'), 'word2vec-binary', dupBad, DIM);
   // Bad files.
   await writeVectorFile(join(root, 'truncated.bin'), 'word2vec-binary', ENTRIES, DIM, { headerCount: 20 });
@@ -134,4 +138,207 @@ describe('LoadTable, GetVocabulary, StreamMatrix on every format', () => {
       assert.ok(bits(m.matrix).equals(bits(want.matrix)), 'matrix differs');
     });
   }
+});
+
+describe('idempotence and sharing', () => {
+  test('same source and word set => same table_id; detect == explicit format; other words => other id', async () => {
+    const a = (await client.loadTable({ source: 'w2v.bin', words: ['bad', 'good', 'movie'] })).table;
+    const b = (
+      await client.loadTable({
+        source: 'w2v.bin',
+        words: ['movie', 'good', 'bad', 'good'],
+        format: VectorFormat.WORD2VEC_BINARY,
+      })
+    ).table;
+    const c = (await client.loadTable({ source: join(root, 'w2v.bin'), words: ['movie', 'good'] })).table;
+    assert.ok(a && b && c);
+    assert.equal(a.tableId, b.tableId);
+    assert.equal(a.vocabHash, b.vocabHash);
+    assert.equal(b.cacheHit, true);
+    assert.notEqual(c.tableId, a.tableId);
+    assert.match(a.tableId, /^[0-9a-f]{32}$/);
+  });
+
+  test('concurrent loads of one key share one build', async () => {
+    const before = logLines.filter((l) => l.includes('table loaded')).length;
+    const words = ['plot', 'actors', 'the'];
+    const all = await Promise.all([1, 2, 3, 4].map(() => client.loadTable({ source: 'w2v.txt', words })));
+    const ids = new Set(all.map((r) => r.table?.tableId));
+    assert.equal(ids.size, 1);
+    assert.equal(logLines.filter((l) => l.includes('table loaded')).length - before, 1);
+    assert.equal(all.filter((r) => r.table?.cacheHit === false).length, 1);
+  });
+
+  test('a second server with the same cache dir serves the same id from disk', async () => {
+    const config = parseEmbeddingConfig({ CH8_DATA_ROOTS: root, CH8_CACHE_DIR: join(dir, 'cache') });
+    const { server, close } = createEmbeddingServer({ config, logger: createLogger({ level: 'silent' }) });
+    const port = await server.listen('127.0.0.1:0');
+    const other = createClient(EmbeddingService, `127.0.0.1:${port}`);
+    try {
+      const first = (await client.loadTable({ source: 'glove.txt', words: ['not', 'great'] })).table;
+      const second = (await other.loadTable({ source: 'glove.txt', words: ['great', 'not'] })).table;
+      assert.equal(second?.tableId, first?.tableId);
+      assert.equal(second?.cacheHit, true);
+      assert.equal(second?.vocabHash, first?.vocabHash);
+    } finally {
+      other.close();
+      await server.shutdown(500);
+      await close();
+    }
+  });
+
+  test('keep_all keeps every word, counting duplicates and invalid UTF-8', async () => {
+    const { table } = await client.loadTable({ source: 'dups.bin', keepAll: true });
+    assert.ok(table?.coverage);
+    assert.equal(table.vocabSize, WORDS.length + 2); // <pad>, the words, the invalid one (decoded with U+FFFD)
+    assert.equal(table.coverage.duplicates, 1n);
+    assert.equal(table.coverage.invalidUtf8, 1n);
+    assert.equal(table.coverage.missing, 0n);
+    const { entries } = await client.lookup({ tableId: table.tableId, tokens: ['good'], includeVectors: true });
+    assert.deepEqual(entries[0]?.vector, Array.from(ENTRIES[3]![1]), 'first occurrence wins');
+  });
+
+  test('an empty source loads the default source, even outside the roots', async () => {
+    const { table } = await client.loadTable({ words: ['film'] });
+    assert.equal(table?.vocabSize, 2);
+    assert.equal(table?.format, VectorFormat.GLOVE_TEXT);
+  });
+});
+
+describe('Lookup, StreamMatrix chunking, ListTables', () => {
+  let tableId = '';
+  before(async () => {
+    tableId = (await client.loadTable({ source: 'w2v.bin', keepAll: true })).table?.tableId ?? '';
+  });
+
+  test('Lookup gives ids and exact vectors; OOV tokens have no id', async () => {
+    const { entries } = await client.lookup({
+      tableId,
+      tokens: ['movie', 'nope', '<pad>', 'actors'],
+      includeVectors: true,
+    });
+    assert.deepEqual(
+      entries.map((e) => [e.token, e.id]),
+      [
+        ['movie', 2],
+        ['nope', undefined],
+        ['<pad>', 0],
+        ['actors', 10],
+      ],
+    );
+    assert.deepEqual(entries[0]?.vector, Array.from(ENTRIES[1]![1]));
+    assert.deepEqual(entries[1]?.vector, []);
+    assert.deepEqual(entries[2]?.vector, new Array(DIM).fill(0));
+    const plain = await client.lookup({ tableId, tokens: ['movie'] });
+    assert.equal(plain.entries[0]?.id, 2);
+    assert.deepEqual(plain.entries[0]?.vector, []);
+  });
+
+  test('StreamMatrix respects max_chunk_bytes, never splits rows, reassembles bit-exactly', async () => {
+    const max = 3 * 4 * DIM + 5; // room for 3 rows
+    const chunks: StreamMatrixResponse[] = [];
+    for await (const c of client.streamMatrix({ tableId, maxChunkBytes: max })) chunks.push(c);
+    assert.equal(chunks.length, Math.ceil((WORDS.length + 1) / 3));
+    for (const [i, c] of chunks.entries()) {
+      assert.ok(c.data.length <= max);
+      assert.equal(c.data.length, 4 * DIM * c.rowCount);
+      assert.equal(c.vocabSize, i === 0 ? WORDS.length + 1 : 0);
+      assert.equal(c.vocabHash === '', i !== 0);
+    }
+    const m = await assembleMatrix(
+      (async function* () {
+        yield* chunks;
+      })(),
+    );
+    assert.ok(bits(m.matrix).equals(bits(expected(null).matrix)));
+    const { code } = await codeOf(assembleMatrix(client.streamMatrix({ tableId, maxChunkBytes: 4 * DIM - 1 })));
+    assert.equal(code, Code.INVALID_ARGUMENT);
+  });
+
+  test('assembleMatrix rejects a broken stream', async () => {
+    const chunks: StreamMatrixResponse[] = [];
+    for await (const c of client.streamMatrix({ tableId, maxChunkBytes: 4 * DIM * 4 })) chunks.push(c);
+    const gen = async function* (list: typeof chunks) {
+      yield* list;
+    };
+    await assert.rejects(assembleMatrix(gen([chunks[0]!, chunks[2]!])), /does not continue/);
+    await assert.rejects(assembleMatrix(gen(chunks.slice(0, 1))), /ended at row 4 of 11/);
+  });
+
+  test('ListTables lists each loaded table once', async () => {
+    const { tables } = await client.listTables({});
+    const ids = tables.map((t) => t.tableId);
+    assert.ok(ids.includes(tableId));
+    assert.equal(new Set(ids).size, ids.length);
+    assert.ok(tables.length >= 8);
+  });
+});
+
+describe('bad input: status codes, messages, and the service keeps serving', () => {
+  const invalid: Array<[string, RegExp]> = [
+    ['truncated.bin', /truncated\.bin.*(entry|line) \d+/],
+    ['cut.bin', /cut\.bin.*(entry|line) \d+/],
+    ['garbled.txt', /garbled\.txt, line 1/],
+    ['short.txt', /short\.txt, line 2/],
+    ['nan.txt', /nan\.txt, line 2/],
+    ['unknown.dat', /unknown\.dat.*unknown vector format/],
+  ];
+  for (const [file, message] of invalid) {
+    test(`${file} => INVALID_ARGUMENT`, async () => {
+      const r = await codeOf(client.loadTable({ source: file, keepAll: true }));
+      assert.equal(r.code, Code.INVALID_ARGUMENT, r.details);
+      assert.match(r.details, message);
+    });
+  }
+
+  test('wrong values in a requested word are caught when pruning too', async () => {
+    const r = await codeOf(client.loadTable({ source: 'nan.txt', words: ['movie'] }));
+    assert.equal(r.code, Code.INVALID_ARGUMENT);
+  });
+
+  test('empty word list without keep_all, unknown format number => INVALID_ARGUMENT', async () => {
+    assert.equal((await codeOf(client.loadTable({ source: 'w2v.bin' }))).code, Code.INVALID_ARGUMENT);
+    assert.equal((await codeOf(client.loadTable({ source: 'w2v.bin', words: ['<pad>'] }))).code, Code.INVALID_ARGUMENT);
+    assert.equal(
+      (await codeOf(client.loadTable({ source: 'w2v.bin', words: ['good'], format: 99 as VectorFormat }))).code,
+      Code.INVALID_ARGUMENT,
+    );
+    assert.equal((await codeOf(client.getVocabulary({ tableId: '' }))).code, Code.INVALID_ARGUMENT);
+  });
+
+  test('missing file, unknown table_id => NOT_FOUND', async () => {
+    assert.equal((await codeOf(client.loadTable({ source: 'nope.bin', words: ['good'] }))).code, Code.NOT_FOUND);
+    assert.equal((await codeOf(client.loadTable({ source: 'sub/../nope.bin', words: ['good'] }))).code, Code.NOT_FOUND);
+    for (const p of [
+      client.getVocabulary({ tableId: 'f'.repeat(32) }),
+      client.lookup({ tableId: 'f'.repeat(32), tokens: ['good'] }),
+      assembleMatrix(client.streamMatrix({ tableId: 'f'.repeat(32) })),
+    ]) {
+      assert.equal((await codeOf(p)).code, Code.NOT_FOUND);
+    }
+  });
+
+  test('paths outside the data roots => PERMISSION_DENIED (absolute, .., symlinks), existing or not', async () => {
+    for (const source of [
+      join(outside, 'secret.bin'),
+      '../outside/secret.bin',
+      'sub/../../outside/secret.bin',
+      '../outside/does-not-exist.bin',
+      'link.bin',
+      'linkdir/secret.bin',
+      'linkdir/does-not-exist.bin',
+      '/etc/passwd',
+      '/',
+    ]) {
+      const r = await codeOf(client.loadTable({ source, words: ['good'] }));
+      assert.equal(r.code, Code.PERMISSION_DENIED, `${source}: ${r.details}`);
+    }
+  });
+
+  test('the service still serves after all of the above', async () => {
+    const { table } = await client.loadTable({ source: 'w2v.bin.gz', words: ['good', 'bad'] });
+    assert.equal(table?.vocabSize, 3);
+    const { entries } = await client.lookup({ tableId: table?.tableId ?? '', tokens: ['bad'] });
+    assert.equal(entries[0]?.id, 2);
+  });
 });
