@@ -1,34 +1,143 @@
+/**
+ * The dataset service (problems 71 and 75): PrepareDataset reads and maps a data set with a vocabulary from the
+ * embedding service, StreamBatches sends collated Arrow batches with bounded buffering, GetExamples / GetDataset /
+ * ListDatasets let a user inspect what was prepared.
+ */
 import { DatasetService } from '@ch8/contracts/dataset';
-import { createServer, type Ch8Server } from '@ch8/service-kit/server';
-import { Code, GrpcError } from '@ch8/service-kit/status';
+import { EmbeddingService } from '@ch8/contracts/embedding';
+import { TokenizerKind } from '@ch8/contracts/dataset';
+import { InvalidInputError, NotFoundError } from '@ch8/errors';
+import { createClient } from '@ch8/service-kit/client';
 import type { Logger } from '@ch8/service-kit/logger';
-import { NotFoundError } from '@ch8/errors';
+import { createServer, type Ch8Server } from '@ch8/service-kit/server';
+import { formatTokenizerSpec } from '@ch8/tokenizer';
 import type { DatasetConfig } from './config.ts';
+import { prepareDataset, type EmbeddingClient, type PreparedDataset, type PreparedSplit } from './prepare.ts';
+import { loadSource } from './sources.ts';
+import { produceBatches, streamPlan, type StreamHooks } from './stream.ts';
 
 export interface DatasetDeps {
   config: DatasetConfig;
   logger: Logger;
+  /** The embedding service client; default: one to `config.embeddingAddress` (closed by `close`). */
+  embedding?: EmbeddingClient;
+  /** Instrumentation of StreamBatches' producer (tests count the batches built). */
+  streamHooks?: StreamHooks;
 }
 
-const notYet = (): never => {
-  throw new GrpcError(Code.UNIMPLEMENTED, 'not implemented yet');
-};
+/** GetExamples returns at most this many examples per call. */
+export const MAX_EXAMPLES_PER_CALL = 1000;
+
+function splitInfo(s: PreparedSplit) {
+  const st = s.stats;
+  return {
+    split: s.name,
+    rowsRead: BigInt(st.rows),
+    kept: BigInt(st.kept),
+    droppedEmpty: BigInt(st.droppedEmpty),
+    tokens: BigInt(st.tokens),
+    oovTokens: BigInt(st.oovTokens),
+    lengths: { min: st.length.min, max: st.length.max, mean: st.length.mean, p50: st.length.p50, p95: st.length.p95 },
+  };
+}
+
+function info(d: PreparedDataset) {
+  return {
+    datasetId: d.id,
+    name: d.name,
+    tableId: d.tableId,
+    vocabHash: d.vocabHash,
+    vocabSize: d.tokens.length,
+    dim: d.dim,
+    tokenizer: d.tokenizer.kind === 'chapter' ? TokenizerKind.CHAPTER : TokenizerKind.RAW,
+    tokenizerVersion: formatTokenizerSpec(d.tokenizer),
+    splits: d.splits.map(splitInfo),
+    prepareSeconds: d.prepareSeconds,
+  };
+}
 
 export function createDatasetServer(deps: DatasetDeps): { server: Ch8Server; close: () => Promise<void> } {
-  const server = createServer({ name: 'dataset', logger: deps.logger, maxBufferedResponses: deps.config.maxBufferedBatches }).add(
-    DatasetService,
-    {
-      prepareDataset: notYet,
-      // eslint-disable-next-line require-yield
-      async *streamBatches(req) {
-        throw new NotFoundError(`no data set ${JSON.stringify(req.datasetId)}`, { field: 'dataset_id' });
-      },
-      getExamples: notYet,
-      getDataset: (req) => {
-        throw new NotFoundError(`no data set ${JSON.stringify(req.datasetId)}`, { field: 'dataset_id' });
-      },
-      listDatasets: async () => ({ datasets: [] }),
+  const { config } = deps;
+  const ownClient = deps.embedding === undefined ? createClient(EmbeddingService, config.embeddingAddress) : undefined;
+  const embedding: EmbeddingClient = deps.embedding ?? (ownClient as EmbeddingClient);
+  /** Prepared data sets by id, in registration order. Only complete preparations are ever added. */
+  const registry = new Map<string, PreparedDataset>();
+
+  const find = (id: string): PreparedDataset => {
+    const d = registry.get(id);
+    if (!d) throw new NotFoundError(`no data set ${JSON.stringify(id)}`, { field: 'dataset_id' });
+    return d;
+  };
+  const splitOf = (d: PreparedDataset, name: string): PreparedSplit => {
+    const s = d.splits.find((x) => x.name === name);
+    if (!s) {
+      throw new InvalidInputError(`data set ${d.id} has no split ${JSON.stringify(name)} (splits: ${d.splits.map((x) => x.name).join(', ')})`, {
+        field: 'split',
+      });
+    }
+    return s;
+  };
+
+  const server = createServer({ name: 'dataset', logger: deps.logger, maxBufferedResponses: config.maxBufferedBatches }).add(DatasetService, {
+    async prepareDataset(req, ctx) {
+      const source = await loadSource(req.source, req.tokenizer, config.dataRoots);
+      const prepared = await prepareDataset(source, embedding, {
+        embeddingSource: req.embedding?.source ?? '',
+        name: req.name,
+        timeoutMs: config.embeddingTimeoutMs,
+        signal: ctx.signal,
+      });
+      const existing = registry.get(prepared.id);
+      const kept = existing ?? prepared;
+      if (!existing) registry.set(prepared.id, prepared);
+      ctx.logger.info('data set prepared', {
+        dataset_id: kept.id,
+        table_id: kept.tableId,
+        vocab_hash: kept.vocabHash,
+        splits: kept.splits.map((s) => `${s.name}: ${s.stats.rows} -> ${s.stats.kept}`).join(', '),
+        seconds: prepared.prepareSeconds,
+        already_registered: existing !== undefined,
+      });
+      return { dataset: info(kept) };
     },
-  );
-  return { server, close: async () => {} };
+
+    async *streamBatches(req, ctx) {
+      const d = find(req.datasetId);
+      const split = splitOf(d, req.split);
+      const plan = streamPlan(req);
+      yield* produceBatches(split, plan, ctx.signal, deps.streamHooks);
+    },
+
+    getExamples(req) {
+      const d = find(req.datasetId);
+      const split = splitOf(d, req.split);
+      const limit = Math.min(req.limit === 0 ? 4 : req.limit, MAX_EXAMPLES_PER_CALL);
+      const slice = split.examples.slice(req.offset, req.offset + limit);
+      return {
+        total: BigInt(split.examples.length),
+        examples: slice.map((e) => ({
+          index: e.index,
+          text: e.text,
+          label: e.label,
+          inputIds: Array.from(e.inputIds),
+          tokens: Array.from(e.inputIds, (id) => d.tokens[id] ?? ''),
+        })),
+      };
+    },
+
+    getDataset(req) {
+      return { dataset: info(find(req.datasetId)) };
+    },
+
+    listDatasets() {
+      return { datasets: [...registry.values()].map(info) };
+    },
+  });
+  return {
+    server,
+    close: async () => {
+      ownClient?.close();
+      registry.clear();
+    },
+  };
 }

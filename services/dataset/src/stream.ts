@@ -1,0 +1,89 @@
+/**
+ * StreamBatches' producer: the epoch plan is computed up front (positions only, cheap), every batch is collated
+ * and Arrow-encoded only when the stream asks for it, so the service never runs ahead of the consumer by more than
+ * the kit's bounded buffer (CH8_MAX_BUFFERED_BATCHES).
+ */
+import type { StreamBatchesRequest } from '@ch8/contracts/dataset';
+import { encodeBatch } from '@ch8/batching/arrow';
+import { collate, type BatchExample } from '@ch8/batching/collate';
+import { batchPlan } from '@ch8/batching/plan';
+import { InvalidInputError } from '@ch8/errors';
+import type { PreparedSplit } from './prepare.ts';
+
+/** One StreamBatchesResponse (as the kit's init shape). */
+export interface BatchMessage {
+  arrowIpc: Uint8Array;
+  epoch: number;
+  batchIndex: number;
+  batchesInEpoch: number;
+  batchSize: number;
+  maxLength: number;
+}
+
+export interface StreamHooks {
+  /** Called after each batch is built, with the count built so far in this stream. */
+  onBatch?: (built: number) => void;
+  /** Called once when the producer stops: `completed` false when it was cancelled or left early. */
+  onEnd?: (info: { built: number; completed: boolean }) => void;
+}
+
+export interface StreamPlan {
+  batchSize: number;
+  seed: number;
+  shuffle: boolean;
+  bucketing: boolean;
+  firstEpoch: number;
+  epochs: number;
+}
+
+/** Validates the request's numbers. batch_size 0 -> InvalidInputError (field batch_size); seed beyond 2^53 -> field seed. */
+export function streamPlan(req: StreamBatchesRequest): StreamPlan {
+  if (req.batchSize <= 0) throw new InvalidInputError(`batch_size must be > 0, got ${req.batchSize}`, { field: 'batch_size' });
+  if (req.seed > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new InvalidInputError(`seed must be at most ${Number.MAX_SAFE_INTEGER}, got ${req.seed}`, { field: 'seed' });
+  }
+  const epochs = req.epochs === 0 ? 1 : req.epochs;
+  if (req.epoch + epochs - 1 > 0x7fffffff) throw new InvalidInputError('epoch + epochs is too large', { field: 'epochs' });
+  return { batchSize: req.batchSize, seed: Number(req.seed), shuffle: req.shuffle, bucketing: req.bucketing, firstEpoch: req.epoch, epochs };
+}
+
+/** The batches of `plan.epochs` epochs of one split, built lazily; stops as soon as `signal` aborts. */
+export async function* produceBatches(split: PreparedSplit, plan: StreamPlan, signal: AbortSignal, hooks: StreamHooks = {}): AsyncGenerator<BatchMessage> {
+  const examples: readonly BatchExample[] = split.examples;
+  const lengths = Int32Array.from(examples, (e) => e.inputIds.length);
+  let built = 0;
+  let completed = false;
+  try {
+    for (let e = 0; e < plan.epochs; e++) {
+      const epoch = plan.firstEpoch + e;
+      const batches = batchPlan(lengths, {
+        batchSize: plan.batchSize,
+        seed: plan.seed,
+        epoch,
+        shuffle: plan.shuffle,
+        bucketing: plan.bucketing ? 'chunk' : 'none',
+      });
+      for (let b = 0; b < batches.length; b++) {
+        if (signal.aborted) return;
+        const positions = batches[b] as Int32Array;
+        const members = new Array<BatchExample>(positions.length);
+        for (let k = 0; k < positions.length; k++) members[k] = examples[positions[k] as number] as BatchExample;
+        const batch = collate(members);
+        const message: BatchMessage = {
+          arrowIpc: encodeBatch(batch),
+          epoch,
+          batchIndex: b,
+          batchesInEpoch: batches.length,
+          batchSize: batch.batchSize,
+          maxLength: batch.maxLength,
+        };
+        built++;
+        hooks.onBatch?.(built);
+        yield message;
+      }
+    }
+    completed = true;
+  } finally {
+    hooks.onEnd?.({ built, completed });
+  }
+}
