@@ -91,3 +91,18 @@ test('with threshold 0 tiny ops run as shaders and leave their results on the GP
     device.createShaderModule = create;
   }
 });
+
+test('dataSync() of a GPU tensor fails with a FailedPreconditionError that says to use data()', async (t) => {
+  if (info === null) return t.skip(NO_ADAPTER);
+  await tf.setBackend('webgpu');
+  const a = tf.tensor1d([1, 2, 3]);
+  assert.deepEqual(Array.from(a.dataSync()), [1, 2, 3], 'data still on the CPU reads synchronously');
+  const b = tf.mul(a, 2);
+  assert.throws(
+    () => b.dataSync(),
+    (e: unknown) => isFailedPrecondition(e) && /await tensor\.data\(\)/.test(e.message),
+  );
+  assert.throws(() => b.arraySync(), isFailedPrecondition);
+  assert.deepEqual(Array.from(await b.data()), [2, 4, 6]);
+  tf.dispose([a, b]);
+});

@@ -66,6 +66,8 @@ interface Found {
 interface WebgpuBackendLike {
   device: GPUDevice;
   read(dataId: object): Promise<unknown>;
+  readSync(dataId: object): unknown;
+  tensorMap: { get(dataId: object): { values?: unknown; dtype?: string } | undefined };
   submitQueue(): void;
   commandEncoder: GPUCommandEncoder | null;
 }
@@ -213,6 +215,19 @@ function watchDevice(be: WebgpuBackendLike): void {
     const values = await read(dataId);
     throwIfGpuErrors();
     return values;
+  };
+  // Upstream reads GPU buffers synchronously through OffscreenCanvas, which Node lacks: it would fail with a
+  // bare "OffscreenCanvas is not defined". Data still on the CPU reads as before; GPU data gets an error that
+  // says what to do instead.
+  const readSync = be.readSync.bind(be);
+  be.readSync = (dataId: object) => {
+    const entry = be.tensorMap.get(dataId);
+    if (entry !== undefined && entry.values == null && entry.dtype !== 'string' && !('OffscreenCanvas' in globalThis)) {
+      throw new FailedPreconditionError(
+        'dataSync()/arraySync() cannot read a tensor that lives on the GPU in Node (the webgpu backend needs OffscreenCanvas for that); use `await tensor.data()` / `await tensor.array()`',
+      );
+    }
+    return readSync(dataId);
   };
 }
 
