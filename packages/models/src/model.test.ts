@@ -219,3 +219,19 @@ test('setWeights rejects unknown, missing and misshapen weights', async () => {
     m.dispose();
   }
 });
+
+test('edge shapes: one-token batches (T = 1), one example, unidirectional RNNs', async () => {
+  await onBackend('wasm');
+  const configs = [...MODEL_KINDS.map((k) => tinyConfig(k)), tinyConfig('bilstm', { bidirectional: false }), tinyConfig('gru', { bidirectional: false })];
+  for (const config of configs) {
+    const m = createModel(config, { embeddings: tinyEmbeddings() });
+    try {
+      for (const rows of [[[1]], [[1], [2]], [[4, 5]]]) {
+        const r = m.trainStep(collate(rows, rows.map(() => 1)));
+        assert.ok(Number.isFinite(r.loss), `${config.kind} ${JSON.stringify(rows)}`);
+      }
+    } finally {
+      m.dispose();
+    }
+  }
+});

@@ -167,7 +167,9 @@ export class SentimentModel {
     };
     const xs: tf.Tensor[] = [...views.values()];
     if (finetune) xs.unshift(tokens);
-    const { value, grads } = tf.valueAndGrads(f)(xs);
+    // Parameters a batch does not reach (the recurrent kernel when T = 1) get zero gradients.
+    const { value, grads: maybe } = tf.engine().gradients(() => f(...xs), xs, undefined, true);
+    const grads = maybe.map((g, i) => g ?? tf.zerosLike(xs[i]!));
     const offset = finetune ? 1 : 0;
     const paramGrads = grads.slice(offset);
     const flatGrad = paramGrads.length > 1 ? tf.concat(paramGrads.map((g) => tf.reshape(g, [-1]))) : tf.reshape(paramGrads[0]!, [-1]);

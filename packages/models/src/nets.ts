@@ -204,6 +204,11 @@ const tanhCustom = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
   };
 }) as unknown as CustomFn) as (x: tf.Tensor) => tf.Tensor;
 
+/** tf.unstack along axis 0; a single slice is a reshape (tfjs's Unpack gradient breaks on one output). */
+function unstack(x: tf.Tensor): tf.Tensor[] {
+  return x.shape[0] === 1 ? [tf.reshape(x, x.shape.slice(1))] : tf.unstack(x);
+}
+
 /**
  * Input projections for all steps, one plain 2-D matMul per direction (wasm's batched matMul is several times
  * slower), returned per step s as [D, B, G]: direction 0 at time s, direction 1 at time T - 1 - s.
@@ -212,9 +217,9 @@ function inputGates(tokens: tf.Tensor, w: tf.Tensor, b: tf.Tensor, B: number, T:
   const d = tokens.shape[1]!;
   const G = w.shape[2]!;
   const x = tf.reshape(tf.transpose(tf.reshape(tokens, [B, T, d]), [1, 0, 2]), [T * B, d]);
-  const ws = tf.unstack(w);
-  const bs = tf.unstack(b);
-  const perDir = ws.map((wd, i) => tf.unstack(tf.reshape(dense(x, wd, bs[i]!), [T, B, G])));
+  const ws = unstack(w);
+  const bs = unstack(b);
+  const perDir = ws.map((wd, i) => unstack(tf.reshape(dense(x, wd, bs[i]!), [T, B, G])));
   const out: tf.Tensor[] = [];
   for (let s = 0; s < T; s++) out.push(tf.stack(D === 2 ? [perDir[0]![s]!, perDir[1]![T - 1 - s]!] : [perDir[0]![s]!]));
   return out;
@@ -222,7 +227,7 @@ function inputGates(tokens: tf.Tensor, w: tf.Tensor, b: tf.Tensor, B: number, T:
 
 /** h [D, B, H] times each direction's recurrent kernel, as D plain matMuls: [D, B, G]. */
 function recurrent(h: tf.Tensor, whs: tf.Tensor[]): tf.Tensor {
-  const hs = tf.unstack(h);
+  const hs = unstack(h);
   return tf.stack(hs.map((hd, i) => matmul(hd, whs[i]!)));
 }
 
@@ -273,13 +278,14 @@ function rnn(c: ModelConfig, type: 'lstm' | 'gru'): Net {
       const T = prep.maxLength;
       const masks = stepMasks(prep, D);
       const shape1: [number, number, number] = [D, B, 1];
-      const whs = tf.unstack(param(inputs, `${type}/recurrent_kernel`));
+      let unstacked: tf.Tensor[] | undefined;
+      const whs = (): tf.Tensor[] => (unstacked ??= unstack(param(inputs, `${type}/recurrent_kernel`)));
       let h: tf.Tensor | undefined;
       let cell: tf.Tensor | undefined;
       if (type === 'lstm') {
         const gates = inputGates(inputs.tokens, param(inputs, 'lstm/input_kernel'), param(inputs, 'lstm/bias'), B, T, D);
         for (let s = 0; s < T; s++) {
-          const z = h === undefined ? gates[s]! : tf.add(gates[s]!, recurrent(h, whs));
+          const z = h === undefined ? gates[s]! : tf.add(gates[s]!, recurrent(h, whs()));
           const sg = tf.sigmoid(tf.slice(z, [0, 0, 0], [D, B, 3 * H]));
           const g = tanh(tf.slice(z, [0, 0, 3 * H], [D, B, H]));
           const [i, f, o] = tf.split(sg, 3, 2) as [tf.Tensor, tf.Tensor, tf.Tensor];
@@ -293,7 +299,7 @@ function rnn(c: ModelConfig, type: 'lstm' | 'gru'): Net {
         const bh = param(inputs, 'gru/recurrent_bias');
         for (let s = 0; s < T; s++) {
           const xt = gates[s]!;
-          const gh = h === undefined ? bh : tf.add(recurrent(h, whs), bh);
+          const gh = h === undefined ? bh : tf.add(recurrent(h, whs()), bh);
           const rz = tf.sigmoid(tf.add(tf.slice(xt, [0, 0, 0], [D, B, 2 * H]), tf.slice(gh, [0, 0, 0], [-1, -1, 2 * H])));
           const [r, zg] = tf.split(rz, 2, 2) as [tf.Tensor, tf.Tensor];
           const n = tanh(tf.add(tf.slice(xt, [0, 0, 2 * H], [D, B, H]), tf.mul(r, tf.slice(gh, [0, 0, 2 * H], [-1, -1, H]))));
