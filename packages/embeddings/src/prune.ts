@@ -33,7 +33,7 @@ export interface Progress {
 export interface ReadOptions {
   /** Skip detection and read as this format (gzip is still detected from the content). */
   format?: VectorFormat;
-  /** Size of the read window (default 16 MiB). */
+  /** Bytes per read (default 1 MiB). */
   chunkBytes?: number;
   /** Abort the pass (rejects with CancelledError). */
   signal?: AbortSignal;
@@ -90,10 +90,11 @@ class TableSink implements ScanSink {
     return this.matrix.subarray(id * this.dim, need);
   }
 
-  /** The matrix cut to the rows used (copied only when the allocation was larger). */
+  /** The matrix cut to the rows used: a view when little is unused (requested words missing), else a copy. */
   finalMatrix(): Float32Array {
     const used = this.rows * this.dim;
-    return used === this.matrix.length ? this.matrix : this.matrix.slice(0, used);
+    if (used === this.matrix.length) return this.matrix;
+    return used >= this.matrix.length * 0.75 ? this.matrix.subarray(0, used) : this.matrix.slice(0, used);
   }
 }
 
@@ -112,7 +113,7 @@ function checkAbort(signal: AbortSignal | undefined, path: string): void {
  *
  * Vocabulary: id 0 = `<pad>` (zero row), then kept words in source order; the first occurrence of a word wins, later
  * ones are counted as duplicates. Binary vectors are copied bit-exact; text values become the float32 nearest to the
- * decimal's double. Memory: the read window (16 MiB) plus the kept rows, whatever the file's size.
+ * decimal's double. Memory: two small read buffers plus the kept rows, whatever the file's size.
  *
  * @throws NotFoundError when the file does not exist.
  * @throws InvalidInputError for an empty word list (field words), an unknown format, a garbled header, a truncated
