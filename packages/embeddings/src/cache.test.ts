@@ -114,6 +114,16 @@ test('missing source -> NotFoundError; missing table file -> NotFoundError', asy
   await assert.rejects(readTable(join(dir, 'nope.ch8emb')), (e: unknown) => isNotFound(e));
 });
 
+test('concurrent calls for one table share a single build', async () => {
+  const cacheDir = join(dir, 'c7');
+  const [a, b] = await Promise.all([
+    loadOrBuildTable({ source, words: WORDS, cacheDir }),
+    loadOrBuildTable({ source, words: WORDS, cacheDir }),
+  ]);
+  assert.equal(a.table.matrix, b.table.matrix);
+  assert.deepEqual(await readdir(cacheDir), [`${a.key}.ch8emb`]);
+});
+
 test('a failed write leaves no temp file', async () => {
   const table = makeTable([['x', [1]]]);
   const bad = { ...table, matrix: new Float32Array(5) };

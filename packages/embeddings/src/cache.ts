@@ -82,13 +82,41 @@ export async function loadOrBuildTable(opts: LoadOrBuildOptions): Promise<LoadOr
   try {
     const stored = await readTable(cachePath);
     if (stored.extra.key === key) {
-      return { table: stored.table, cacheHit: true, key, cachePath, seconds: (performance.now() - t0) / 1000 };
+      const table = { ...stored.table, source: opts.source };
+      return { table, cacheHit: true, key, cachePath, seconds: (performance.now() - t0) / 1000 };
     }
     rebuilt = 'the cache file belongs to another key';
   } catch (e) {
     if (isInvalidInput(e)) rebuilt = e.detail;
     else if (!isNotFound(e)) throw e;
   }
+  // One build per cache file at a time within this process: concurrent callers share it.
+  const pending = building.get(cachePath);
+  if (pending !== undefined) {
+    const table = await pending;
+    return { table, cacheHit: false, key, cachePath, seconds: (performance.now() - t0) / 1000 };
+  }
+  const build = buildAndStore(opts, words, cachePath, key);
+  building.set(cachePath, build);
+  let table: EmbeddingTable;
+  try {
+    table = await build;
+  } finally {
+    building.delete(cachePath);
+  }
+  return {
+    table,
+    cacheHit: false,
+    key,
+    cachePath,
+    ...(rebuilt !== undefined ? { rebuilt } : {}),
+    seconds: (performance.now() - t0) / 1000,
+  };
+}
+
+const building = new Map<string, Promise<EmbeddingTable>>();
+
+async function buildAndStore(opts: LoadOrBuildOptions, words: string[] | null, cachePath: string, key: string): Promise<EmbeddingTable> {
   const table = await pruneVectors({
     source: opts.source,
     words,
@@ -98,12 +126,5 @@ export async function loadOrBuildTable(opts: LoadOrBuildOptions): Promise<LoadOr
     ...(opts.onProgress !== undefined ? { onProgress: opts.onProgress } : {}),
   });
   await writeTable(cachePath, table, { key });
-  return {
-    table,
-    cacheHit: false,
-    key,
-    cachePath,
-    ...(rebuilt !== undefined ? { rebuilt } : {}),
-    seconds: (performance.now() - t0) / 1000,
-  };
+  return table;
 }

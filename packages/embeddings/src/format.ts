@@ -36,13 +36,16 @@ export interface FormatInfo {
   dim?: number;
 }
 
+/** Widest vectors accepted (a larger D in a header is taken as garbled). */
+export const MAX_DIM = 65536;
+
 /** Parses `word2vec`'s header line `N D` (N >= 0, D >= 1); undefined when it is not one. */
 export function parseHeader(line: string): { count: number; dim: number } | undefined {
   const m = /^\s*(\d+)[ \t]+(\d+)\s*$/.exec(line);
   if (m === null) return undefined;
   const count = Number(m[1]);
   const dim = Number(m[2]);
-  if (!Number.isSafeInteger(count) || !Number.isSafeInteger(dim) || dim < 1) return undefined;
+  if (!Number.isSafeInteger(count) || !Number.isSafeInteger(dim) || dim < 1 || dim > MAX_DIM) return undefined;
   return { count, dim };
 }
 

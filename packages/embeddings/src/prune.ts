@@ -65,7 +65,8 @@ class TableSink implements ScanSink {
 
   begin(dim: number, countHint: number | undefined): void {
     this.dim = dim;
-    const rows = this.wanted !== null ? Math.min(this.wanted.size, countHint ?? Infinity) : (countHint ?? 4096);
+    // A header's count is only a hint (it may lie): start at most at 1M rows and grow.
+    const rows = Math.min(this.wanted !== null ? this.wanted.size : (countHint ?? 4096), countHint ?? Infinity, 1 << 20);
     this.matrix = new Float32Array((rows + 1) * dim);
   }
 

@@ -150,6 +150,8 @@ describe('bad input gives typed errors naming the file and the entry or line', (
     const full = vectorFileBytes('word2vec-binary', two, 3);
     await fails('trunc.bin', full.subarray(0, full.length - 5), /truncated/, { entry: 2 });
     await fails('short.bin', vectorFileBytes('word2vec-binary', two, 3, { headerCount: 3 }), /truncated/, { entry: 3 });
+    // A header that lies by far must not make the reader allocate for it.
+    await fails('huge.bin', vectorFileBytes('word2vec-binary', two, 3, { headerCount: 9e15 }), /truncated/, { entry: 3 });
   });
   test('truncated gzipped binary file', async () => {
     const full = vectorFileBytes('word2vec-binary', two, 3);
@@ -171,6 +173,7 @@ describe('bad input gives typed errors naming the file and the entry or line', (
     await fails('garbled1.txt', '3 x\na 1 2\n', /garbled header/, { line: 1 });
     await fails('garbled2.txt', '3 0\na 1 2\n', /garbled header/, { line: 1 });
     await fails('garbled3.bin', 'ab\x01cd\n', /garbled header/, { line: 1 }, 'word2vec-binary');
+    await fails('garbled4.bin', '2 99999999\nab ', /garbled header/, { line: 1 }, 'word2vec-binary');
   });
   test('a text line with the wrong number of values', async () => {
     await fails('count.txt', '2 3\na 1 2 3\nb 1 2\n', /expected 3 values, found 2/, { line: 3, entry: 2 });
