@@ -3,5 +3,6 @@ import type { Command } from '../command.ts';
 import { dataShowCommand, dataStatsCommand } from './data.ts';
 import { demoCommand } from './demo.ts';
 import { healthCommand } from './health.ts';
+import { vectorsLookupCommand, vectorsPruneCommand } from './vectors.ts';
 
-export const COMMANDS: readonly Command[] = [demoCommand, healthCommand, dataStatsCommand, dataShowCommand];
+export const COMMANDS: readonly Command[] = [demoCommand, healthCommand, dataStatsCommand, dataShowCommand, vectorsPruneCommand, vectorsLookupCommand];
