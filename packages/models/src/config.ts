@@ -30,6 +30,11 @@ export interface ModelConfigInput {
   filters?: number;
   /** RNNs: run a backward direction too. Default true. */
   bidirectional?: boolean;
+  /**
+   * Fine-tuned embedding rows: 'dense' (default) = dense Adam's trajectory computed lazily (as the PyTorch reference
+   * trains), 'lazy' = SparseAdam/LazyAdam semantics. Both cost only the rows a batch touches.
+   */
+  embeddingOptimizer?: 'dense' | 'lazy';
   /** attention: heads (4; must divide dim) and dropout inside the encoder layer (0.1). */
   heads?: number;
   encoderDropout?: number;
@@ -48,6 +53,7 @@ export interface ModelConfig {
   widths: number[];
   filters: number;
   bidirectional: boolean;
+  embeddingOptimizer: 'dense' | 'lazy';
   heads: number;
   encoderDropout: number;
 }
@@ -94,6 +100,8 @@ export function resolveConfig(input: ModelConfigInput): ModelConfig {
   if (kind === 'attention' && dim % heads !== 0) throw bad('heads', `must divide dim ${dim}`);
   const bidirectional = input.bidirectional ?? true;
   if (typeof bidirectional !== 'boolean') throw bad('bidirectional', 'must be a boolean');
+  const embeddingOptimizer = input.embeddingOptimizer ?? 'dense';
+  if (embeddingOptimizer !== 'dense' && embeddingOptimizer !== 'lazy') throw bad('embeddingOptimizer', "must be 'dense' or 'lazy'");
   return {
     kind,
     vocabSize,
@@ -106,6 +114,7 @@ export function resolveConfig(input: ModelConfigInput): ModelConfig {
     widths: [...widths],
     filters,
     bidirectional,
+    embeddingOptimizer,
     heads,
     encoderDropout: rate(input.encoderDropout ?? 0.1, 'encoderDropout'),
   };

@@ -117,6 +117,11 @@ export class SentimentModel {
     if (this.disposed) throw new Error('model used after dispose()');
   }
 
+  /** Brings the host table up to date (dense-semantics embedding Adam applies missed moves lazily). */
+  private syncTable(): void {
+    this.embeddingOptimizer?.flush(this.table);
+  }
+
   /** The batch's token rows [B*T, d] copied from the host table (PAD rows zero). */
   private tokenRows(prep: PreparedBatch): tf.Tensor2D {
     const d = this.config.dim;
@@ -179,6 +184,7 @@ export class SentimentModel {
   /** Loss and gradients of one batch, nothing updated (for tests and diagnostics). Dropout off unless `training`. */
   gradients(batch: Batch, options: { training?: boolean } = {}): Gradients {
     this.checkAlive();
+    this.syncTable();
     const prep = this.preparer.prepare(batch, true);
     const params = new Map<string, Float32Array>();
     let loss = 0;
@@ -209,7 +215,8 @@ export class SentimentModel {
     const prep = this.preparer.prepare(batch, true);
     const { finetune, learningRate, vocabSize, dim } = this.config;
     this.optimizer ??= tf.train.adam(learningRate, 0.9, 0.999, 1e-8);
-    if (finetune) this.embeddingOptimizer ??= new SparseRowAdam(vocabSize, dim, learningRate);
+    if (finetune) this.embeddingOptimizer ??= new SparseRowAdam(vocabSize, dim, learningRate, this.config.embeddingOptimizer);
+    this.embeddingOptimizer?.catchUpRows(this.table, prep.rows);
     let loss = 0;
     let correct = 0;
     tf.tidy(() => {
@@ -229,6 +236,7 @@ export class SentimentModel {
   /** Logits [B] as a tensor the caller disposes (dropout off unless `training`). */
   logits(batch: Batch, training = false): tf.Tensor {
     this.checkAlive();
+    this.syncTable();
     const prep = this.preparer.prepare(batch, false);
     return tf.tidy(() => this.forward(prep, this.tokenRows(prep), this.paramViews(this.theta), training));
   }
@@ -236,6 +244,7 @@ export class SentimentModel {
   /** P(label = 1) per example. */
   predictProbabilities(batch: Batch): Float32Array {
     this.checkAlive();
+    this.syncTable();
     const prep = this.preparer.prepare(batch, false);
     let out = new Float32Array(0);
     tf.tidy(() => {
@@ -248,6 +257,7 @@ export class SentimentModel {
   /** Mean loss and accuracy over batches (dropout off). */
   evaluate(batches: Iterable<Batch>): EvalResult {
     this.checkAlive();
+    this.syncTable();
     let loss = 0;
     let correct = 0;
     let n = 0;
@@ -266,6 +276,7 @@ export class SentimentModel {
 
   /** A copy of the embedding matrix (vocabSize x dim). */
   getEmbeddings(): Float32Array {
+    this.syncTable();
     return Float32Array.from(this.table);
   }
 
@@ -285,6 +296,7 @@ export class SentimentModel {
   /** Replaces all weights by name; every weight must be given with its exact shape (else InvalidInputError). */
   setWeights(weights: readonly NamedWeight[]): void {
     this.checkAlive();
+    this.syncTable();
     const byName = new Map<string, NamedWeight>();
     for (const w of weights) byName.set(w.name, w);
     const expected = [...this.slots.map((s) => ({ name: s.name, shape: s.shape })), { name: 'embeddings', shape: [this.config.vocabSize, this.config.dim] }];

@@ -5,7 +5,7 @@ import { SparseRowAdam } from './sparse-adam.ts';
 test('lazy Adam: touched rows follow the Adam formula (duplicates summed), other rows and PAD stay', () => {
   const d = 2;
   const table = Float32Array.from([0, 0, 1, 1, 2, 2, 3, 3]);
-  const opt = new SparseRowAdam(4, d, 0.1);
+  const opt = new SparseRowAdam(4, d, 0.1, 'lazy');
   // Positions look up rows [2, 0(PAD), 2] -> local ids [1, 0, 1]; ids = [2].
   const grad = Float32Array.from([0.5, -1, 9, 9, 0.5, -1]);
   opt.step(table, Int32Array.from([2]), Int32Array.from([1, 0, 1]), grad);
@@ -20,4 +20,52 @@ test('lazy Adam: touched rows follow the Adam formula (duplicates summed), other
   assert.deepEqual(Array.from(table.subarray(0, 2 * d)), [0, 0, 1, 1]);
   assert.deepEqual(Array.from(table.subarray(3 * d)), [3, 3]);
   assert.equal(opt.steps, 1);
+});
+
+test('dense mode follows dense Adam (PyTorch formula) exactly enough while touching only the batch rows', () => {
+  const rows = 6;
+  const d = 3;
+  const lr = 0.01;
+  const init = Float32Array.from({ length: rows * d }, (_, i) => (i < d ? 0 : Math.sin(i)));
+  const lazyTable = Float32Array.from(init);
+  const denseTable = Float64Array.from(init);
+  const m = new Float64Array(rows * d);
+  const v = new Float64Array(rows * d);
+  const opt = new SparseRowAdam(rows, d, lr, 'dense');
+  // Rows used per step: some rows skip many steps, row 5 appears only once.
+  const schedule = [[1, 2], [1], [3], [1, 3], [5], [2], [1], [1], [2, 3], [1]];
+  schedule.forEach((ids, s) => {
+    const t = s + 1;
+    const g = new Float64Array(rows * d);
+    for (const id of ids) for (let j = 0; j < d; j++) g[id * d + j] = Math.cos(t * 7 + id * 3 + j);
+    for (let i = d; i < rows * d; i++) {
+      m[i] = 0.9 * m[i]! + 0.1 * g[i]!;
+      v[i] = 0.999 * v[i]! + 0.001 * g[i]! * g[i]!;
+      const denom = Math.sqrt(v[i]!) / Math.sqrt(1 - 0.999 ** t) + 1e-8;
+      denseTable[i]! -= ((lr / (1 - 0.9 ** t)) * m[i]!) / denom;
+    }
+    const idArr = Int32Array.from(ids);
+    opt.catchUpRows(lazyTable, idArr);
+    const tokenGrad = new Float32Array(ids.length * d);
+    ids.forEach((id, r) => tokenGrad.set(Float32Array.from(g.subarray(id * d, (id + 1) * d)), r * d));
+    const untouched = Float32Array.from(lazyTable);
+    opt.step(lazyTable, idArr, Int32Array.from(ids, (_, r) => r + 1), tokenGrad);
+    for (let row = 0; row < rows; row++) {
+      if (ids.includes(row)) continue;
+      assert.deepEqual(lazyTable.subarray(row * d, (row + 1) * d), untouched.subarray(row * d, (row + 1) * d), 'a step writes only its rows');
+    }
+  });
+  opt.flush(lazyTable);
+  for (let i = 0; i < rows * d; i++) {
+    assert.ok(Math.abs(lazyTable[i]! - denseTable[i]!) < 1e-5, `entry ${i}: ${lazyTable[i]} vs dense ${denseTable[i]}`);
+  }
+  assert.deepEqual(Array.from(lazyTable.subarray(0, d)), [0, 0, 0], 'PAD row');
+  const lazy = new SparseRowAdam(rows, d, lr, 'lazy');
+  const t2 = Float32Array.from(init);
+  lazy.step(t2, Int32Array.from([1]), Int32Array.from([1]), Float32Array.from([1, 1, 1]));
+  lazy.step(t2, Int32Array.from([2]), Int32Array.from([1]), Float32Array.from([1, 1, 1]));
+  lazy.flush(t2);
+  const afterOne = Float32Array.from(init);
+  new SparseRowAdam(rows, d, lr, 'lazy').step(afterOne, Int32Array.from([1]), Int32Array.from([1]), Float32Array.from([1, 1, 1]));
+  assert.deepEqual(t2.subarray(d, 2 * d), afterOne.subarray(d, 2 * d), 'lazy mode leaves a row alone when unused');
 });
