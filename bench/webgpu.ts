@@ -1,0 +1,195 @@
+/**
+ * The zoo on the webgpu backend against wasm (the baseline, measured in the same run) on GLUE SST-2 (problem 77):
+ * training examples/s over one epoch (or its first --max-batches batches) and dev accuracy, per model.
+ *
+ * Training is driven asynchronously, the only way that works on webgpu in Node (`dataSync()` cannot read GPU
+ * tensors there): per batch, `tf.variableGrads` over the model's public `logits()` and Adam on its trainable
+ * (dense) variables, the loss read with `await data()` every step. Both backends run exactly this driver, so the
+ * figures compare backends, not drivers. The embedding matrix stays frozen (the driver cannot reach the model's
+ * row-sparse embedding optimiser) and dropout is off (the masks are keyed by the model's own step counter).
+ * Vectors: wink GloVe-100d pruned to the SST-2 train+dev words (cached as bench:models does).
+ *
+ *   pnpm bench:webgpu [--models LIST] [--backends webgpu,wasm] [--epochs N] [--max-batches N] [--sst2 DIR]
+ */
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs';
+import { collate, type Batch } from '@ch8/batching/collate';
+import { batchPlan } from '@ch8/batching/plan';
+import { collectWords, prepareSplit, type Example } from '@ch8/datasets/prepare';
+import { readSst2Tsv } from '@ch8/datasets/sst2';
+import { loadOrBuildTable } from '@ch8/embeddings/cache';
+import { defaultVectorsPath } from '@ch8/embeddings/prune';
+import { selectBackend, type BackendInfo, type BackendPreference } from '@ch8/backend/select';
+import { isModelKind, type ModelKind } from '@ch8/models/config';
+import { createModel } from '@ch8/models/model';
+import { chapterTokenize } from '@ch8/tokenizer';
+
+const SEED = 1;
+const BATCH = 64;
+const EVAL_BATCH = 256;
+
+function parseArgs(argv: string[]) {
+  const here = fileURLToPath(new URL('.', import.meta.url));
+  const opts = {
+    models: ['bow-frozen', 'mlp'] as ModelKind[],
+    backends: ['webgpu', 'wasm'] as BackendPreference[],
+    epochs: 1,
+    maxBatches: Infinity,
+    sst2: join(here, '..', '..', 'shared', 'data', 'sst2'),
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    if (a === '--models') {
+      opts.models = value()
+        .split(',')
+        .map((m) => {
+          if (!isModelKind(m)) throw new Error(`unknown model ${m}`);
+          return m;
+        });
+    } else if (a === '--backends') opts.backends = value().split(',') as BackendPreference[];
+    else if (a === '--epochs') opts.epochs = Math.max(1, Number.parseInt(value(), 10));
+    else if (a === '--max-batches') opts.maxBatches = Math.max(1, Number.parseInt(value(), 10));
+    else if (a === '--sst2') opts.sst2 = resolve(value());
+    else throw new Error(`unknown argument ${a}`);
+  }
+  return opts;
+}
+
+const opts = parseArgs(process.argv.slice(2));
+const log = (line: string): void => void process.stderr.write(`${line}\n`);
+const round = (x: number, digits = 4): number => Math.round(x * 10 ** digits) / 10 ** digits;
+
+const [trainRows, devRows] = await Promise.all([
+  readSst2Tsv(join(opts.sst2, 'train.tsv')),
+  readSst2Tsv(join(opts.sst2, 'dev.tsv')),
+]);
+const words = collectWords(devRows, chapterTokenize, collectWords(trainRows, chapterTokenize));
+const { table } = await loadOrBuildTable({
+  source: defaultVectorsPath(),
+  words,
+  cacheDir: join(tmpdir(), 'ch8-bench-models-cache'),
+});
+const idOf = (t: string): number | undefined => table.vocab.idOf(t);
+const train = prepareSplit(trainRows, { tokenize: chapterTokenize, idOf }).examples;
+const dev = prepareSplit(devRows, { tokenize: chapterTokenize, idOf }).examples;
+const V = table.vocab.size;
+const lengths = Int32Array.from(train, (e) => e.inputIds.length);
+log(`vocabulary ${V} x ${table.dim}, train ${train.length}, dev ${dev.length}`);
+
+function inOrder(examples: Example[], size: number): Batch[] {
+  const out: Batch[] = [];
+  for (let i = 0; i < examples.length; i += size) out.push(collate(examples.slice(i, i + size)));
+  return out;
+}
+const devBatches = inOrder(dev, EVAL_BATCH);
+
+async function run(kind: ModelKind, backend: BackendInfo) {
+  const model = createModel({ kind, vocabSize: V, dim: table.dim, seed: SEED }, { embeddings: table.matrix });
+  const optimizer = tf.train.adam(model.config.learningRate, 0.9, 0.999, 1e-8);
+  try {
+    let seen = 0;
+    let seconds = 0;
+    let lossSum = 0;
+    for (let epoch = 0; epoch < opts.epochs; epoch++) {
+      const plan = batchPlan(lengths, { batchSize: BATCH, seed: SEED, epoch, bucketing: 'chunk' });
+      let n = 0;
+      lossSum = 0;
+      let epochSeen = 0;
+      const t0 = performance.now();
+      for (const positions of plan) {
+        if (n++ >= opts.maxBatches) break;
+        const batch = collate(Array.from(positions, (p) => train[p]!));
+        const labels = tf.tensor1d(batch.labels!);
+        const { value, grads } = tf.variableGrads(
+          () => tf.losses.sigmoidCrossEntropy(labels, model.logits(batch, false)) as tf.Scalar,
+        );
+        optimizer.applyGradients(Object.keys(grads).map((name) => ({ name, tensor: grads[name]! })));
+        lossSum += (await value.data())[0]! * batch.batchSize;
+        epochSeen += batch.batchSize;
+        tf.dispose([labels, value, ...Object.values(grads)]);
+      }
+      const dt = (performance.now() - t0) / 1000;
+      seconds += dt;
+      seen += epochSeen;
+      log(
+        `${kind} on ${backend.backend} epoch ${epoch + 1}: loss ${(lossSum / epochSeen).toFixed(4)}, ${Math.round(epochSeen / dt)} ex/s`,
+      );
+    }
+    let correct = 0;
+    for (const b of devBatches) {
+      const z = model.logits(b, false);
+      const logits = await z.data();
+      z.dispose();
+      for (let i = 0; i < b.batchSize; i++) if ((logits[i]! > 0 ? 1 : 0) === b.labels![i]) correct++;
+    }
+    return {
+      model: kind,
+      backend: backend.backend,
+      device: backend.device,
+      train_examples: seen,
+      train_seconds: round(seconds, 2),
+      train_examples_per_second: Math.round(seen / seconds),
+      final_epoch_train_loss: round(lossSum / (seen / opts.epochs)),
+      dev_accuracy: round(correct / dev.length),
+    };
+  } finally {
+    optimizer.dispose();
+    model.dispose();
+  }
+}
+
+const results: Awaited<ReturnType<typeof run>>[] = [];
+const backends: BackendInfo[] = [];
+for (const prefer of opts.backends) {
+  const info = await selectBackend({ prefer });
+  backends.push(info);
+  log(`backend ${info.backend}: ${info.device}`);
+  for (const kind of opts.models) {
+    const row = await run(kind, info);
+    results.push(row);
+    log(JSON.stringify(row));
+  }
+}
+
+const baseline = opts.backends[opts.backends.length - 1];
+const comparisons = opts.models.flatMap((kind) => {
+  const base = results.find((r) => r.model === kind && r.backend === baseline);
+  return results
+    .filter((r) => r.model === kind && r.backend !== baseline && base !== undefined)
+    .map((r) => ({
+      model: kind,
+      backend: r.backend,
+      baseline,
+      speed_ratio: round(r.train_examples_per_second / base!.train_examples_per_second, 3),
+      dev_accuracy_points_vs_baseline: round(100 * (r.dev_accuracy - base!.dev_accuracy), 2),
+    }));
+});
+
+process.stdout.write(
+  `${JSON.stringify(
+    {
+      bench: 'webgpu',
+      command: `pnpm bench:webgpu ${process.argv.slice(2).join(' ')}`.trim(),
+      seed: SEED,
+      batch_size: BATCH,
+      epochs: opts.epochs,
+      max_batches: Number.isFinite(opts.maxBatches) ? opts.maxBatches : null,
+      driver:
+        'async variableGrads over logits(), Adam on dense variables, embeddings frozen, dropout off, bucketing chunk',
+      baseline: `${baseline}, same run, same driver`,
+      data: { train_examples: train.length, dev_examples: dev.length, vocab_size: V, dim: table.dim },
+      backends,
+      results,
+      comparisons,
+    },
+    null,
+    2,
+  )}\n`,
+);
