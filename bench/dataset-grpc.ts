@@ -55,7 +55,7 @@ const emb = createEmbeddingServer({
 const embeddingAddr = `127.0.0.1:${await emb.server.listen('127.0.0.1:0')}`;
 emb.server.ready();
 
-const datasetEnv = { CH8_EMBEDDING_ADDR: embeddingAddr, CH8_DATA_ROOTS: dir, CH8_LOG_LEVEL: 'warn' };
+const datasetEnv = { CH8_EMBEDDING_ADDR: embeddingAddr, CH8_DATA_ROOTS: dir, CH8_LOG_LEVEL: 'warn', CH8_MAX_BUFFERED_BATCHES: process.env['CH8_MAX_BUFFERED_BATCHES'] ?? '8' };
 const inproc = createDatasetServer({ config: parseDatasetConfig(datasetEnv), logger: silentLogger });
 const inprocAddr = `127.0.0.1:${await inproc.server.listen('127.0.0.1:0')}`;
 inproc.server.ready();
