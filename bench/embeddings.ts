@@ -261,7 +261,9 @@ async function main(): Promise<void> {
     // 3. cache hit of the 20,000 x 300 table in a fresh process.
     const cacheDir = join(tmp, 'cache-w2v');
     const build = runChild('cache', ['--source', bin, '--words-file', wordsFile, '--cache-dir', cacheDir]);
-    const hits = [1, 2, 3].map(() => runChild('cache', ['--source', bin, '--words-file', wordsFile, '--cache-dir', cacheDir]));
+    const hits = [1, 2, 3].map(() =>
+      runChild('cache', ['--source', bin, '--words-file', wordsFile, '--cache-dir', cacheDir]),
+    );
     report.cache_hit_20k = {
       rows: build.vocab_size,
       dim: build.dim,
@@ -305,7 +307,10 @@ async function main(): Promise<void> {
         uncompressed_mb_per_s: round(raw / (p.seconds as number) / 1e6, 1),
         peak_rss_bytes: p.peak_rss_bytes,
         baseline_gzip_dc_seconds: round(zcat),
-        note: gzSize < size ? `smaller than the plain file (${gzSize} rows): gzip -1 of 3.6 GB random floats takes minutes here` : undefined,
+        note:
+          gzSize < size
+            ? `smaller than the plain file (${gzSize} rows): gzip -1 of 3.6 GB random floats takes minutes here`
+            : undefined,
       };
       log(JSON.stringify(report.word2vec_binary_gzip));
     }

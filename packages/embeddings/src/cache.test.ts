@@ -108,8 +108,9 @@ test('a cache file of another key at this name is not served', async () => {
 });
 
 test('missing source -> NotFoundError; missing table file -> NotFoundError', async () => {
-  await assert.rejects(loadOrBuildTable({ source: join(dir, 'nope'), words: ['a'], cacheDir: join(dir, 'c5') }), (e: unknown) =>
-    isNotFound(e),
+  await assert.rejects(
+    loadOrBuildTable({ source: join(dir, 'nope'), words: ['a'], cacheDir: join(dir, 'c5') }),
+    (e: unknown) => isNotFound(e),
   );
   await assert.rejects(readTable(join(dir, 'nope.ch8emb')), (e: unknown) => isNotFound(e));
 });

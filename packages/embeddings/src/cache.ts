@@ -47,7 +47,11 @@ export interface LoadOrBuildResult {
  *
  * @throws NotFoundError when the source does not exist.
  */
-export async function cacheKey(source: string, format: VectorFormat | undefined, words: Iterable<string> | null): Promise<string> {
+export async function cacheKey(
+  source: string,
+  format: VectorFormat | undefined,
+  words: Iterable<string> | null,
+): Promise<string> {
   let id: { path: string; size: number; mtimeMs: number };
   try {
     const st = await stat(source);
@@ -116,7 +120,12 @@ export async function loadOrBuildTable(opts: LoadOrBuildOptions): Promise<LoadOr
 
 const building = new Map<string, Promise<EmbeddingTable>>();
 
-async function buildAndStore(opts: LoadOrBuildOptions, words: string[] | null, cachePath: string, key: string): Promise<EmbeddingTable> {
+async function buildAndStore(
+  opts: LoadOrBuildOptions,
+  words: string[] | null,
+  cachePath: string,
+  key: string,
+): Promise<EmbeddingTable> {
   const table = await pruneVectors({
     source: opts.source,
     words,

@@ -57,7 +57,10 @@ class GzipSource implements ByteSource {
   #pending: Buffer | undefined;
   #done = false;
 
-  constructor(private readonly path: string, fd: FileHandle) {
+  constructor(
+    private readonly path: string,
+    fd: FileHandle,
+  ) {
     this.#raw = createReadStream('', { fd, highWaterMark: 4 << 20, autoClose: true });
     const gunzip = createGunzip({ chunkSize: 1 << 20 });
     this.#raw.on('error', (e) => gunzip.destroy(e));
@@ -127,7 +130,13 @@ export class ChunkReader {
   #spare: Buffer;
   #ahead: Promise<number> | undefined;
 
-  private constructor(path: string, private readonly src: ByteSource, fileSize: number, gzip: boolean, chunk: number) {
+  private constructor(
+    path: string,
+    private readonly src: ByteSource,
+    fileSize: number,
+    gzip: boolean,
+    chunk: number,
+  ) {
     this.path = path;
     this.fileSize = fileSize;
     this.gzip = gzip;

@@ -100,20 +100,25 @@ function classify(sample: Buffer, path: string, gzip: boolean): FormatInfo {
     const lineEnd = rest.indexOf(0x0a, sp);
     if (lineEnd >= 0) {
       const values = fieldsOf(rest.toString('latin1', sp + 1, lineEnd));
-      if (values.length === header.dim && values.every((v) => NUMBER_LIKE.test(v))) return { format: 'word2vec-text', ...info };
+      if (values.length === header.dim && values.every((v) => NUMBER_LIKE.test(v)))
+        return { format: 'word2vec-text', ...info };
     }
     const vectorBytes = rest.toString('latin1', sp + 1, Math.min(rest.length, sp + 1 + 4 * header.dim));
     return { format: PRINTABLE.test(vectorBytes) ? 'word2vec-text' : 'word2vec-binary', ...info };
   }
   const first = fields[0];
-  if (first !== undefined && /^\d+$/.test(first) && (fields.length <= 2 || !fields.slice(1).every((f) => NUMBER_LIKE.test(f)))) {
+  if (
+    first !== undefined &&
+    /^\d+$/.test(first) &&
+    (fields.length <= 2 || !fields.slice(1).every((f) => NUMBER_LIKE.test(f)))
+  ) {
     throw new InvalidInputError(`garbled header "${firstLine.slice(0, 80)}": expected "N D"`, { file: path, line: 1 });
   }
   if (fields.length >= 2 && fields.slice(1).every((f) => NUMBER_LIKE.test(f))) {
     return { format: 'glove-text', gzip, dim: fields.length - 1 };
   }
-  throw new InvalidInputError(
-    'unknown vector format: not word2vec (binary or text), GloVe/fastText text or JSON',
-    { file: path, line: 1 },
-  );
+  throw new InvalidInputError('unknown vector format: not word2vec (binary or text), GloVe/fastText text or JSON', {
+    file: path,
+    line: 1,
+  });
 }

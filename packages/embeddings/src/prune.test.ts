@@ -87,7 +87,11 @@ test('duplicates: first occurrence wins and repeats are counted', async () => {
 test('invalid UTF-8 words are counted, decoded with replacement, not an error', async () => {
   const path = join(dir, 'utf8.bin');
   const bad = Buffer.from([0x62, 0xff, 0x61, 0x64]); // b\xffad
-  const entries = [['ok', [1, 2]], [bad, [3, 4]], ['café', [5, 6]]] as const;
+  const entries = [
+    ['ok', [1, 2]],
+    [bad, [3, 4]],
+    ['café', [5, 6]],
+  ] as const;
   await writeVectorFile(path, 'word2vec-binary', entries, 2);
   const all = await pruneVectors({ source: path, words: null });
   assert.deepEqual(all.vocab.tokens, [PAD_TOKEN, 'ok', 'b\ufffdad', 'café']);
@@ -113,14 +117,20 @@ test('missing sample: the first 20 missing words in sorted order', async () => {
   const words = Array.from({ length: 30 }, (_, i) => `zz${String(29 - i).padStart(2, '0')}`);
   const table = await pruneVectors({ source: path, words: [...words, 'the'] });
   assert.equal(table.stats.missing, 30);
-  assert.deepEqual(table.stats.missingSample, Array.from({ length: 20 }, (_, i) => `zz${String(i).padStart(2, '0')}`));
+  assert.deepEqual(
+    table.stats.missingSample,
+    Array.from({ length: 20 }, (_, i) => `zz${String(i).padStart(2, '0')}`),
+  );
 });
 
 test('an empty word list is InvalidInputError on field words', async () => {
   const path = join(dir, 'e.bin');
   await writeVectorFile(path, 'word2vec-binary', ENTRIES, DIM);
   for (const words of [[], ['<pad>']]) {
-    await assert.rejects(pruneVectors({ source: path, words }), (e: unknown) => isInvalidInput(e) && e.field === 'words');
+    await assert.rejects(
+      pruneVectors({ source: path, words }),
+      (e: unknown) => isInvalidInput(e) && e.field === 'words',
+    );
   }
 });
 
@@ -134,7 +144,10 @@ test('progress is reported and an abort cancels the pass', async () => {
   assert.ok(seen.every((b, i) => i === 0 || b >= (seen[i - 1] as number)));
   const ac = new AbortController();
   ac.abort();
-  await assert.rejects(pruneVectors({ source: path, words: ['w1'], chunkBytes: 4096, signal: ac.signal }), CancelledError);
+  await assert.rejects(
+    pruneVectors({ source: path, words: ['w1'], chunkBytes: 4096, signal: ac.signal }),
+    CancelledError,
+  );
 });
 
 test('defaultVectorsPath resolves the wink JSON shipped as a dependency', () => {
@@ -143,5 +156,8 @@ test('defaultVectorsPath resolves the wink JSON shipped as a dependency', () => 
 
 test('vectorFileBytes writes the word2vec binary layout exactly', () => {
   const b = vectorFileBytes('word2vec-binary', [['ab', [1.5, -2]]], 2, { newline: false });
-  assert.equal(b.toString('hex'), Buffer.concat([Buffer.from('1 2\nab '), Buffer.from(new Float32Array([1.5, -2]).buffer)]).toString('hex'));
+  assert.equal(
+    b.toString('hex'),
+    Buffer.concat([Buffer.from('1 2\nab '), Buffer.from(new Float32Array([1.5, -2]).buffer)]).toString('hex'),
+  );
 });

@@ -66,7 +66,11 @@ class TableSink implements ScanSink {
   begin(dim: number, countHint: number | undefined): void {
     this.dim = dim;
     // A header's count is only a hint (it may lie): start at most at 1M rows and grow.
-    const rows = Math.min(this.wanted !== null ? this.wanted.size : (countHint ?? 4096), countHint ?? Infinity, 1 << 20);
+    const rows = Math.min(
+      this.wanted !== null ? this.wanted.size : (countHint ?? 4096),
+      countHint ?? Infinity,
+      1 << 20,
+    );
     this.matrix = new Float32Array((rows + 1) * dim);
   }
 

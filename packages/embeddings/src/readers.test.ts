@@ -32,12 +32,27 @@ function bits(v: Float32Array): string {
 const DIM = 5;
 const ENTRIES = randomEntries(['the', 'movie', 'café', 'naïve', '<s>', 'end.'], DIM, 7);
 
-const CASES: Array<{ name: string; format: VectorFormat; detected: VectorFormat; opts: Parameters<typeof vectorFileBytes>[3] }> = [
+const CASES: Array<{
+  name: string;
+  format: VectorFormat;
+  detected: VectorFormat;
+  opts: Parameters<typeof vectorFileBytes>[3];
+}> = [
   { name: 'word2vec binary', format: 'word2vec-binary', detected: 'word2vec-binary', opts: {} },
-  { name: 'word2vec binary without newlines', format: 'word2vec-binary', detected: 'word2vec-binary', opts: { newline: false } },
+  {
+    name: 'word2vec binary without newlines',
+    format: 'word2vec-binary',
+    detected: 'word2vec-binary',
+    opts: { newline: false },
+  },
   { name: 'word2vec binary gzipped', format: 'word2vec-binary', detected: 'word2vec-binary', opts: { gzip: true } },
   { name: 'word2vec text', format: 'word2vec-text', detected: 'word2vec-text', opts: {} },
-  { name: 'fastText .vec (trailing space)', format: 'fasttext-vec', detected: 'word2vec-text', opts: { trailingSpace: true } },
+  {
+    name: 'fastText .vec (trailing space)',
+    format: 'fasttext-vec',
+    detected: 'word2vec-text',
+    opts: { trailingSpace: true },
+  },
   { name: 'GloVe text', format: 'glove-text', detected: 'glove-text', opts: {} },
   { name: 'GloVe text gzipped', format: 'glove-text', detected: 'glove-text', opts: { gzip: true } },
   { name: 'wink JSON', format: 'wink-json', detected: 'wink-json', opts: {} },
@@ -62,7 +77,10 @@ describe('every format reads back bit-exact, detected from content', () => {
       got.forEach((e, i) => assert.equal(bits(e.vector), bits((ENTRIES[i] as [string, Float32Array])[1]), e.word));
       // Reading with the format named explicitly gives the same.
       const named = await collect(path, { format: c.format });
-      assert.deepEqual(named.map((e) => e.word), got.map((e) => e.word));
+      assert.deepEqual(
+        named.map((e) => e.word),
+        got.map((e) => e.word),
+      );
     });
   }
 });
@@ -84,8 +102,18 @@ test('entries crossing chunk boundaries (tiny window) read the same', async () =
 
 test('binary detection is not fooled by a vector whose first byte is a line break', async () => {
   const path = join(dir, 'tricky.bin');
-  const v = new Float32Array(Uint8Array.from([0x0a, 0x00, 0x80, 0x3f, 0x31, 0x2e, 0x35, 0x20, 0x32, 0x20, 0x33, 0x0a]).buffer);
-  await writeVectorFile(path, 'word2vec-binary', [['x', v], ['y', [1, 2, 3]]], 3);
+  const v = new Float32Array(
+    Uint8Array.from([0x0a, 0x00, 0x80, 0x3f, 0x31, 0x2e, 0x35, 0x20, 0x32, 0x20, 0x33, 0x0a]).buffer,
+  );
+  await writeVectorFile(
+    path,
+    'word2vec-binary',
+    [
+      ['x', v],
+      ['y', [1, 2, 3]],
+    ],
+    3,
+  );
   assert.equal((await detectFormat(path)).format, 'word2vec-binary');
   const got = await collect(path);
   assert.equal(bits(got[0]?.vector ?? new Float32Array()), bits(v));
@@ -130,10 +158,19 @@ test('a gzipped file is read to its end: bytesRead equals the compressed size', 
 });
 
 describe('bad input gives typed errors naming the file and the entry or line', () => {
-  async function fails(name: string, content: string | Buffer, expect: RegExp, where: { line?: number; entry?: number }, format?: VectorFormat) {
+  async function fails(
+    name: string,
+    content: string | Buffer,
+    expect: RegExp,
+    where: { line?: number; entry?: number },
+    format?: VectorFormat,
+  ) {
     const path = join(dir, name);
     await writeFile(path, content);
-    for (const run of [() => collect(path, format ? { format } : {}), () => pruneVectors({ source: path, words: null, ...(format ? { format } : {}) })]) {
+    for (const run of [
+      () => collect(path, format ? { format } : {}),
+      () => pruneVectors({ source: path, words: null, ...(format ? { format } : {}) }),
+    ]) {
       await assert.rejects(run(), (e: unknown) => {
         assert.ok(isInvalidInput(e), String(e));
         assert.match(e.message, expect);
@@ -151,7 +188,9 @@ describe('bad input gives typed errors naming the file and the entry or line', (
     await fails('trunc.bin', full.subarray(0, full.length - 5), /truncated/, { entry: 2 });
     await fails('short.bin', vectorFileBytes('word2vec-binary', two, 3, { headerCount: 3 }), /truncated/, { entry: 3 });
     // A header that lies by far must not make the reader allocate for it.
-    await fails('huge.bin', vectorFileBytes('word2vec-binary', two, 3, { headerCount: 9e15 }), /truncated/, { entry: 3 });
+    await fails('huge.bin', vectorFileBytes('word2vec-binary', two, 3, { headerCount: 9e15 }), /truncated/, {
+      entry: 3,
+    });
   });
   test('truncated gzipped binary file', async () => {
     const full = vectorFileBytes('word2vec-binary', two, 3);
@@ -167,7 +206,13 @@ describe('bad input gives typed errors naming the file and the entry or line', (
   });
   test('more entries than the header says', async () => {
     await fails('long.txt', '1 2\na 1 2\nb 3 4\n', /more entries/, { line: 3, entry: 2 });
-    await fails('long.bin', Buffer.concat([vectorFileBytes('word2vec-binary', two, 3, { headerCount: 1 })]), /data after/, { entry: 2 }, 'word2vec-binary');
+    await fails(
+      'long.bin',
+      Buffer.concat([vectorFileBytes('word2vec-binary', two, 3, { headerCount: 1 })]),
+      /data after/,
+      { entry: 2 },
+      'word2vec-binary',
+    );
   });
   test('garbled header', async () => {
     await fails('garbled1.txt', '3 x\na 1 2\n', /garbled header/, { line: 1 });

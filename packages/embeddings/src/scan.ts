@@ -92,7 +92,12 @@ function selectWord(buf: Buffer, s: number, e: number, sink: ScanSink, counts: S
   return high < 0x80 ? key : buf.toString('utf8', s, e);
 }
 
-export async function* scan(r: ChunkReader, format: VectorFormat, sink: ScanSink, counts: ScanCounts): AsyncGenerator<void> {
+export async function* scan(
+  r: ChunkReader,
+  format: VectorFormat,
+  sink: ScanSink,
+  counts: ScanCounts,
+): AsyncGenerator<void> {
   switch (format) {
     case 'word2vec-binary':
       yield* scanBinary(r, sink, counts);
@@ -169,10 +174,13 @@ async function* scanBinary(r: ChunkReader, sink: ScanSink, counts: ScanCounts): 
     if (i < count) {
       yield;
       if (!(await r.refill())) {
-        throw new InvalidInputError(`truncated: the header announces ${count} entries, the file ends in entry ${i + 1}`, {
-          file,
-          entry: i + 1,
-        });
+        throw new InvalidInputError(
+          `truncated: the header announces ${count} entries, the file ends in entry ${i + 1}`,
+          {
+            file,
+            entry: i + 1,
+          },
+        );
       }
     }
   }
@@ -248,12 +256,19 @@ async function* scanText(r: ChunkReader, sink: ScanSink, counts: ScanCounts, has
       if (sp < 0 || sp > lineEnd) sp = lineEnd;
       entries++;
       if (count !== undefined && entries > count) {
-        throw new InvalidInputError(`more entries than the ${count} the header announces`, { file, line, entry: entries });
+        throw new InvalidInputError(`more entries than the ${count} the header announces`, {
+          file,
+          line,
+          entry: entries,
+        });
       }
       if (sp === start) throw new InvalidInputError('empty word', { file, line, entry: entries });
       if (dim === 0) {
         // GloVe: the first line fixes the width.
-        const fields = buf.toString('latin1', sp, lineEnd).split(' ').filter((t) => t.length > 0);
+        const fields = buf
+          .toString('latin1', sp, lineEnd)
+          .split(' ')
+          .filter((t) => t.length > 0);
         dim = fields.length;
         if (dim === 0) throw new InvalidInputError('a word without values', { file, line, entry: entries });
         sink.begin(dim, undefined);
@@ -316,7 +331,12 @@ class JsonCursor {
 
   async expect(byte: number): Promise<void> {
     const b = await this.peek();
-    if (b !== byte) this.fail(b < 0 ? `unexpected end of JSON, expected "${String.fromCharCode(byte)}"` : `expected "${String.fromCharCode(byte)}", found "${String.fromCharCode(b)}"`);
+    if (b !== byte)
+      this.fail(
+        b < 0
+          ? `unexpected end of JSON, expected "${String.fromCharCode(byte)}"`
+          : `expected "${String.fromCharCode(byte)}", found "${String.fromCharCode(b)}"`,
+      );
     this.r.pos++;
   }
 

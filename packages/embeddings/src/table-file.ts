@@ -54,7 +54,11 @@ export interface StoredTable {
  * Writes `table` to `path` atomically: a temporary file in the same folder, flushed, then renamed over `path`.
  * Readers never see a half-written file; on failure the temporary file is removed.
  */
-export async function writeTable(path: string, table: EmbeddingTable, extra: Record<string, unknown> = {}): Promise<void> {
+export async function writeTable(
+  path: string,
+  table: EmbeddingTable,
+  extra: Record<string, unknown> = {},
+): Promise<void> {
   const rows = table.vocab.size;
   if (table.matrix.length !== rows * table.dim) {
     throw new InvalidInputError(`matrix has ${table.matrix.length} values, expected ${rows} x ${table.dim}`, {

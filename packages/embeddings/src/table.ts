@@ -68,7 +68,11 @@ export function rowOf(table: EmbeddingTable, id: number): Float32Array {
  * @throws InvalidInputError when a vector's width differs, a word repeats, or there are no words to infer d from and
  *   no dim is given.
  */
-export function makeTable(entries: Iterable<readonly [string, ArrayLike<number>]>, dim?: number, source = 'memory'): EmbeddingTable {
+export function makeTable(
+  entries: Iterable<readonly [string, ArrayLike<number>]>,
+  dim?: number,
+  source = 'memory',
+): EmbeddingTable {
   const list = [...entries];
   const d = dim ?? list[0]?.[1].length;
   if (d === undefined || d < 1) throw new InvalidInputError('no vectors to infer the width from', { field: 'dim' });

@@ -32,8 +32,20 @@ test('hash: same tokens, order and dim -> same hash; any change -> another', () 
 });
 
 test('rejects a vocabulary without <pad> first, a repeated token, or a bad dim', () => {
-  assert.throws(() => new Vocabulary(['x', PAD_TOKEN], 2), (e: unknown) => isInvalidInput(e) && e.field === 'tokens');
-  assert.throws(() => Vocabulary.fromWords(['x', 'x'], 2), (e: unknown) => isInvalidInput(e) && /twice/.test(e.message));
-  assert.throws(() => Vocabulary.fromWords([PAD_TOKEN], 2), (e: unknown) => isInvalidInput(e));
-  assert.throws(() => Vocabulary.fromWords(['x'], 0), (e: unknown) => isInvalidInput(e) && e.field === 'dim');
+  assert.throws(
+    () => new Vocabulary(['x', PAD_TOKEN], 2),
+    (e: unknown) => isInvalidInput(e) && e.field === 'tokens',
+  );
+  assert.throws(
+    () => Vocabulary.fromWords(['x', 'x'], 2),
+    (e: unknown) => isInvalidInput(e) && /twice/.test(e.message),
+  );
+  assert.throws(
+    () => Vocabulary.fromWords([PAD_TOKEN], 2),
+    (e: unknown) => isInvalidInput(e),
+  );
+  assert.throws(
+    () => Vocabulary.fromWords(['x'], 0),
+    (e: unknown) => isInvalidInput(e) && e.field === 'dim',
+  );
 });

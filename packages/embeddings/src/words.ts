@@ -44,7 +44,11 @@ export async function wordsFromTsv(paths: string | readonly string[]): Promise<S
       if (line.length === 0) continue;
       const sentence = line.split('\t')[col];
       if (sentence === undefined) {
-        throw new InvalidInputError(`the row has no column ${col + 1} (sentence)`, { file: path, line: i + 1, field: 'sentence' });
+        throw new InvalidInputError(`the row has no column ${col + 1} (sentence)`, {
+          file: path,
+          line: i + 1,
+          field: 'sentence',
+        });
       }
       for (const t of chapterTokens(sentence)) words.add(t);
     }

@@ -27,7 +27,12 @@ function wordBytes(w: string | Uint8Array): Buffer {
 }
 
 /** The bytes of a vector file of `format` holding `entries` (all of width `dim`). */
-export function vectorFileBytes(format: VectorFormat, entries: readonly FixtureEntry[], dim: number, opts: WriteOptions = {}): Buffer {
+export function vectorFileBytes(
+  format: VectorFormat,
+  entries: readonly FixtureEntry[],
+  dim: number,
+  opts: WriteOptions = {},
+): Buffer {
   const n = opts.headerCount ?? entries.length;
   const parts: Buffer[] = [];
   switch (format) {
@@ -65,7 +70,10 @@ export function vectorFileBytes(format: VectorFormat, entries: readonly FixtureE
       entries.forEach(([w, v], i) => {
         const values = Array.from(v);
         if (wink) values.push(Math.hypot(...values), i);
-        const key = typeof w === 'string' ? Buffer.from(JSON.stringify(w)) : Buffer.concat([Buffer.from('"'), Buffer.from(w), Buffer.from('"')]);
+        const key =
+          typeof w === 'string'
+            ? Buffer.from(JSON.stringify(w))
+            : Buffer.concat([Buffer.from('"'), Buffer.from(w), Buffer.from('"')]);
         parts.push(Buffer.from(i > 0 ? ',' : ''), key, Buffer.from(`:[${values.join(',')}]`));
       });
       parts.push(Buffer.from(wink ? `},"unkVector":[${new Array(dim).fill(0).join(',')}]}` : '}'));
