@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { ModelConfig } from './config.ts';
 import type { PreparedBatch } from './batch.ts';
 import type { Rng } from './rng.ts';
-import { dense, layerNorm, matmul, stockOps, weightedSum, type CustomFn } from './ops.ts';
+import { dense, layerNorm, matmul, stockOps, weightedSum } from './ops.ts';
 
 export interface ParamSpec {
   name: string;
@@ -190,19 +190,10 @@ function keep(next: tf.Tensor, prev: tf.Tensor | undefined, m: Float32Array | un
   return tf.add(keepNext, tf.mul(prev, tf.tensor3d(m.map((v) => 1 - v), shape)));
 }
 
-/** tanh as 2 sigmoid(2x) - 1 (wasm's tanh is ~4x slower than its sigmoid), gradient 1 - y^2. */
+/** tanh as 2 sigmoid(2x) - 1: wasm's tanh is ~4x slower than its sigmoid (plain ops: no customGrad clones). */
 function tanh(x: tf.Tensor): tf.Tensor {
-  return stockOps() ? tf.tanh(x) : tanhCustom(x);
+  return stockOps() ? tf.tanh(x) : tf.sub(tf.mul(tf.sigmoid(tf.mul(x, 2)), 2), 1);
 }
-
-const tanhCustom = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
-  const y = tf.sub(tf.mul(tf.sigmoid(tf.mul(x, 2)), 2), 1);
-  save([y]);
-  return {
-    value: y,
-    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.mul(dy, tf.sub(1, tf.square(saved[0]!))),
-  };
-}) as unknown as CustomFn) as (x: tf.Tensor) => tf.Tensor;
 
 /** tf.unstack along axis 0; a single slice is a reshape (tfjs's Unpack gradient breaks on one output). */
 function unstack(x: tf.Tensor): tf.Tensor[] {

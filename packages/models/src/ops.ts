@@ -44,7 +44,18 @@ export const mm = tf.customGrad(((a: tf.Tensor, b: tf.Tensor, save: tf.GradSaveF
 
 /** a @ b; custom gradient unless stock ops are on. */
 export function matmul(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
-  return stock ? tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D) : mm(a, b);
+  return stock || !explicitTransposes ? tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D) : mm(a, b);
+}
+
+let explicitTransposes = false;
+
+/**
+ * Use `mm` (gradients as plain matMuls with explicit transposes) for every matMul. Off by default: @ch8/backend
+ * already routes wasm's transposed matMuls through transpose + plain matMul, and customGrad clones (copies) the
+ * tensors it saves, which costs more than it saves on small recurrent matMuls.
+ */
+export function useExplicitTransposes(on: boolean): void {
+  explicitTransposes = on;
 }
 
 /** x @ w + b. */
