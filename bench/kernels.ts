@@ -1,0 +1,251 @@
+/**
+ * bench:kernels — stock tfjs 4.22 kernels vs @ch8/backend's, measured in one process, interleaved (stock, ours,
+ * stock, ours ...) so machine load hits both alike; medians reported. Seeded inputs; prints one JSON document.
+ *
+ *   pnpm bench:kernels            (about a minute on one core)
+ *   pnpm bench:kernels --quick    (fewer repetitions)
+ */
+import os from 'node:os';
+import * as tf from '@tensorflow/tfjs';
+import { registerTrainingKernels, useStockKernels } from '@ch8/backend/kernels';
+import { activateWasm } from '@ch8/backend/wasm';
+
+const quick = process.argv.includes('--quick');
+const REPS = quick ? 3 : 7;
+
+interface Case {
+  name: string;
+  backend: 'wasm' | 'cpu';
+  what: string;
+  stock_ms: number | null;
+  ours_ms: number;
+  speedup: number | null;
+  note?: string;
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] as number;
+};
+
+/** Time `f` (synchronous tfjs work, results read back) once, disposing what it makes. */
+function timeOnce(f: () => tf.Tensor | tf.Tensor[]): number {
+  const t0 = performance.now();
+  tf.tidy(() => {
+    const r = f();
+    for (const t of Array.isArray(r) ? r : [r]) t.dataSync();
+  });
+  return performance.now() - t0;
+}
+
+/** Warm both, then alternate stock and ours REPS times; medians. */
+function compare(f: () => tf.Tensor | tf.Tensor[], reps = REPS): { stock: number; ours: number } {
+  const stock: number[] = [];
+  const ours: number[] = [];
+  for (const s of [true, false]) {
+    useStockKernels(s);
+    timeOnce(f);
+  }
+  for (let i = 0; i < reps; i++) {
+    useStockKernels(true);
+    stock.push(timeOnce(f));
+    useStockKernels(false);
+    ours.push(timeOnce(f));
+  }
+  useStockKernels(false);
+  return { stock: median(stock), ours: median(ours) };
+}
+
+function oursOnly(f: () => tf.Tensor | tf.Tensor[], reps = REPS): number {
+  timeOnce(f);
+  const xs: number[] = [];
+  for (let i = 0; i < reps; i++) xs.push(timeOnce(f));
+  return median(xs);
+}
+
+const round = (x: number): number => Math.round(x * 100) / 100;
+const cases: Case[] = [];
+function record(
+  name: string,
+  backend: 'wasm' | 'cpu',
+  what: string,
+  stock: number | null,
+  ours: number,
+  note?: string,
+) {
+  const c: Case = {
+    name,
+    backend,
+    what,
+    stock_ms: stock === null ? null : round(stock),
+    ours_ms: round(ours),
+    speedup: stock === null ? null : round(stock / ours),
+  };
+  if (note !== undefined) c.note = note;
+  cases.push(c);
+  process.stderr.write(`${name}: stock ${c.stock_ms} ms, ours ${c.ours_ms} ms\n`);
+}
+
+const rnd = (shape: number[], seed: number) => tf.randomNormal(shape, 0, 1, 'float32', seed);
+const keep = <T extends tf.Tensor>(t: T): T => tf.keep(t);
+
+registerTrainingKernels();
+const wasm = await activateWasm();
+
+// 1. Dense layer backward (the weight and input gradients are matMuls with transposeA / transposeB).
+{
+  const x = keep(rnd([256, 300], 1));
+  const w = keep(rnd([300, 256], 2));
+  const dy = keep(rnd([256, 256], 3));
+  const r = compare(() => [tf.matMul(dy, w, false, true), tf.matMul(x, dy, true, false)]);
+  record('dense_backward_matmuls', 'wasm', 'dx = dy·Wᵀ, dW = xᵀ·dy; x [256,300], W [300,256]', r.stock, r.ours);
+  const b = keep(tf.zeros([256]));
+  const g = compare(() =>
+    tf.grads((xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) =>
+      tf.sum(tf.mul(tf.relu(tf.add(tf.matMul(xx, ww), bb)), dy)),
+    )([x, w, b]),
+  );
+  record('dense_relu_grads', 'wasm', 'tf.grads of relu(x·W + b), same sizes', g.stock, g.ours);
+}
+
+// 2. Whole MLP training step with Adam (tfjs-layers Dense uses _FusedMatMul).
+{
+  const model = tf.sequential();
+  model.add(
+    tf.layers.dense({
+      units: 256,
+      inputShape: [300],
+      activation: 'relu',
+      kernelInitializer: tf.initializers.glorotUniform({ seed: 4 }),
+    }),
+  );
+  model.add(tf.layers.dense({ units: 1, kernelInitializer: tf.initializers.glorotUniform({ seed: 5 }) }));
+  const x = keep(rnd([256, 300], 6));
+  const y = keep(tf.cast(tf.greater(rnd([256, 1], 7), 0), 'float32'));
+  const opt = tf.train.adam(1e-3);
+  const r = compare(() => {
+    opt.minimize(() => tf.losses.sigmoidCrossEntropy(y, model.apply(x) as tf.Tensor));
+    return [];
+  });
+  record('mlp_adam_step', 'wasm', 'tfjs-layers Dense 300-256-1, batch 256, Adam step', r.stock, r.ours);
+}
+
+// 3. Embedding lookup: gather rows of a 16k x 100 table for a [64, 40] batch.
+{
+  const table = keep(rnd([16000, 100], 8));
+  const ids = keep(tf.randomUniform([64, 40], 0, 16000, 'int32', 9));
+  const r = compare(() => tf.gather(table, ids));
+  record('gather_embedding', 'wasm', 'gather E [16000,100] by ids [64,40]', r.stock, r.ours);
+}
+
+// 4. Gradient of gather = UnsortedSegmentSum. wasm has none: ours vs the stock cpu kernel, which loops over
+//    every segment (~80 ms per segment here): timed once at 20 and 40 segments, scaled to 14k.
+{
+  const rows = 2560;
+  const x = keep(rnd([rows, 100], 10));
+  const ids = (n: number) => keep(tf.randomUniform([rows], 0, n, 'int32', 11) as tf.Tensor1D);
+  const ids14k = ids(14000);
+  const oursWasm = oursOnly(() => tf.unsortedSegmentSum(x, ids14k, 14000));
+  record(
+    'segment_sum_14k_wasm',
+    'wasm',
+    `UnsortedSegmentSum [${rows},100] into 14000 segments`,
+    null,
+    oursWasm,
+    'stock wasm has no UnsortedSegmentSum',
+  );
+  await tf.setBackend('cpu');
+  const ids20 = ids(20);
+  const ids40 = ids(40);
+  useStockKernels(true);
+  const s20 = timeOnce(() => tf.unsortedSegmentSum(x, ids20, 20));
+  const s40 = timeOnce(() => tf.unsortedSegmentSum(x, ids40, 40));
+  useStockKernels(false);
+  // Proportional to the segment count (fixed costs are negligible next to ~80 ms per segment).
+  const stock14k = (s40 / 40) * 14000;
+  const ours14k = oursOnly(() => tf.unsortedSegmentSum(x, ids14k, 14000));
+  record(
+    'segment_sum_14k_cpu',
+    'cpu',
+    `UnsortedSegmentSum [${rows},100] into 14000 segments`,
+    stock14k,
+    ours14k,
+    `stock measured ${round(s20)} ms at 20 and ${round(s40)} ms at 40 segments, extrapolated x 14000/40`,
+  );
+  await activateWasm();
+}
+
+// 5. Max over time and its gradient (equal-mask with broadcasting).
+{
+  const h = keep(rnd([64, 40, 300], 13));
+  const r = compare(() => tf.grad((t: tf.Tensor) => tf.sum(tf.max(t, 1)))(h));
+  record('max_over_time_grad', 'wasm', 'grad of max over axis 1, [64,40,300]', r.stock, r.ours);
+  const h4 = keep(tf.reshape(h, [64, 40, 1, 300]));
+  const m = compare(() =>
+    tf.grad((t: tf.Tensor) => tf.sum(tf.maxPool(t as tf.Tensor4D, [40, 1], [40, 1], 'valid')))(h4),
+  );
+  record('maxpool_over_time_grad', 'wasm', 'grad of maxPool window [40,1], [64,40,1,300]', m.stock, m.ours);
+}
+
+// 6. Attention: batched products q·kᵀ and weights·v, forward + backward, 64 examples x 4 heads.
+{
+  const q = keep(rnd([256, 40, 25], 14));
+  const k = keep(rnd([256, 40, 25], 15));
+  const v = keep(rnd([256, 40, 25], 16));
+  const r = compare(() =>
+    tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
+      tf.sum(tf.matMul(tf.softmax(tf.matMul(a, b, false, true)), c)),
+    )([q, k, v]),
+  );
+  record('attention_grads', 'wasm', 'grads of softmax(q·kᵀ)·v, [256,40,25] each', r.stock, r.ours);
+}
+
+// 7. conv1d (Kim CNN width 5, 100 filters over 100-d embeddings): input gradient, and the filter gradient
+//    (none in stock wasm: ours vs the stock cpu kernel).
+{
+  const x = keep(rnd([64, 40, 100], 17));
+  const f = keep(rnd([5, 100, 100], 18));
+  const dy = keep(rnd([64, 36, 100], 19));
+  const r = compare(() =>
+    tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.conv1d(t as tf.Tensor3D, f as tf.Tensor3D, 1, 'valid'), dy)))(x),
+  );
+  record('conv1d_input_grad', 'wasm', 'd/dx of conv1d [64,40,100] * [5,100,100]', r.stock, r.ours);
+  const filterGrad = (xx: tf.Tensor, d: tf.Tensor) => () =>
+    tf.grad((w: tf.Tensor) => tf.sum(tf.mul(tf.conv1d(xx as tf.Tensor3D, w as tf.Tensor3D, 1, 'valid'), d)))(f);
+  const wasmFilter = oursOnly(filterGrad(x, dy));
+  // The stock cpu kernel takes ~50 s for 64 examples: timed on 4 and scaled by 16 (cost is linear in batch).
+  await tf.setBackend('cpu');
+  const x4 = keep(tf.slice(x, [0, 0, 0], [4, 40, 100]));
+  const dy4 = keep(tf.slice(dy, [0, 0, 0], [4, 36, 100]));
+  const cpuFilter = timeOnce(filterGrad(x4, dy4)) * 16;
+  await activateWasm();
+  record(
+    'conv1d_filter_grad',
+    'wasm',
+    'd/dW of the same conv1d',
+    cpuFilter,
+    wasmFilter,
+    'stock wasm has no Conv2DBackpropFilter: baseline is the stock cpu backend, timed on 4 examples x 16',
+  );
+}
+
+// 8. RNN plumbing: unstack over time, and the gradient of a concat (split).
+{
+  const seq = keep(rnd([40, 64, 512], 20));
+  const r = compare(() => tf.unstack(seq));
+  record('unstack_time', 'wasm', 'unstack [40,64,512] along time', r.stock, r.ours);
+  const parts = [0, 1, 2, 3, 4].map((i) => keep(rnd([64, 40, 100], 21 + i)));
+  const c = compare(() => tf.grads((...ps: tf.Tensor[]) => tf.sum(tf.square(tf.concat(ps, 2))))(parts));
+  record('concat_grad', 'wasm', 'grads of concat of 5 x [64,40,100] along the last axis', c.stock, c.ours);
+}
+
+const out = {
+  bench: 'kernels',
+  node: process.version,
+  cpu: os.cpus()[0]?.model ?? 'unknown',
+  wasm: { simd: wasm.simd, threads: wasm.threads },
+  reps: REPS,
+  method: 'same process, stock and ours interleaved per repetition (useStockKernels), median ms; seeded inputs',
+  cases,
+};
+process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
