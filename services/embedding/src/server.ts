@@ -131,6 +131,7 @@ export function createEmbeddingServer(deps: EmbeddingDeps): { server: Ch8Server;
       ...(format !== undefined ? { format } : {}),
       words: req.keepAll ? null : req.words,
       cacheDir,
+      chunkBytes: deps.config.readChunkBytes,
       onProgress: (p) => {
         const now = performance.now();
         if (now - lastLog < 1000) return;
