@@ -74,3 +74,24 @@ test('an unavailable preferred backend fails with a typed error and the reason, 
   assert.equal(info.backend, 'tfjs-node');
   assert.equal(info.tfBackend, 'tensorflow');
 });
+
+test("prefer 'webgpu' takes a software adapter too, and reports it", async () => {
+  let info;
+  try {
+    info = await selectBackend({ prefer: 'webgpu' });
+  } catch (e) {
+    // No adapter at all on this machine (no Vulkan / GL driver): a typed error with the reason.
+    assert.equal((e as Error).name, 'FailedPreconditionError');
+    assert.match((e as Error).message, /backend webgpu is not available/);
+    return;
+  }
+  assert.equal(info.backend, 'webgpu');
+  assert.equal(info.tfBackend, 'webgpu');
+  assert.ok(info.adapter);
+  assert.match(info.device, /^GPU .*WebGPU over /);
+  if (info.adapter.software) assert.match(info.device, /software\)$/);
+  const y = await tf.matMul(tf.ones([2, 3]), tf.ones([3, 2])).data();
+  assert.deepEqual(Array.from(y), [3, 3, 3, 3]);
+  // And back to wasm in the same process.
+  assert.equal((await selectBackend({ prefer: 'wasm' })).tfBackend, 'wasm');
+});

@@ -26,6 +26,8 @@ export interface WebgpuAdapterInfo {
   software: boolean;
   /** The native API under it: vulkan, opengles, ... */
   api: string;
+  /** 'core' WebGPU or the 'compatibility' subset (OpenGL ES). */
+  featureLevel?: 'core' | 'compatibility';
 }
 
 export interface BackendFallback {
@@ -198,8 +200,13 @@ async function tryWebgpu(allowSoftware: boolean): Promise<Attempt> {
   } catch (e) {
     return { ok: false, reason: `webgpu backend failed: ${reasonOf(e)}` };
   }
-  const name = adapter.description || adapter.device || adapter.architecture || adapter.vendor || 'unknown';
-  const device = `GPU ${name} (WebGPU over ${adapter.api}${adapter.software ? ', software' : ''})`;
+  const name = adapter.device || adapter.description || adapter.architecture || adapter.vendor || 'unknown';
+  const details = [
+    ...(adapter.description && adapter.description !== name ? [adapter.description] : []),
+    `WebGPU over ${adapter.api}`,
+    ...(adapter.software ? ['software'] : []),
+  ];
+  const device = `GPU ${name} (${details.join(', ')})`;
   return { ok: true, tfBackend: tf.getBackend(), device, adapter };
 }
 
