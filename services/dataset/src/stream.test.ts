@@ -125,8 +125,12 @@ test('a slow consumer: the service builds only a bounded number of batches ahead
   const first = await it.next();
   assert.equal(first.done, false);
   const bytes = first.value!.arrowIpc.byteLength;
-  await sleep(400);
-  const ahead = built;
+  // Wait until the producer has stopped (no batch built for 250 ms).
+  let ahead = -1;
+  for (let i = 0; i < 40 && built !== ahead; i++) {
+    ahead = built;
+    await sleep(250);
+  }
   // The server's own buffer (CH8_MAX_BUFFERED_BATCHES), grpc-js's client read-ahead (16 messages) and what fits in
   // the HTTP/2 flow-control windows (64 KiB each way, counted twice for slack).
   const bound = MAX_BUFFERED + 16 + Math.ceil((4 * 65_536) / bytes);
@@ -145,22 +149,26 @@ test('a cancelled stream stops the work', async () => {
   ended = undefined;
   const ac = new AbortController();
   let seen = 0;
+  let bytes = 0;
+  const total = 20 * Math.ceil(train.size / 64);
   await assert.rejects(async () => {
-    for await (const _ of stack.dataset.streamBatches({ datasetId: id, split: 'train', batchSize: 4, epochs: 5 }, { signal: ac.signal })) {
+    for await (const m of stack.dataset.streamBatches({ datasetId: id, split: 'train', batchSize: 64, epochs: 20 }, { signal: ac.signal })) {
+      bytes = m.arrowIpc.byteLength;
       if (++seen === 3) ac.abort();
     }
   }, (e: unknown) => e instanceof GrpcError && e.code === Code.CANCELLED);
-  for (let i = 0; i < 50 && lastEnd() === undefined; i++) await sleep(20);
+  for (let i = 0; i < 100 && lastEnd() === undefined; i++) await sleep(20);
   assert.equal(lastEnd()?.completed, false);
   const stoppedAt = built;
-  assert.ok(stoppedAt < 5 * Math.ceil(train.size / 4) / 10, `built ${stoppedAt}`);
+  const bound = 3 + MAX_BUFFERED + 16 + Math.ceil((4 * 65_536) / bytes);
+  assert.ok(stoppedAt <= bound && stoppedAt < total / 2, `built ${stoppedAt} of ${total}, bound ${bound}`);
   await sleep(200);
   assert.equal(built, stoppedAt);
 
   // Leaving the loop early (break) cancels the call too.
   ended = undefined;
-  for await (const _ of stack.dataset.streamBatches({ datasetId: id, split: 'train', batchSize: 4, epochs: 5 })) break;
-  for (let i = 0; i < 50 && lastEnd() === undefined; i++) await sleep(20);
+  for await (const _ of stack.dataset.streamBatches({ datasetId: id, split: 'train', batchSize: 64, epochs: 20 })) break;
+  for (let i = 0; i < 100 && lastEnd() === undefined; i++) await sleep(20);
   assert.equal(lastEnd()?.completed, false);
 });
 
