@@ -15,7 +15,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer as netServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EmbeddingService } from '@ch8/contracts/embedding';
@@ -140,12 +140,20 @@ try {
     ['stream_4MiB_window32MiB', 4 << 20, bigWindow],
   ] as const;
   const samples = new Map<string, number[]>(variants.map(([name]) => [name, []]));
+  // CPU time of this process per fetch (client only, or client + server with --in-process): less sensitive to other
+  // processes' load than wall time.
+  const cpuSamples = new Map<string, number[]>(variants.map(([name]) => [name, []]));
   const chunkCounts = new Map<string, number>();
   for (let run = -2; run < RUNS; run++) {
     for (const [name, chunk, c] of variants) {
       const t0 = performance.now();
+      const c0 = process.cpuUsage();
       const m = await assembleMatrix(c.streamMatrix({ tableId: info.tableId, maxChunkBytes: chunk }));
-      if (run >= 0) samples.get(name)!.push(performance.now() - t0);
+      const cpu = process.cpuUsage(c0);
+      if (run >= 0) {
+        samples.get(name)!.push(performance.now() - t0);
+        cpuSamples.get(name)!.push((cpu.user + cpu.system) / 1000);
+      }
       chunkCounts.set(name, m.chunks);
     }
   }
@@ -158,6 +166,7 @@ try {
       min_ms: round(Math.min(...xs)),
       max_ms: round(Math.max(...xs)),
       runs: RUNS,
+      cpu_ms_median: round(median(cpuSamples.get(name)!)),
       chunks: chunkCounts.get(name),
       mb_per_s: round(bytes / 2 ** 20 / (med / 1000), 1),
     };
@@ -188,6 +197,7 @@ try {
       bench: 'embedding-grpc',
       seed: SEED,
       server: IN_PROCESS ? 'in-process' : 'child-process',
+      load_average_1min: round(loadavg()[0] ?? 0),
       matrix: { rows: info.vocabSize, dim: info.dim, bytes, source_words: SOURCE_WORDS, bit_exact: bitExact },
       load_table_ms: { first: round(loadMs), again_in_memory: round(reloadMs), cache_hit_again: again.table?.cacheHit },
       stream_matrix: results,
