@@ -335,6 +335,15 @@ describe('bad input: status codes, messages, and the service keeps serving', () 
     }
   });
 
+  test('a LoadTable whose deadline passes fails alone; the next call for the same table succeeds', async () => {
+    const big = randomEntries(4000, DIM, 11);
+    await writeVectorFile(join(root, 'big.txt'), 'glove-text', big, DIM);
+    const r = await codeOf(client.loadTable({ source: 'big.txt', keepAll: true }, { timeoutMs: 1 }));
+    assert.ok(r.code === Code.DEADLINE_EXCEEDED || r.code === Code.CANCELLED, r.details);
+    const { table } = await client.loadTable({ source: 'big.txt', keepAll: true });
+    assert.equal(table?.vocabSize, 4001);
+  });
+
   test('the service still serves after all of the above', async () => {
     const { table } = await client.loadTable({ source: 'w2v.bin.gz', words: ['good', 'bad'] });
     assert.equal(table?.vocabSize, 3);
