@@ -105,7 +105,22 @@ export function createDatasetServer(deps: DatasetDeps): { server: Ch8Server; clo
       const d = find(req.datasetId);
       const split = splitOf(d, req.split);
       const plan = streamPlan(req);
-      yield* produceBatches(split, plan, ctx.signal, deps.streamHooks);
+      const started = performance.now();
+      yield* produceBatches(split, plan, ctx.signal, {
+        ...(deps.streamHooks?.onBatch ? { onBatch: deps.streamHooks.onBatch } : {}),
+        onEnd: (end) => {
+          ctx.logger.debug('stream ended', {
+            dataset_id: d.id,
+            split: split.name,
+            batch_size: plan.batchSize,
+            epochs: plan.epochs,
+            batches: end.built,
+            completed: end.completed,
+            seconds: (performance.now() - started) / 1000,
+          });
+          deps.streamHooks?.onEnd?.(end);
+        },
+      });
     },
 
     getExamples(req) {
