@@ -20,7 +20,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { endianness } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, rename, unlink } from 'node:fs/promises';
 import { InvalidInputError } from '@ch8/errors';
 import { fsError } from './chunks.ts';
 import type { VectorFormat } from './format.ts';
@@ -116,6 +116,24 @@ export async function writeTable(
   }
 }
 
+/** The whole file in one buffer, read with as few calls as the OS allows (fs.readFile reads 512 KiB per call). */
+async function readWhole(path: string): Promise<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    const { size } = await fh.stat();
+    const buf = Buffer.allocUnsafeSlow(size);
+    let got = 0;
+    while (got < size) {
+      const { bytesRead } = await fh.read(buf, got, size - got, got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    return got === size ? buf : buf.subarray(0, got);
+  } finally {
+    await fh.close();
+  }
+}
+
 /**
  * Reads a table written by {@link writeTable}: one read into one buffer, the matrix a Float32Array view of it.
  *
@@ -125,7 +143,7 @@ export async function writeTable(
 export async function readTable(path: string): Promise<StoredTable> {
   let buf: Buffer;
   try {
-    buf = await readFile(path);
+    buf = await readWhole(path);
   } catch (e) {
     fsError(path, e);
   }
