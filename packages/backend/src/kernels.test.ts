@@ -528,3 +528,22 @@ describe('slicing and max-pool gradient', () => {
     );
   });
 });
+
+describe('tanh', () => {
+  test('agrees with cpu to float32 rounding, forward and gradient, including near 0 and saturation', async () => {
+    const { wasm, cpu } = await onBoth(() => {
+      const x = tf.concat([tf.mul(rnd([200], 70), 3), tf.tensor1d([0, 1e-3, -1e-3, 0.05, 20, -20, 1e-8])]);
+      return [tf.tanh(x), tf.grad((t: tf.Tensor) => tf.sum(tf.tanh(t)))(x)];
+    });
+    for (let k = 0; k < 2; k++) {
+      const a = wasm[k] as Float32Array;
+      const e = cpu[k] as Float32Array;
+      for (let i = 0; i < e.length; i++) {
+        assert.ok(
+          Math.abs((a[i] as number) - (e[i] as number)) <= 3e-7,
+          `output ${k} element ${i}: ${a[i]} vs ${e[i]}`,
+        );
+      }
+    }
+  });
+});

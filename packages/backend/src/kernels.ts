@@ -29,6 +29,7 @@ import {
   unpack,
   SLOW_BROADCAST_KERNELS,
   stockKernel,
+  tanh,
   tile,
   unsortedSegmentSum,
   type WasmStock,
@@ -177,6 +178,14 @@ export function registerTrainingKernels(): TrainingKernel[] {
     maxPoolGrad(),
     'override',
     'stock MaxPoolGrad is ~40x slower than a channel-inner scan (max over time in the CNN)',
+    out,
+  );
+  put(
+    tf.Tanh,
+    'wasm',
+    tanh(stockOf(tf.Tanh), { multiply: stockOf(tf.Multiply), sigmoid: stockOf(tf.Sigmoid), sub: stockOf(tf.Sub) }),
+    'override',
+    'stock tanh is ~10x slower than XNNPACK sigmoid: tanh(x) = 2 sigmoid(2x) - 1 (LSTM/GRU cells)',
     out,
   );
   put(tf.Tile, 'wasm', tile(stockOf(tf.Tile)), 'override', 'stock tile runs per element (tf.broadcastTo, masks)', out);
