@@ -17,9 +17,14 @@ interface Case {
   name: string;
   backend: 'wasm' | 'cpu';
   what: string;
+  /** Median wall-clock ms. */
   stock_ms: number | null;
   ours_ms: number;
+  /** Median process CPU ms (user + system): steadier than wall time on a shared machine. */
+  stock_cpu_ms: number | null;
+  ours_cpu_ms: number;
   speedup: number | null;
+  speedup_cpu: number | null;
   note?: string;
 }
 
@@ -28,20 +33,30 @@ const median = (xs: number[]): number => {
   return s[Math.floor(s.length / 2)] as number;
 };
 
-/** Time `f` (synchronous tfjs work, results read back) once, disposing what it makes. */
-function timeOnce(f: () => tf.Tensor | tf.Tensor[]): number {
+interface Timing {
+  wall: number;
+  cpu: number;
+}
+
+/** Time `f` (synchronous tfjs work, results read back) once, disposing what it makes: wall and process CPU ms. */
+function timeOnce(f: () => tf.Tensor | tf.Tensor[]): Timing {
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   tf.tidy(() => {
     const r = f();
     for (const t of Array.isArray(r) ? r : [r]) t.dataSync();
   });
-  return performance.now() - t0;
+  const wall = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  return { wall, cpu: (c.user + c.system) / 1000 };
 }
 
+const med = (ts: Timing[]): Timing => ({ wall: median(ts.map((t) => t.wall)), cpu: median(ts.map((t) => t.cpu)) });
+
 /** Warm both, then alternate stock and ours REPS times; medians. */
-function compare(f: () => tf.Tensor | tf.Tensor[], reps = REPS): { stock: number; ours: number } {
-  const stock: number[] = [];
-  const ours: number[] = [];
+function compare(f: () => tf.Tensor | tf.Tensor[], reps = REPS): { stock: Timing; ours: Timing } {
+  const stock: Timing[] = [];
+  const ours: Timing[] = [];
   for (const s of [true, false]) {
     useStockKernels(s);
     timeOnce(f);
@@ -53,14 +68,14 @@ function compare(f: () => tf.Tensor | tf.Tensor[], reps = REPS): { stock: number
     ours.push(timeOnce(f));
   }
   useStockKernels(false);
-  return { stock: median(stock), ours: median(ours) };
+  return { stock: med(stock), ours: med(ours) };
 }
 
-function oursOnly(f: () => tf.Tensor | tf.Tensor[], reps = REPS): number {
+function oursOnly(f: () => tf.Tensor | tf.Tensor[], reps = REPS): Timing {
   timeOnce(f);
-  const xs: number[] = [];
+  const xs: Timing[] = [];
   for (let i = 0; i < reps; i++) xs.push(timeOnce(f));
-  return median(xs);
+  return med(xs);
 }
 
 const round = (x: number): number => Math.round(x * 100) / 100;
@@ -69,22 +84,29 @@ function record(
   name: string,
   backend: 'wasm' | 'cpu',
   what: string,
-  stock: number | null,
-  ours: number,
+  stock: Timing | null,
+  ours: Timing,
   note?: string,
 ) {
   const c: Case = {
     name,
     backend,
     what,
-    stock_ms: stock === null ? null : round(stock),
-    ours_ms: round(ours),
-    speedup: stock === null ? null : round(stock / ours),
+    stock_ms: stock === null ? null : round(stock.wall),
+    ours_ms: round(ours.wall),
+    stock_cpu_ms: stock === null ? null : round(stock.cpu),
+    ours_cpu_ms: round(ours.cpu),
+    speedup: stock === null ? null : round(stock.wall / ours.wall),
+    speedup_cpu: stock === null ? null : round(stock.cpu / Math.max(ours.cpu, 0.01)),
   };
   if (note !== undefined) c.note = note;
   cases.push(c);
-  process.stderr.write(`${name}: stock ${c.stock_ms} ms, ours ${c.ours_ms} ms\n`);
+  process.stderr.write(
+    `${name}: stock ${c.stock_ms} ms (${c.stock_cpu_ms} cpu), ours ${c.ours_ms} ms (${c.ours_cpu_ms} cpu)\n`,
+  );
 }
+
+const scale = (t: Timing, k: number): Timing => ({ wall: t.wall * k, cpu: t.cpu * k });
 
 const rnd = (shape: number[], seed: number) => tf.randomNormal(shape, 0, 1, 'float32', seed);
 const keep = <T extends tf.Tensor>(t: T): T => tf.keep(t);
@@ -162,7 +184,7 @@ const wasm = await activateWasm();
   const s40 = timeOnce(() => tf.unsortedSegmentSum(x, ids40, 40));
   useStockKernels(false);
   // Proportional to the segment count (fixed costs are negligible next to ~80 ms per segment).
-  const stock14k = (s40 / 40) * 14000;
+  const stock14k = scale(s40, 14000 / 40);
   const ours14k = oursOnly(() => tf.unsortedSegmentSum(x, ids14k, 14000));
   record(
     'segment_sum_14k_cpu',
@@ -170,7 +192,7 @@ const wasm = await activateWasm();
     `UnsortedSegmentSum [${rows},100] into 14000 segments`,
     stock14k,
     ours14k,
-    `stock measured ${round(s20)} ms at 20 and ${round(s40)} ms at 40 segments, extrapolated x 14000/40`,
+    `stock measured ${round(s20.wall)} ms at 20 and ${round(s40.wall)} ms at 40 segments, extrapolated x 14000/40`,
   );
   await activateWasm();
 }
@@ -217,7 +239,7 @@ const wasm = await activateWasm();
   await tf.setBackend('cpu');
   const x4 = keep(tf.slice(x, [0, 0, 0], [4, 40, 100]));
   const dy4 = keep(tf.slice(dy, [0, 0, 0], [4, 36, 100]));
-  const cpuFilter = timeOnce(filterGrad(x4, dy4)) * 16;
+  const cpuFilter = scale(timeOnce(filterGrad(x4, dy4)), 16);
   await activateWasm();
   record(
     'conv1d_filter_grad',
