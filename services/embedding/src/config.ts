@@ -13,7 +13,7 @@ export const embeddingConfigSpec = {
     env: 'CH8_EMBEDDING_READ_CHUNK_BYTES',
     kind: 'int',
     min: 64 * 1024,
-    default: 2 * 1024 * 1024,
+    default: 1024 * 1024,
     doc: 'read window when loading a source; smaller windows stall other calls less (each window is parsed in one go)',
   },
   logLevel: { env: 'CH8_LOG_LEVEL', kind: 'enum', values: ['debug', 'info', 'warn', 'error'] as const, default: 'info', doc: 'log level' },
