@@ -235,3 +235,22 @@ test('edge shapes: one-token batches (T = 1), one example, unidirectional RNNs',
     }
   }
 });
+
+test('async variants (for webgpu) match the sync ones; concurrent steps are refused', async () => {
+  await onBackend('wasm');
+  const a = createModel(tinyConfig('cnn'), { embeddings: tinyEmbeddings() });
+  const b = createModel(tinyConfig('cnn'), { embeddings: tinyEmbeddings() });
+  try {
+    const batch = collate(ROWS, LABELS);
+    for (let i = 0; i < 3; i++) assert.deepEqual(await a.trainStepAsync(batch), b.trainStep(batch));
+    assert.deepEqual(a.getEmbeddings(), b.getEmbeddings());
+    assert.deepEqual(await a.predictProbabilitiesAsync(batch), b.predictProbabilities(batch));
+    const first = a.trainStepAsync(batch);
+    await assert.rejects(a.trainStepAsync(batch), /already running/);
+    await first;
+    assert.equal(a.steps, 4);
+  } finally {
+    a.dispose();
+    b.dispose();
+  }
+});

@@ -9,7 +9,7 @@
  * applied by a lazy (sparse) Adam to the rows the batch used, never to PAD.
  */
 import * as tf from '@tensorflow/tfjs';
-import { InvalidInputError } from '@ch8/errors';
+import { FailedPreconditionError, InvalidInputError } from '@ch8/errors';
 import { resolveConfig, type ModelConfig, type ModelConfigInput } from './config.ts';
 import { BatchPreparer, type Batch, type PreparedBatch } from './batch.ts';
 import { buildNet, type Net } from './nets.ts';
@@ -73,6 +73,7 @@ export class SentimentModel {
   private optimizer: tf.Optimizer | undefined;
   private embeddingOptimizer: SparseRowAdam | undefined;
   private stepCount = 0;
+  private busy = false;
   private disposed = false;
 
   constructor(input: ModelConfigInput, options: CreateModelOptions = {}) {
@@ -209,28 +210,53 @@ export class SentimentModel {
     return { loss, params, embeddingRows: prep.rows, embeddings };
   }
 
-  /** One optimisation step on a collated batch (labels required). Dropout is on. */
-  trainStep(batch: Batch): StepResult {
+  /** Forward, backward and the dense update; keeps what the host still has to read (loss, logits, token grads). */
+  private beginStep(batch: Batch): { prep: PreparedBatch; loss: tf.Tensor; logits: tf.Tensor; tokenGrad: tf.Tensor | undefined } {
     this.checkAlive();
+    if (this.busy) throw new FailedPreconditionError('a training step is already running on this model');
     const prep = this.preparer.prepare(batch, true);
     const { finetune, learningRate, vocabSize, dim } = this.config;
     this.optimizer ??= tf.train.adam(learningRate, 0.9, 0.999, 1e-8);
     if (finetune) this.embeddingOptimizer ??= new SparseRowAdam(vocabSize, dim, learningRate, this.config.embeddingOptimizer);
     this.embeddingOptimizer?.catchUpRows(this.table, prep.rows);
-    let loss = 0;
-    let correct = 0;
-    tf.tidy(() => {
+    const out = tf.tidy(() => {
       const r = this.lossAndGrads(prep, true);
       this.optimizer!.applyGradients([{ name: this.theta.name, tensor: r.flatGrad }]);
-      if (r.tokenGrad !== undefined) {
-        this.embeddingOptimizer!.step(this.table, prep.rows, prep.local, r.tokenGrad.dataSync() as Float32Array);
-      }
-      correct = countCorrect(r.logits.dataSync(), prep.labels!);
-      loss = r.loss.dataSync()[0]!;
-      r.logits.dispose();
+      return { loss: tf.keep(r.loss), logits: r.logits, tokenGrad: r.tokenGrad === undefined ? undefined : tf.keep(r.tokenGrad) };
     });
+    this.busy = true;
+    return { prep, ...out };
+  }
+
+  /** The host half of a step: the sparse embedding update, from values read back. */
+  private endStep(prep: PreparedBatch, loss: number, logits: ArrayLike<number>, tokenGrad: Float32Array | undefined): StepResult {
+    if (tokenGrad !== undefined) this.embeddingOptimizer!.step(this.table, prep.rows, prep.local, tokenGrad);
     this.stepCount++;
-    return { loss, correct, examples: prep.batchSize };
+    return { loss, correct: countCorrect(logits, prep.labels!), examples: prep.batchSize };
+  }
+
+  /** One optimisation step on a collated batch (labels required). Dropout is on. Reads back synchronously. */
+  trainStep(batch: Batch): StepResult {
+    const s = this.beginStep(batch);
+    try {
+      const grad = s.tokenGrad?.dataSync() as Float32Array | undefined;
+      return this.endStep(s.prep, s.loss.dataSync()[0]!, s.logits.dataSync(), grad);
+    } finally {
+      this.busy = false;
+      tf.dispose([s.loss, s.logits, ...(s.tokenGrad ? [s.tokenGrad] : [])]);
+    }
+  }
+
+  /** `trainStep` reading back with `await data()` (required on webgpu, where dataSync is unavailable in Node). */
+  async trainStepAsync(batch: Batch): Promise<StepResult> {
+    const s = this.beginStep(batch);
+    try {
+      const [loss, logits, grad] = await Promise.all([s.loss.data(), s.logits.data(), s.tokenGrad?.data()]);
+      return this.endStep(s.prep, loss[0]!, logits, grad as Float32Array | undefined);
+    } finally {
+      this.busy = false;
+      tf.dispose([s.loss, s.logits, ...(s.tokenGrad ? [s.tokenGrad] : [])]);
+    }
   }
 
   /** Logits [B] as a tensor the caller disposes (dropout off unless `training`). */
@@ -252,6 +278,19 @@ export class SentimentModel {
       out = Float32Array.from(tf.sigmoid(z).dataSync());
     });
     return out;
+  }
+
+  /** `predictProbabilities` reading back with `await data()` (works on every backend, webgpu included). */
+  async predictProbabilitiesAsync(batch: Batch): Promise<Float32Array> {
+    this.checkAlive();
+    this.syncTable();
+    const prep = this.preparer.prepare(batch, false);
+    const p = tf.tidy(() => tf.sigmoid(this.forward(prep, this.tokenRows(prep), this.paramViews(this.theta), false)));
+    try {
+      return Float32Array.from(await p.data());
+    } finally {
+      p.dispose();
+    }
   }
 
   /** Mean loss and accuracy over batches (dropout off). */

@@ -61,7 +61,7 @@ export async function fit(model: SentimentModel, options: FitOptions): Promise<E
     for await (const batch of options.batches(epoch)) {
       if (options.signal?.aborted) throw new CancelledError('training cancelled', {}, { cause: options.signal.reason });
       const t0 = performance.now();
-      const r = model.trainStep(batch);
+      const r = await model.trainStepAsync(batch);
       seconds += (performance.now() - t0) / 1000;
       loss += r.loss * r.examples;
       correct += r.correct;
@@ -71,7 +71,7 @@ export async function fit(model: SentimentModel, options: FitOptions): Promise<E
       if (options.onStep !== undefined && step % every === 0) {
         options.onStep({ epoch, step, globalStep, loss: r.loss, examples: r.examples, examplesPerSecond: examples / seconds });
       }
-      await yieldToEventLoop();
+      if (step % 8 === 0) await yieldToEventLoop();
     }
     if (examples === 0) throw new InvalidInputError(`epoch ${epoch} has no batches`, { field: 'batches' });
     const progress: EpochProgress = {
