@@ -2,22 +2,18 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { silentLogger } from '@ch8/service-kit/logger';
 import { checkHealth, listServices } from '@ch8/service-kit/probes';
+import { startTestServer, type RunningTestServer } from '@ch8/service-kit/testing';
 import { parseEmbeddingConfig } from './config.ts';
 import { createEmbeddingServer } from './server.ts';
 
-let stop: () => Promise<void>;
+let running: RunningTestServer;
 let addr: string;
 
 before(async () => {
-  const { server, close } = createEmbeddingServer({ config: parseEmbeddingConfig({ CH8_LOG_LEVEL: 'error' }), logger: silentLogger });
-  addr = `127.0.0.1:${await server.listen('127.0.0.1:0')}`;
-  server.ready();
-  stop = async () => {
-    await server.shutdown(1000);
-    await close();
-  };
+  running = await startTestServer(createEmbeddingServer({ config: parseEmbeddingConfig({}), logger: silentLogger }));
+  addr = running.address;
 });
-after(() => stop());
+after(() => running.stop());
 
 test('reports SERVING on health once ready', async () => {
   assert.equal(await checkHealth(addr, ''), 'SERVING');
