@@ -45,6 +45,18 @@ test('writeTable/readTable round-trip; the matrix is a view of the file buffer',
   assert.deepEqual(await readdir(join(dir, 'rt')), ['t.ch8emb']); // no temp file left
 });
 
+test('sha256 checksums work too, and catch a flipped byte', async () => {
+  const table = makeTable(randomEntries(20, 4, 3));
+  const path = join(dir, 'sha', 't.ch8emb');
+  await writeTable(path, table, {}, { checksum: 'sha256' });
+  const bytes = await readFile(path);
+  assert.equal(bytes.readUInt32LE(12), 2);
+  assert.equal(bits((await readTable(path)).table.matrix), bits(table.matrix));
+  bytes[bytes.length - 1] = (bytes[bytes.length - 1] as number) ^ 1;
+  await writeFile(path, bytes);
+  await assert.rejects(readTable(path), (e: unknown) => isInvalidInput(e) && /checksum/.test(e.message));
+});
+
 test('build, then a hit with the same table; other words or a changed file miss', async () => {
   const cacheDir = join(dir, 'c1');
   const first = await loadOrBuildTable({ source, words: WORDS, cacheDir });
