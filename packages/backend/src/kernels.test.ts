@@ -206,7 +206,24 @@ describe('matMul', () => {
     }
   });
 
-  test('dense layer training step (tfjs-layers) matches cpu', async () => {
+  test('Adam steps agree with cpu (gradients well away from 0)', async () => {
+    await agree(
+      'adam',
+      () => {
+        const w = tf.variable(rnd([6, 4], 18));
+        const target = tf.add(rnd([6, 4], 19), 5);
+        const opt = tf.train.adam(0.1);
+        for (let i = 0; i < 4; i++) opt.minimize(() => tf.sum(tf.square(tf.sub(w, target))));
+        const out = w.clone();
+        opt.dispose();
+        w.dispose();
+        return out;
+      },
+      1e-5,
+    );
+  });
+
+  test('dense layer training steps (tfjs-layers, SGD) match cpu', async () => {
     await agree('dense fit', () => {
       const model = tf.sequential();
       model.add(
@@ -220,7 +237,7 @@ describe('matMul', () => {
       model.add(tf.layers.dense({ units: 1, kernelInitializer: tf.initializers.glorotNormal({ seed: 2 }) }));
       const x = rnd([8, 5], 16);
       const y = tf.tensor2d([1, 0, 1, 1, 0, 0, 1, 0], [8, 1]);
-      const opt = tf.train.adam(0.05);
+      const opt = tf.train.sgd(0.1);
       for (let i = 0; i < 3; i++) {
         opt.minimize(() => tf.losses.sigmoidCrossEntropy(y, model.apply(x) as tf.Tensor));
       }
@@ -401,7 +418,8 @@ describe('model shapes train on wasm like on cpu', () => {
         model.setWeights(model.getWeights().map((w, i) => tf.tensor(init[i] as number[], w.shape)));
         const ids = tf.tensor2d([3, 1, 4, 0, 0, 5, 9, 2, 6, 5, 3, 5, 8, 0, 0, 0], [4, 4]);
         const y = tf.tensor2d([1, 0, 1, 0], [4, 1]);
-        const opt = tf.train.adam(0.01);
+        // SGD, not Adam: Adam turns float-rounding-level gradients (~1e-9, either sign) into full-size steps.
+        const opt = tf.train.sgd(0.5);
         for (let i = 0; i < 2; i++) {
           opt.minimize(() => tf.losses.sigmoidCrossEntropy(y, model.apply(ids) as tf.Tensor));
         }
@@ -411,14 +429,26 @@ describe('model shapes train on wasm like on cpu', () => {
       2e-4,
     );
   }
-  const embed = () => tf.layers.embedding({ inputDim: 12, outputDim: 5, inputLength: 4, maskZero: true });
+  const embed = () =>
+    tf.layers.embedding({
+      inputDim: 12,
+      outputDim: 5,
+      inputLength: 4,
+      maskZero: true,
+      embeddingsInitializer: tf.initializers.randomUniform({ minval: -1, maxval: 1, seed: 71 }),
+    });
+  const seeded = {
+    kernelInitializer: tf.initializers.glorotUniform({ seed: 72 }),
+    recurrentInitializer: tf.initializers.orthogonal({ seed: 73 }),
+  };
+  const head = () => tf.layers.dense({ units: 1, kernelInitializer: tf.initializers.glorotUniform({ seed: 74 }) });
 
   test('LSTM (masked)', async () => {
     await trainLayers(() => {
       const m = tf.sequential();
       m.add(embed());
-      m.add(tf.layers.lstm({ units: 3 }));
-      m.add(tf.layers.dense({ units: 1 }));
+      m.add(tf.layers.lstm({ units: 3, ...seeded }));
+      m.add(head());
       return m;
     });
   });
@@ -427,8 +457,8 @@ describe('model shapes train on wasm like on cpu', () => {
     await trainLayers(() => {
       const m = tf.sequential();
       m.add(embed());
-      m.add(tf.layers.bidirectional({ layer: tf.layers.gru({ units: 3 }) as tf.RNN }));
-      m.add(tf.layers.dense({ units: 1 }));
+      m.add(tf.layers.bidirectional({ layer: tf.layers.gru({ units: 3, ...seeded }) as tf.RNN }));
+      m.add(head());
       return m;
     });
   });
@@ -545,5 +575,66 @@ describe('tanh', () => {
         );
       }
     }
+  });
+});
+
+describe('useStockKernels', () => {
+  /** Run `f` on `backend` with the stock kernels, then with ours. */
+  async function stockVsOurs(backend: 'wasm' | 'cpu', f: () => Out) {
+    await tf.setBackend(backend);
+    const { useStockKernels } = await import('./kernels.ts');
+    useStockKernels(true);
+    try {
+      const stock = tf.tidy(() => flat(f()));
+      useStockKernels(false);
+      const ours = tf.tidy(() => flat(f()));
+      return { stock, ours };
+    } finally {
+      useStockKernels(false);
+      await tf.setBackend('wasm');
+    }
+  }
+
+  test('swaps the overrides out and back in', async () => {
+    const { useStockKernels } = await import('./kernels.ts');
+    const ours = tf.getKernel('GatherV2', 'wasm')?.kernelFunc;
+    useStockKernels(true);
+    const stock = tf.getKernel('GatherV2', 'wasm')?.kernelFunc;
+    assert.notEqual(stock, ours);
+    assert.ok(tf.getKernel('UnsortedSegmentSum', 'wasm'), 'added kernels stay');
+    useStockKernels(false);
+    assert.equal(tf.getKernel('GatherV2', 'wasm')?.kernelFunc, ours);
+  });
+
+  test('the cpu conv1d filter gradient agrees with the stock cpu kernel', async () => {
+    const { stock, ours } = await stockVsOurs('cpu', () => {
+      const x = rnd([2, 9, 6], 80);
+      const f = rnd([3, 6, 4], 81);
+      return [
+        tf.grad((w: tf.Tensor) => tf.sum(tf.square(tf.conv1d(x as tf.Tensor3D, w as tf.Tensor3D, 2, 'same'))))(f),
+        tf.grad((w: tf.Tensor) =>
+          tf.sum(tf.square(tf.conv2d(rnd([2, 5, 6, 3], 82) as tf.Tensor4D, w as tf.Tensor4D, 1, 'valid'))),
+        )(rnd([2, 3, 3, 4], 83)),
+      ];
+    });
+    assertClose(ours, stock, 1e-5, 'cpu conv filter');
+  });
+
+  test('wasm overrides agree with the stock wasm kernels they replace', async () => {
+    const { stock, ours } = await stockVsOurs('wasm', () => {
+      const a = rnd([3, 4, 5], 84);
+      const b = rnd([3, 5, 6], 85);
+      return [
+        tf.matMul(a, b),
+        tf.matMul(rnd([7, 5], 86), rnd([6, 5], 87), false, true),
+        tf.gather(rnd([9, 3], 88), tf.tensor1d([8, 0, 4], 'int32')),
+        tf.cast(tf.greater(a, rnd([3, 1, 5], 89)), 'float32'),
+        tf.tanh(a),
+        tf.tile(a, [1, 2, 1]),
+        ...tf.unstack(a, 1),
+        tf.grad((t: tf.Tensor) => tf.sum(tf.maxPool(t as tf.Tensor4D, 2, 2, 'valid')))(rnd([1, 4, 4, 2], 90)),
+      ];
+    });
+    assertClose(ours, stock, 1e-5, 'wasm overrides');
   });
 });

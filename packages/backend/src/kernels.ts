@@ -9,12 +9,13 @@
 import * as tf from '@tensorflow/tfjs';
 // Importing the package registers the stock wasm kernels, which the overrides below wrap.
 import '@tensorflow/tfjs-backend-wasm';
-import { type Flat, segmentSumInto, sizeOf } from './layout.ts';
+import { type Flat, im2col, segmentSumInto, sizeOf } from './layout.ts';
 import {
   type AnyKernelFunc,
   batchMatMul,
   conv2DBackpropFilter,
   conv2DBackpropInput,
+  convGeometry,
   type CpuBackend,
   cpuBridge,
   fusedMatMul,
@@ -58,6 +59,37 @@ function unsortedSegmentSumCpu({ inputs, backend, attrs }: KernelArgs<CpuBackend
   const out = x.dtype === 'int32' ? new Int32Array(sizeOf(shape)) : new Float32Array(sizeOf(shape));
   segmentSumInto(xv, ids, numSegments, sizeOf(x.shape) / Math.max(1, ids.length), out);
   return backend.makeTensorInfo(shape, x.dtype, out);
+}
+
+/**
+ * cpu Conv2DBackpropFilter (NHWC): im2col, then the cpu matMul kernel. The stock one reads every element
+ * through TensorBuffer.get (~30 s per conv1d weight gradient of a 64-sentence batch).
+ */
+function conv2DBackpropFilterCpu(stockMatMul: AnyKernelFunc, stock: AnyKernelFunc): AnyKernelFunc {
+  return (args) => {
+    const { inputs, backend, attrs } = args as KernelArgs<CpuBackend>;
+    const x = input(inputs, 'x', 'Conv2DBackpropFilter');
+    const dy = input(inputs, 'dy', 'Conv2DBackpropFilter');
+    if (attrs?.['dataFormat'] === 'NCHW' || x.dtype !== 'float32') return stock(args);
+    const filterShape = [...(attrs?.['filterShape'] as number[])];
+    const g = convGeometry(x.shape, filterShape, attrs);
+    const rows = g.batchSize * g.outHeight * g.outWidth;
+    const k = g.filterHeight * g.filterWidth * g.inChannels;
+    const cols = new Float32Array(rows * k);
+    im2col(backend.data.get(x.dataId).values as Float32Array, g, cols);
+    const colsInfo = backend.makeTensorInfo([1, rows, k], 'float32', cols);
+    try {
+      const dy3: TensorInfo = { dataId: dy.dataId, shape: [1, rows, g.outChannels], dtype: dy.dtype };
+      const dw = stockMatMul({
+        inputs: { a: colsInfo, b: dy3 },
+        backend,
+        attrs: { transposeA: true, transposeB: false },
+      }) as TensorInfo;
+      return { dataId: dw.dataId, shape: filterShape, dtype: 'float32' };
+    } finally {
+      backend.disposeData(colsInfo.dataId);
+    }
+  };
 }
 
 // Kernels with no stock complex/string/canvas support in wasm at all: not bridged.
@@ -220,6 +252,14 @@ export function registerTrainingKernels(): TrainingKernel[] {
     unsortedSegmentSumCpu as AnyKernelFunc,
     'override',
     'stock cpu kernel loops over every segment (minutes per step on a 20k-row table)',
+    out,
+  );
+  put(
+    tf.Conv2DBackpropFilter,
+    'cpu',
+    conv2DBackpropFilterCpu(stockKernel(tf.BatchMatMul, 'cpu'), stockKernel(tf.Conv2DBackpropFilter, 'cpu')),
+    'override',
+    'stock cpu kernel reads every element through TensorBuffer.get (~30x slower than im2col + matMul)',
     out,
   );
   registered = out;

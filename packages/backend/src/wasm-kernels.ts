@@ -410,7 +410,7 @@ export function fusedMatMul(stockFused: AnyKernelFunc, stock: WasmStock): AnyKer
 //   dW = cols^T · dy          (cols = im2col(x), [B*OH*OW, FH*FW*C])
 //   dx = col2im(dy · W^T)     (W as [FH*FW*C, CO])
 
-function convGeometry(
+export function convGeometry(
   xShape: number[],
   filterShape: number[],
   attrs: tf.NamedAttrMap | undefined,
