@@ -267,6 +267,13 @@ test('training on padded batches gives the same weights as on tight batches (PAD
         tight.trainStep(collate(ROWS, LABELS));
         padded.trainStep(collate(ROWS, LABELS, 9));
       }
+      if (kind === 'attention') {
+        // The key bias's true gradient is 0 (softmax ignores it): Adam turns its float noise into full steps, so
+        // compare what the model computes rather than that parameter.
+        const p = collate(ROWS, undefined);
+        assert.equal(relClose(padded.predictProbabilities(p), tight.predictProbabilities(p), 1e-4), undefined, kind);
+        continue;
+      }
       const a = tight.getWeights();
       const b = padded.getWeights();
       a.forEach((w, i) => assert.equal(relClose(b[i]!.values, w.values, 1e-5), undefined, `${kind} ${w.name}`));
