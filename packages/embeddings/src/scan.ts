@@ -10,6 +10,7 @@ import { isUtf8 } from 'node:buffer';
 import { endianness } from 'node:os';
 import { InvalidInputError } from '@ch8/errors';
 import type { ChunkReader } from './chunks.ts';
+import { parseRow } from './decimal.ts';
 import { parseHeader } from './format.ts';
 import type { VectorFormat } from './format.ts';
 
@@ -198,30 +199,6 @@ async function* scanBinary(r: ChunkReader, sink: ScanSink, counts: ScanCounts): 
   yield;
 }
 
-function parseValues(
-  text: string,
-  sep: string,
-  dest: Float32Array,
-  dim: number,
-  expected: number,
-  where: { file: string; line?: number; entry?: number },
-): void {
-  const parts = text.split(sep);
-  let n = parts.length;
-  while (n > 0 && (parts[n - 1] as string).trim().length === 0) n--; // trailing separator (fastText)
-  if (n !== expected) {
-    throw new InvalidInputError(`expected ${expected} values, found ${n}`, where);
-  }
-  for (let k = 0; k < dim; k++) {
-    const p = parts[k] as string;
-    const v = Number(p);
-    if (Number.isNaN(v) || p.trim().length === 0) {
-      throw new InvalidInputError(`value ${k + 1} is not a number: "${p.slice(0, 40)}"`, where);
-    }
-    dest[k] = v; // stores Math.fround(v): the float32 nearest to the decimal's double
-  }
-}
-
 async function* scanText(r: ChunkReader, sink: ScanSink, counts: ScanCounts, hasHeader: boolean): AsyncGenerator<void> {
   const file = r.path;
   let count: number | undefined;
@@ -267,7 +244,7 @@ async function* scanText(r: ChunkReader, sink: ScanSink, counts: ScanCounts, has
         // GloVe: the first line fixes the width.
         const fields = buf
           .toString('latin1', sp, lineEnd)
-          .split(' ')
+          .split(/[ \t]+/)
           .filter((t) => t.length > 0);
         dim = fields.length;
         if (dim === 0) throw new InvalidInputError('a word without values', { file, line, entry: entries });
@@ -279,7 +256,7 @@ async function* scanText(r: ChunkReader, sink: ScanSink, counts: ScanCounts, has
       const dest = sink.row(word);
       // Values of a dropped duplicate are still checked.
       if (scratch.length !== dim) scratch = new Float32Array(dim);
-      parseValues(buf.toString('latin1', sp + 1, Math.max(sp + 1, lineEnd)), ' ', dest ?? scratch, dim, dim, {
+      parseRow(buf, sp + 1, lineEnd, 0x20, dest ?? scratch, dim, dim, {
         file,
         line,
         entry: entries,
@@ -488,7 +465,7 @@ async function* scanJson(r: ChunkReader, sink: ScanSink, counts: ScanCounts): As
     if (word !== undefined) {
       const dest = sink.row(word);
       // Values of a dropped duplicate are still checked.
-      parseValues(r.buf.toString('latin1', r.pos, close), ',', dest ?? scratch, layout.dim, layout.expected, {
+      parseRow(r.buf, r.pos, close, 0x2c, dest ?? scratch, layout.dim, layout.expected, {
         file: r.path,
         entry: c.entry,
       });
@@ -530,7 +507,7 @@ async function* scanJson(r: ChunkReader, sink: ScanSink, counts: ScanCounts): As
     const word = selectWord(buf, p + 1, q, sink, counts);
     if (word !== undefined) {
       const dest = sink.row(word);
-      parseValues(buf.toString('latin1', open, close), ',', dest ?? scratch, layout.dim, layout.expected, {
+      parseRow(buf, open, close, 0x2c, dest ?? scratch, layout.dim, layout.expected, {
         file: r.path,
         entry: c.entry,
       });
