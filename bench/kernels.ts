@@ -4,11 +4,16 @@
  *
  *   pnpm bench:kernels            (about a minute on one core)
  *   pnpm bench:kernels --quick    (fewer repetitions)
+ *
+ * Last, whole training steps of every @ch8/models kind (synthetic seeded batches: vocab 16k, d 100, 64 x 40
+ * tokens) with stock vs our kernels.
  */
 import os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { registerTrainingKernels, useStockKernels } from '@ch8/backend/kernels';
 import { activateWasm } from '@ch8/backend/wasm';
+import { MODEL_KINDS } from '@ch8/models/config';
+import { createModel } from '@ch8/models/model';
 
 const quick = process.argv.includes('--quick');
 const REPS = quick ? 3 : 7;
@@ -261,6 +266,54 @@ const wasm = await activateWasm();
   record('concat_grad', 'wasm', 'grads of concat of 5 x [64,40,100] along the last axis', c.stock, c.ours);
 }
 
+// 9. Whole training steps of the model zoo (forward + backward + Adam), stock kernels vs ours.
+const zoo: Record<string, { stock_cpu_ms: number; ours_cpu_ms: number; speedup_cpu: number }> = {};
+{
+  const V = 16000;
+  const B = 64;
+  const T = 40;
+  let state = 7;
+  const next = () => {
+    state = (state * 1103515245 + 12345) & 0x7fffffff;
+    return state / 0x7fffffff;
+  };
+  const batch = () => {
+    const inputIds = new Int32Array(B * T);
+    const labels = new Float32Array(B);
+    for (let b = 0; b < B; b++) {
+      const len = b === 0 ? T : 5 + Math.floor(next() * (T - 5));
+      for (let t = 0; t < len; t++) inputIds[b * T + t] = 1 + Math.floor(next() * (V - 1));
+      labels[b] = next() < 0.5 ? 1 : 0;
+    }
+    return { inputIds, batchSize: B, maxLength: T, labels };
+  };
+  const batches = [batch(), batch()];
+  const steps = quick ? 1 : 3;
+  for (const kind of MODEL_KINDS) {
+    const models = {
+      stock: createModel({ kind, vocabSize: V, dim: 100, seed: 1 }),
+      ours: createModel({ kind, vocabSize: V, dim: 100, seed: 1 }),
+    };
+    const cpu: { stock: number[]; ours: number[] } = { stock: [], ours: [] };
+    for (let i = -1; i < steps; i++) {
+      for (const which of ['stock', 'ours'] as const) {
+        useStockKernels(which === 'stock');
+        const c0 = process.cpuUsage();
+        models[which].trainStep(batches[(i + 2) % 2] as (typeof batches)[number]);
+        const c = process.cpuUsage(c0);
+        if (i >= 0) cpu[which].push((c.user + c.system) / 1000);
+      }
+    }
+    useStockKernels(false);
+    models.stock.dispose();
+    models.ours.dispose();
+    const s = median(cpu.stock);
+    const o = median(cpu.ours);
+    zoo[kind] = { stock_cpu_ms: round(s), ours_cpu_ms: round(o), speedup_cpu: round(s / o) };
+    process.stderr.write(`zoo ${kind}: stock ${round(s)} cpu-ms/step, ours ${round(o)}\n`);
+  }
+}
+
 const out = {
   bench: 'kernels',
   node: process.version,
@@ -269,5 +322,6 @@ const out = {
   reps: REPS,
   method: 'same process, stock and ours interleaved per repetition (useStockKernels), median ms; seeded inputs',
   cases,
+  zoo_train_step: zoo,
 };
 process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
