@@ -101,6 +101,48 @@ async function train(backend: string, kind: ModelKind, steps: number): Promise<T
   }
 }
 
+interface OwnTrace {
+  losses: number[];
+  correct: number[];
+  /** Largest |gradient| per dense weight over the steps (cpu only: `gradients()` reads synchronously). */
+  gradPeak: number[];
+  dense: number[];
+  embeddings: Float32Array;
+  initialEmbeddings: Float32Array;
+}
+
+/** `steps` of the model's own `trainStepAsync` (dropout on, dense Adam + row-sparse embedding Adam). */
+async function ownSteps(backend: string, kind: ModelKind, steps: number): Promise<OwnTrace> {
+  await tf.setBackend(backend);
+  const before = new Set(Object.keys(tf.engine().registeredVariables));
+  const model = createModel(config(kind), { embeddings: embeddings() });
+  const mine = Object.keys(tf.engine().registeredVariables).filter((n) => !before.has(n));
+  assert.ok(mine.length > 0, 'the model owns variables');
+  const initialEmbeddings = model.getEmbeddings();
+  const b = batch();
+  const losses: number[] = [];
+  const correct: number[] = [];
+  let gradPeak: number[] = [];
+  try {
+    for (let i = 0; i < steps; i++) {
+      if (backend === 'cpu') {
+        const g = model.gradients(b, { training: true });
+        const flat = [...g.params.values()].flatMap((v) => Array.from(v));
+        gradPeak = flat.map((v, j) => Math.max(Math.abs(v), gradPeak[j] ?? 0));
+      }
+      const r = await model.trainStepAsync(b);
+      losses.push(r.loss);
+      correct.push(r.correct);
+    }
+    let dense: number[] = [];
+    for (const n of mine) dense = dense.concat(Array.from(await tf.engine().registeredVariables[n]!.data()));
+    if (backend === 'webgpu') await checkGpuErrors();
+    return { losses, correct, gradPeak, dense, embeddings: model.getEmbeddings(), initialEmbeddings };
+  } finally {
+    model.dispose();
+  }
+}
+
 for (const kind of MODEL_KINDS) {
   test(`${kind}: training steps on webgpu match the cpu backend`, async (t) => {
     if (adapter === null) return t.skip(SKIP);
@@ -127,6 +169,30 @@ for (const kind of MODEL_KINDS) {
     });
     assert.ok(keep(cpu.weights).length >= cpu.weights.length / 4, 'most weights are compared strictly');
     assert.notDeepEqual(cpu.losses[0], cpu.losses[steps - 1], 'training moved the loss');
+  });
+
+  test(`${kind}: the model's own trainStepAsync on webgpu matches cpu (dense and embedding updates)`, async (t) => {
+    if (adapter === null) return t.skip(SKIP);
+    const steps = 3;
+    const cpu = await ownSteps('cpu', kind, steps);
+    const gpu = await ownSteps('webgpu', kind, steps);
+    const dl = maxRelDiff(gpu.losses, cpu.losses, 1e-3);
+    assert.ok(dl < 1e-5, `losses ${gpu.losses} vs ${cpu.losses}: ${dl}`);
+    assert.deepEqual(gpu.correct, cpu.correct);
+    // As above: weights whose gradient is only rounding noise (peak below 1e-7 of the largest) are held to Adam's
+    // step bound; the rest must match.
+    const gmax = cpu.gradPeak.reduce((a, g) => Math.max(a, g), 0);
+    const noise = cpu.gradPeak.map((g) => g < 1e-7 * gmax);
+    const keep = (w: number[]) => w.filter((_, j) => !noise[j]);
+    const dw = maxRelDiff(keep(gpu.dense), keep(cpu.dense), 1e-2);
+    assert.ok(dw < 1e-5, `dense weights after ${steps} steps differ by ${dw}`);
+    noise.forEach((isNoise, j) => {
+      if (isNoise) assert.ok(Math.abs(gpu.dense[j]! - cpu.dense[j]!) <= 2 * steps * 1e-2, `noise-gradient weight ${j}`);
+    });
+    const de = maxRelDiff(gpu.embeddings, cpu.embeddings, 1e-2);
+    assert.ok(de < 1e-5, `embeddings after ${steps} steps differ by ${de}`);
+    const moved = cpu.embeddings.some((v, i) => v !== cpu.initialEmbeddings[i]);
+    assert.equal(moved, kind !== 'bow-frozen', 'only fine-tuned models change the embedding matrix');
   });
 
   test(`${kind}: PAD columns do not change the logits on webgpu`, async (t) => {
