@@ -119,6 +119,7 @@ for (const kind of opts.models) {
     const model = createModel({ kind, vocabSize: V, dim: table.dim, seed: SEED }, { embeddings: table.matrix });
     try {
       let trainSeconds = 0;
+      let cpuSeconds = 0;
       let seen = 0;
       let lossSum = 0;
       let cells = 0;
@@ -131,6 +132,7 @@ for (const kind of opts.models) {
         lossSum = 0;
         let epochSeen = 0;
         const t0 = performance.now();
+        const c0 = process.cpuUsage();
         for (const positions of plan) {
           const batch = collate(Array.from(positions, (p) => train[p]!));
           const r = model.trainStep(batch);
@@ -138,6 +140,8 @@ for (const kind of opts.models) {
           epochSeen += r.examples;
         }
         const dt = (performance.now() - t0) / 1000;
+        const cpu = process.cpuUsage(c0);
+        cpuSeconds += (cpu.user + cpu.system) / 1e6;
         trainSeconds += dt;
         seen += epochSeen;
         log(`${kind} bucketing ${bucketing} epoch ${epoch + 1}: loss ${(lossSum / epochSeen).toFixed(4)}, ${Math.round(epochSeen / dt)} ex/s`);
@@ -159,6 +163,8 @@ for (const kind of opts.models) {
         train_examples: seen,
         train_seconds: round(trainSeconds, 2),
         train_examples_per_second: Math.round(seen / trainSeconds),
+        // Less sensitive to other processes on a shared machine than wall time (this process's CPU time only).
+        train_examples_per_cpu_second: Math.round(seen / cpuSeconds),
         padding_share: round(1 - tokens / cells),
         final_epoch_train_loss: round(lossSum / (seen / opts.epochs)),
         dev_accuracy: round(evaluation.accuracy),
