@@ -244,7 +244,9 @@ const wasm = await activateWasm();
   await tf.setBackend('cpu');
   const x4 = keep(tf.slice(x, [0, 0, 0], [4, 40, 100]));
   const dy4 = keep(tf.slice(dy, [0, 0, 0], [4, 36, 100]));
+  useStockKernels(true);
   const cpuFilter = scale(timeOnce(filterGrad(x4, dy4)), 16);
+  useStockKernels(false);
   await activateWasm();
   record(
     'conv1d_filter_grad',
