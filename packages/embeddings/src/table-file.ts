@@ -213,7 +213,7 @@ export async function readTable(path: string): Promise<StoredTable> {
   }
   if (at !== all.length) bad('token lengths do not match the tokens');
   const table: EmbeddingTable = {
-    vocab: new Vocabulary(tokens, meta.dim),
+    vocab: Vocabulary.trusted(tokens, meta.dim),
     dim: meta.dim,
     matrix,
     source: meta.source,

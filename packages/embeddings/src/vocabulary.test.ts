@@ -49,3 +49,20 @@ test('rejects a vocabulary without <pad> first, a repeated token, or a bad dim',
     (e: unknown) => isInvalidInput(e) && e.field === 'dim',
   );
 });
+
+test('trusted vocabularies index lazily but behave the same', () => {
+  const tokens = [PAD_TOKEN, 'a', 'b'];
+  const v = Vocabulary.trusted(tokens, 4);
+  assert.equal(v.hash, new Vocabulary(tokens, 4).hash);
+  assert.equal(v.idOf('b'), 2);
+  assert.equal(v.tokenOf(1), 'a');
+  assert.throws(
+    () => Vocabulary.trusted(['a'], 4),
+    (e: unknown) => isInvalidInput(e),
+  );
+  const dup = Vocabulary.trusted([PAD_TOKEN, 'a', 'a'], 4);
+  assert.throws(
+    () => dup.idOf('a'),
+    (e: unknown) => isInvalidInput(e) && /twice/.test(e.message),
+  );
+});

@@ -9,6 +9,9 @@ export const PAD_TOKEN = '<pad>';
 /** The id of {@link PAD_TOKEN}. */
 export const PAD_ID = 0;
 
+/** Module-private: only {@link Vocabulary.trusted} builds a vocabulary with a lazy index. */
+const LAZY: unique symbol = Symbol('lazy');
+
 /**
  * Token <-> id maps, both ways, plus a content hash.
  *
@@ -19,7 +22,7 @@ export class Vocabulary {
   readonly tokens: readonly string[];
   /** Width of the vectors the ids refer to; part of the hash. */
   readonly dim: number;
-  readonly #ids: Map<string, number>;
+  #ids: Map<string, number> | undefined;
   #hash: string | undefined;
 
   /**
@@ -27,7 +30,23 @@ export class Vocabulary {
    * @param dim vector width of the table this vocabulary indexes (a positive integer).
    * @throws InvalidInputError when `<pad>` is not first, a token repeats, or dim is not a positive integer.
    */
-  constructor(tokens: readonly string[], dim: number) {
+  constructor(tokens: readonly string[], dim: number, lazy?: typeof LAZY) {
+    this.tokens = tokens;
+    this.dim = dim;
+    this.#ids = lazy === LAZY ? undefined : Vocabulary.#index(tokens, dim);
+  }
+
+  /**
+   * A vocabulary over tokens already known to be valid (read back from a checksummed table file): the token -> id
+   * index is built on the first lookup instead of now, so loading a table does not pay for it. `<pad>` first and dim
+   * are checked now; a repeated token surfaces as InvalidInputError on the first lookup.
+   */
+  static trusted(tokens: readonly string[], dim: number): Vocabulary {
+    Vocabulary.#index(tokens.slice(0, 1), dim);
+    return new Vocabulary(tokens, dim, LAZY);
+  }
+
+  static #index(tokens: readonly string[], dim: number): Map<string, number> {
     if (!Number.isInteger(dim) || dim <= 0) {
       throw new InvalidInputError(`dim must be a positive integer, got ${dim}`, { field: 'dim' });
     }
@@ -42,9 +61,12 @@ export class Vocabulary {
       }
       ids.set(t, i);
     }
-    this.tokens = tokens;
-    this.dim = dim;
-    this.#ids = ids;
+    return ids;
+  }
+
+  get #map(): Map<string, number> {
+    if (this.#ids === undefined) this.#ids = Vocabulary.#index(this.tokens, this.dim);
+    return this.#ids;
   }
 
   /** Builds a vocabulary of `<pad>` followed by `words` (which must not contain `<pad>` or repeat). */
@@ -59,12 +81,12 @@ export class Vocabulary {
 
   /** The id of a token, or undefined when the vocabulary lacks it. */
   idOf(token: string): number | undefined {
-    return this.#ids.get(token);
+    return this.#map.get(token);
   }
 
   /** True when the vocabulary has the token. */
   has(token: string): boolean {
-    return this.#ids.has(token);
+    return this.#map.has(token);
   }
 
   /** The token of an id, or undefined when the id is out of range. */
