@@ -20,6 +20,7 @@ import {
   cpuBridge,
   fusedMatMul,
   gatherV2,
+  identity,
   input,
   INT_SLOW_BROADCAST_KERNELS,
   type KernelArgs,
@@ -218,6 +219,14 @@ export function registerTrainingKernels(): TrainingKernel[] {
     tanh(stockOf(tf.Tanh), { multiply: stockOf(tf.Multiply), sigmoid: stockOf(tf.Sigmoid), sub: stockOf(tf.Sub) }),
     'override',
     'stock tanh is ~10x slower than XNNPACK sigmoid: tanh(x) = 2 sigmoid(2x) - 1 (LSTM/GRU cells)',
+    out,
+  );
+  put(
+    tf.Identity,
+    'wasm',
+    identity(stockOf(tf.Identity)),
+    'override',
+    'stock mallocs and copies (~2,000 calls per RNN training step); shared reference-counted memory as on cpu/webgl',
     out,
   );
   put(tf.Tile, 'wasm', tile(stockOf(tf.Tile)), 'override', 'stock tile runs per element (tf.broadcastTo, masks)', out);

@@ -266,6 +266,20 @@ export function tanh(
   };
 }
 
+/**
+ * Identity shares the input's memory (reference counted), as the cpu and webgl backends do; the stock wasm
+ * kernel mallocs and copies, ~2,000 times per RNN training step (saved activations, clones).
+ */
+export function identity(stock: AnyKernelFunc): AnyKernelFunc {
+  return (args) => {
+    const { inputs, backend } = args as WasmArgs;
+    const x = input(inputs, 'x', 'Identity');
+    if (x.dtype === 'string') return stock(args);
+    backend.incRef(x.dataId);
+    return { dataId: x.dataId, shape: [...x.shape], dtype: x.dtype };
+  };
+}
+
 /** Kernels whose stock wasm broadcast (other than same shape / scalar) runs a slow per-element index path. */
 export const SLOW_BROADCAST_KERNELS = [
   'Equal',
