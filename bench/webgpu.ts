@@ -2,19 +2,16 @@
  * The zoo on the webgpu backend against wasm (the baseline, measured in the same run) on GLUE SST-2 (problem 77):
  * training examples/s over one epoch (or its first --max-batches batches) and dev accuracy, per model.
  *
- * Training is driven asynchronously, the only way that works on webgpu in Node (`dataSync()` cannot read GPU
- * tensors there): per batch, `tf.variableGrads` over the model's public `logits()` and Adam on its trainable
- * (dense) variables, the loss read with `await data()` every step. Both backends run exactly this driver, so the
- * figures compare backends, not drivers. The embedding matrix stays frozen (the driver cannot reach the model's
- * row-sparse embedding optimiser) and dropout is off (the masks are keyed by the model's own step counter).
- * Vectors: wink GloVe-100d pruned to the SST-2 train+dev words (cached as bench:models does).
+ * Training is the model's own `trainStepAsync` (dense Adam, row-sparse embedding Adam when fine-tuning, dropout on),
+ * dev accuracy from `predictProbabilitiesAsync`: the asynchronous API is the only one that works on webgpu in Node
+ * (`dataSync()` cannot read GPU tensors there), and both backends run exactly the same calls. Batch 64, length
+ * bucketing 'chunk'. Vectors: wink GloVe-100d pruned to the SST-2 train+dev words (cached as bench:models does).
  *
  *   pnpm bench:webgpu [--models LIST] [--backends webgpu,wasm] [--epochs N] [--max-batches N] [--sst2 DIR]
  */
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as tf from '@tensorflow/tfjs';
 import { collate, type Batch } from '@ch8/batching/collate';
 import { batchPlan } from '@ch8/batching/plan';
 import { collectWords, prepareSplit, type Example } from '@ch8/datasets/prepare';
@@ -92,7 +89,6 @@ const devBatches = inOrder(dev, EVAL_BATCH);
 
 async function run(kind: ModelKind, backend: BackendInfo) {
   const model = createModel({ kind, vocabSize: V, dim: table.dim, seed: SEED }, { embeddings: table.matrix });
-  const optimizer = tf.train.adam(model.config.learningRate, 0.9, 0.999, 1e-8);
   try {
     let seen = 0;
     let seconds = 0;
@@ -105,15 +101,9 @@ async function run(kind: ModelKind, backend: BackendInfo) {
       const t0 = performance.now();
       for (const positions of plan) {
         if (n++ >= opts.maxBatches) break;
-        const batch = collate(Array.from(positions, (p) => train[p]!));
-        const labels = tf.tensor1d(batch.labels!);
-        const { value, grads } = tf.variableGrads(
-          () => tf.losses.sigmoidCrossEntropy(labels, model.logits(batch, false)) as tf.Scalar,
-        );
-        optimizer.applyGradients(Object.keys(grads).map((name) => ({ name, tensor: grads[name]! })));
-        lossSum += (await value.data())[0]! * batch.batchSize;
-        epochSeen += batch.batchSize;
-        tf.dispose([labels, value, ...Object.values(grads)]);
+        const r = await model.trainStepAsync(collate(Array.from(positions, (p) => train[p]!)));
+        lossSum += r.loss * r.examples;
+        epochSeen += r.examples;
       }
       const dt = (performance.now() - t0) / 1000;
       seconds += dt;
@@ -124,13 +114,12 @@ async function run(kind: ModelKind, backend: BackendInfo) {
     }
     let correct = 0;
     for (const b of devBatches) {
-      const z = model.logits(b, false);
-      const logits = await z.data();
-      z.dispose();
-      for (let i = 0; i < b.batchSize; i++) if ((logits[i]! > 0 ? 1 : 0) === b.labels![i]) correct++;
+      const p = await model.predictProbabilitiesAsync(b);
+      for (let i = 0; i < b.batchSize; i++) if ((p[i]! > 0.5 ? 1 : 0) === b.labels![i]) correct++;
     }
     return {
       model: kind,
+      finetune: model.config.finetune,
       backend: backend.backend,
       device: backend.device,
       train_examples: seen,
@@ -140,7 +129,6 @@ async function run(kind: ModelKind, backend: BackendInfo) {
       dev_accuracy: round(correct / dev.length),
     };
   } finally {
-    optimizer.dispose();
     model.dispose();
   }
 }
@@ -181,8 +169,7 @@ process.stdout.write(
       batch_size: BATCH,
       epochs: opts.epochs,
       max_batches: Number.isFinite(opts.maxBatches) ? opts.maxBatches : null,
-      driver:
-        'async variableGrads over logits(), Adam on dense variables, embeddings frozen, dropout off, bucketing chunk',
+      driver: 'model.trainStepAsync per batch (bucketing chunk), dev accuracy from predictProbabilitiesAsync',
       baseline: `${baseline}, same run, same driver`,
       data: { train_examples: train.length, dev_examples: dev.length, vocab_size: V, dim: table.dim },
       backends,
