@@ -638,3 +638,24 @@ describe('useStockKernels', () => {
     assertClose(ours, stock, 1e-5, 'wasm overrides');
   });
 });
+
+describe('Identity (shared memory)', () => {
+  test('a clone outlives its source, variables keep their own values, nothing leaks', async () => {
+    await tf.setBackend('wasm');
+    const wasmBackend = tf.backend() as tf.KernelBackend & { numDataIds(): number };
+    const ids = wasmBackend.numDataIds();
+    const a = tf.tensor1d([1, 2, 3]);
+    const b = tf.clone(a);
+    a.dispose();
+    assert.deepEqual(Array.from(b.dataSync()), [1, 2, 3]);
+    const v = tf.variable(b);
+    const next = tf.tensor1d([7, 8, 9]);
+    v.assign(next);
+    next.dispose();
+    assert.deepEqual(Array.from(b.dataSync()), [1, 2, 3], 'assigning a variable leaves its initial value alone');
+    assert.deepEqual(Array.from(v.dataSync()), [7, 8, 9]);
+    b.dispose();
+    v.dispose();
+    assert.equal(wasmBackend.numDataIds(), ids);
+  });
+});
