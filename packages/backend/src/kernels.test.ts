@@ -539,6 +539,28 @@ describe('slicing and max-pool gradient', () => {
     );
   });
 
+  test('reverse agrees with cpu for every axis set, int and bool, and its gradient', async () => {
+    await agree(
+      'reverse',
+      () => {
+        const a = rnd([3, 4, 5], 64);
+        const f = (t: tf.Tensor) => tf.cast(t, 'float32');
+        return [
+          tf.reverse(a, 0),
+          tf.reverse(a, 1),
+          tf.reverse(a, 2),
+          tf.reverse(a, [0, 2]),
+          tf.reverse(a, [0, 1, 2]),
+          tf.reverse(a, -1),
+          f(tf.reverse(tf.range(0, 12, 1, 'int32').reshape([3, 4]), 1)),
+          f(tf.reverse(tf.greater(a, 0), [1])),
+          tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.reverse(t, 1), a)))(a),
+        ];
+      },
+      0,
+    );
+  });
+
   test('max-pool gradient routes dy to the first maximum, like cpu (ties included)', async () => {
     await agree(
       'maxPool grad',

@@ -26,6 +26,7 @@ import {
   type KernelArgs,
   materializedBroadcast,
   maxPoolGrad,
+  reverse,
   slice,
   splitV,
   unpack,
@@ -227,6 +228,14 @@ export function registerTrainingKernels(): TrainingKernel[] {
     identity(stockOf(tf.Identity)),
     'override',
     'stock mallocs and copies (~2,000 calls per RNN training step); shared reference-counted memory as on cpu/webgl',
+    out,
+  );
+  put(
+    tf.Reverse,
+    'wasm',
+    reverse(stockOf(tf.Reverse)),
+    'override',
+    'stock reverse runs per element (~70x a copy; tfjs-layers goBackwards / Bidirectional RNNs)',
     out,
   );
   put(tf.Tile, 'wasm', tile(stockOf(tf.Tile)), 'override', 'stock tile runs per element (tf.broadcastTo, masks)', out);

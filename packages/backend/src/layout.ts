@@ -150,6 +150,27 @@ export function maxPoolGradInto(x: Float32Array, dy: Float32Array, g: PoolGeomet
   }
 }
 
+/** dst = src reversed along every dimension d with reversed[d]; contiguous unreversed runs copied with `set`. */
+export function reverseInto(src: Flat, shape: readonly number[], reversed: readonly boolean[], dst: Flat): void {
+  const rank = shape.length;
+  if (sizeOf(shape) === 0) return;
+  let split = rank;
+  while (split > 0 && !reversed[split - 1]) split--;
+  const block = sizeOf(shape.slice(split));
+  const str = stridesOf(shape);
+  const rec = (d: number, so: number, doff: number): void => {
+    if (d === split) {
+      if (block === 1) dst[doff] = src[so] as number;
+      else dst.set(src.subarray(so, so + block), doff);
+      return;
+    }
+    const n = shape[d] as number;
+    const s = str[d] as number;
+    for (let i = 0; i < n; i++) rec(d + 1, so + (reversed[d] ? n - 1 - i : i) * s, doff + i * s);
+  };
+  rec(0, 0, 0);
+}
+
 /** dst = tile(src, reps): dst shape is inShape[d] * reps[d]. */
 export function tileInto(src: Flat, inShape: readonly number[], reps: readonly number[], dst: Flat): void {
   const rank = inShape.length;

@@ -15,6 +15,7 @@ import {
   gatherInto,
   im2col,
   maxPoolGradInto,
+  reverseInto,
   segmentSumInto,
   sliceInto,
   sizeOf,
@@ -277,6 +278,20 @@ export function identity(stock: AnyKernelFunc): AnyKernelFunc {
     if (x.dtype === 'string') return stock(args);
     backend.incRef(x.dataId);
     return { dataId: x.dataId, shape: [...x.shape], dtype: x.dtype };
+  };
+}
+
+/** Reverse with block copies: the stock kernel runs per element (~70x a copy; tfjs-layers goBackwards RNNs). */
+export function reverse(stock: AnyKernelFunc): AnyKernelFunc {
+  return (args) => {
+    const { inputs, backend, attrs } = args as WasmArgs;
+    const x = input(inputs, 'x', 'Reverse');
+    if (x.dtype === 'string' || x.shape.length === 0) return stock(args);
+    const axes = tf.util.parseAxisParam(attrs?.['dims'] as number | number[], x.shape);
+    const reversed = x.shape.map((_, d) => axes.includes(d));
+    const out = backend.makeOutput([...x.shape], x.dtype);
+    reverseInto(view(backend, x), x.shape, reversed, view(backend, out));
+    return out;
   };
 }
 
