@@ -89,7 +89,8 @@ export function bceWithLogits(z: tf.Tensor, y: tf.Tensor): tf.Tensor {
   const f = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
     save([x]);
     return {
-      value: tf.mean(tf.add(tf.sub(tf.relu(x), tf.mul(x, y)), tf.log1p(tf.exp(tf.neg(tf.abs(x)))))),
+      // softplus(x) - x*y; tfjs's softplus is the stable form on every backend.
+      value: tf.mean(tf.sub(tf.softplus(x), tf.mul(x, y))),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const sx = saved[0]!;
         return tf.mul(tf.sub(tf.sigmoid(sx), y), tf.div(dy, sx.shape[0]!));
