@@ -24,6 +24,7 @@ function size(shape: number[]): number {
 }
 
 const TRANSPOSES: Array<[number[], number[]]> = [
+  [[5], [0]],
   [
     [3, 5],
     [1, 0],
