@@ -63,25 +63,10 @@ export function dense(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor): tf.Tensor {
   return tf.add(matmul(x, w), b);
 }
 
-/**
- * Weighted sum over time: w [B, 1, T] @ x [B, T, d] -> [B, 1, d]. `w` is constant; since one of its dimensions is
- * 1, its transpose is a reshape, so the gradient w.r.t. x is a plain batched matMul.
- */
+/** Weighted sum over time: w [B, 1, T] @ x [B, T, d] -> [B, 1, d] (w constant: masked-mean weights). */
 export function weightedSum(w: tf.Tensor3D, x: tf.Tensor): tf.Tensor {
-  return stock ? tf.matMul(w, x as tf.Tensor3D) : weightedSumCustom(w, x);
+  return tf.matMul(w, x as tf.Tensor3D);
 }
-
-const weightedSumCustom = tf.customGrad(((w: tf.Tensor, x: tf.Tensor, save: tf.GradSaveFunc) => {
-  save([w]);
-  return {
-    value: tf.matMul(w as tf.Tensor3D, x as tf.Tensor3D),
-    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-      const sw = saved[0]!;
-      const [B, , T] = sw.shape as [number, number, number];
-      return [tf.zeros(sw.shape), tf.matMul(tf.reshape(sw, [B, T, 1]) as tf.Tensor3D, dy as tf.Tensor3D)];
-    },
-  };
-}) as unknown as CustomFn) as (w: tf.Tensor3D, x: tf.Tensor) => tf.Tensor;
 
 /** Mean binary cross-entropy on logits [B] against labels [B] (numerically stable), gradient (sigmoid(z) - y)/B. */
 export function bceWithLogits(z: tf.Tensor, y: tf.Tensor): tf.Tensor {
