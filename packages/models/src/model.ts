@@ -74,6 +74,7 @@ export class SentimentModel {
   private embeddingOptimizer: SparseRowAdam | undefined;
   private stepCount = 0;
   private busy = false;
+  private rowViews: Float32Array[] | undefined;
   private disposed = false;
 
   constructor(input: ModelConfigInput, options: CreateModelOptions = {}) {
@@ -128,13 +129,13 @@ export class SentimentModel {
     const d = this.config.dim;
     const n = prep.local.length;
     const out = new Float32Array(n * d);
-    const table = this.table;
+    // One view per table row, made once: a copy per token without allocating a subarray per token.
+    this.rowViews ??= Array.from({ length: this.config.vocabSize }, (_, id) => this.table.subarray(id * d, (id + 1) * d));
+    const views = this.rowViews;
     const rows = prep.rows;
     for (let i = 0; i < n; i++) {
       const r = prep.local[i]!;
-      if (r === 0) continue;
-      const src = rows[r - 1]! * d;
-      out.set(table.subarray(src, src + d), i * d);
+      if (r !== 0) out.set(views[rows[r - 1]!]!, i * d);
     }
     return tf.tensor2d(out, [n, d]);
   }
