@@ -108,7 +108,8 @@ const REFERENCE_NAMES: Partial<Record<ModelKind, string>> = {
 };
 const reference = new Map<string, { train_ex_per_s: number; dev_acc: number; epochs_run: number }>();
 if (opts.reference !== undefined) {
-  const peer = JSON.parse(readFileSync(opts.reference, 'utf8')) as { models: { model: string; train_ex_per_s: number; dev_acc: number; epochs_run: number }[] };
+  // ch8_torch.py writes NaN for a missing test split (Python's json), which JSON.parse rejects.
+  const peer = JSON.parse(readFileSync(opts.reference, 'utf8').replace(/\bNaN\b/g, 'null')) as { models: { model: string; train_ex_per_s: number; dev_acc: number; epochs_run: number }[] };
   for (const m of peer.models) reference.set(m.model, m);
 }
 
