@@ -117,6 +117,8 @@ if (opts.reference !== undefined) {
 const results: Record<string, unknown>[] = [];
 for (const kind of opts.models) {
   for (const bucketing of opts.bucketing) {
+    // webgpu cannot read tensors synchronously in Node: use the models' async reads there.
+    const readAsync = info.tfBackend === 'webgpu';
     const model = createModel({ kind, vocabSize: V, dim: table.dim, seed: SEED }, { embeddings: table.matrix });
     try {
       let trainSeconds = 0;
@@ -136,7 +138,7 @@ for (const kind of opts.models) {
         const c0 = process.cpuUsage();
         for (const positions of plan) {
           const batch = collate(Array.from(positions, (p) => train[p]!));
-          const r = model.trainStep(batch);
+          const r = readAsync ? await model.trainStepAsync(batch) : model.trainStep(batch);
           lossSum += r.loss * r.examples;
           epochSeen += r.examples;
         }
@@ -147,12 +149,13 @@ for (const kind of opts.models) {
         seen += epochSeen;
         log(`${kind} bucketing ${bucketing} epoch ${epoch + 1}: loss ${(lossSum / epochSeen).toFixed(4)}, ${Math.round(epochSeen / dt)} ex/s`);
       }
-      const evaluation = model.evaluate(devBatches);
+      const evaluation = readAsync ? await model.evaluateAsync(devBatches) : model.evaluate(devBatches);
       // Inference throughput: predict the dev set at batch 256, several passes.
       const passes = Math.max(1, Math.ceil(4000 / dev.length));
-      model.predictProbabilities(devBatches[0]!);
+      const predict = (b: Batch) => (readAsync ? model.predictProbabilitiesAsync(b) : model.predictProbabilities(b));
+      await predict(devBatches[0]!);
       const t1 = performance.now();
-      for (let p = 0; p < passes; p++) for (const b of devBatches) model.predictProbabilities(b);
+      for (let p = 0; p < passes; p++) for (const b of devBatches) await predict(b);
       const inferSeconds = (performance.now() - t1) / 1000;
       const row: Record<string, unknown> = {
         model: kind,

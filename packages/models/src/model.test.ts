@@ -70,6 +70,8 @@ for (const backend of ['wasm', 'cpu'] as const) {
         const first = m.evaluate([b]);
         for (let i = 0; i < 30; i++) m.trainStep(b);
         const last = m.evaluate([b]);
+        const lastAsync = await m.evaluateAsync([b]);
+        assert.deepEqual(lastAsync, last, `${kind}: evaluateAsync agrees with evaluate`);
         assert.equal(tf.memory().numTensors, before + (m.parameterCount > 0 ? 4 : 0), `${kind} leaks no tensors per step`);
         assert.ok(last.loss < first.loss, `${kind}: loss ${first.loss} -> ${last.loss}`);
         assert.equal(last.examples, 3);

@@ -314,6 +314,33 @@ export class SentimentModel {
     return { loss: n > 0 ? loss / n : 0, accuracy: n > 0 ? correct / n : 0, examples: n };
   }
 
+  /** {@link evaluate} reading results with `await data()` (webgpu cannot read synchronously in Node). */
+  async evaluateAsync(batches: Iterable<Batch>): Promise<EvalResult> {
+    this.checkAlive();
+    this.syncTable();
+    let loss = 0;
+    let correct = 0;
+    let n = 0;
+    for (const batch of batches) {
+      const prep = this.preparer.prepare(batch, true);
+      const labels = prep.labels!;
+      const [z, l] = tf.tidy(() => {
+        const z = this.forward(prep, this.tokenRows(prep), this.paramViews(this.theta), false);
+        return [z, bceWithLogits(z, tf.tensor1d(labels))];
+      });
+      try {
+        const [zv, lv] = await Promise.all([z.data(), l.data()]);
+        loss += lv[0]! * prep.batchSize;
+        correct += countCorrect(zv as Float32Array, labels);
+      } finally {
+        z.dispose();
+        l.dispose();
+      }
+      n += prep.batchSize;
+    }
+    return { loss: n > 0 ? loss / n : 0, accuracy: n > 0 ? correct / n : 0, examples: n };
+  }
+
   /** A copy of the embedding matrix (vocabSize x dim). */
   getEmbeddings(): Float32Array {
     this.syncTable();
