@@ -3,6 +3,7 @@
  * write the table file, look tokens up in it. In-process by default; with --addr the same work goes to a running
  * embedding service (prune -> LoadTable with the words, lookup -> Lookup on --table-id).
  */
+import { assembleMatrix } from '@ch8/embedding-service/matrix';
 import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { EmbeddingService, VectorFormat as ProtoFormat, type TableInfo } from '@ch8/contracts/embedding';
@@ -93,26 +94,10 @@ const peakRss = () => process.resourceUsage().maxRSS * 1024;
 /** The pruned table the service holds, fetched into memory (vocabulary + streamed matrix). */
 async function fetchTable(client: Client<typeof EmbeddingService>, info: TableInfo): Promise<EmbeddingTable> {
   const vocab = await client.getVocabulary({ tableId: info.tableId });
-  const matrix = new Float32Array(info.vocabSize * info.dim);
-  const bytes = new Uint8Array(matrix.buffer);
-  let next = 0;
-  for await (const c of client.streamMatrix({ tableId: info.tableId })) {
-    if (
-      c.rowStart !== next ||
-      c.dim !== info.dim ||
-      c.data.length !== 4 * c.rowCount * info.dim ||
-      c.rowStart + c.rowCount > info.vocabSize
-    ) {
-      throw new InvalidInputError(`matrix chunk at row ${c.rowStart} does not continue row ${next}`, {
-        field: 'matrix',
-      });
-    }
-    bytes.set(c.data, 4 * c.rowStart * info.dim);
-    next += c.rowCount;
-  }
-  if (next !== info.vocabSize || vocab.tokens.length !== info.vocabSize) {
+  const { matrix, vocabSize, dim } = await assembleMatrix(client.streamMatrix({ tableId: info.tableId }));
+  if (vocabSize !== info.vocabSize || dim !== info.dim || vocab.tokens.length !== info.vocabSize) {
     throw new InvalidInputError(
-      `the service sent ${next} rows and ${vocab.tokens.length} tokens for ${info.vocabSize}`,
+      `the service sent ${vocabSize} x ${dim} rows and ${vocab.tokens.length} tokens for ${info.vocabSize} x ${info.dim}`,
       { field: 'matrix' },
     );
   }
