@@ -3,6 +3,7 @@
  */
 import { InvalidInputError } from '@ch8/errors';
 import { collate, type Batch, type BatchExample } from './collate.ts';
+import { mix32, shuffleInPlace, uniform01 } from '@ch8/random';
 
 export type Bucketing = 'none' | 'chunk' | 'global';
 
@@ -33,12 +34,6 @@ export interface BatchPlanOptions {
 // ---------------------------------------------------------------------------------------------------------------
 // PRNG
 
-function mix32(h: number): number {
-  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
-}
-
 /**
  * A seeded PRNG (mulberry32) returning uniform floats in [0, 1). The state is a hash of `seed` (any safe
  * integer, both halves used) and `stream` (e.g. the epoch), so nearby seeds and epochs give unrelated sequences.
@@ -46,26 +41,10 @@ function mix32(h: number): number {
 export function createRng(seed: number, stream = 0): () => number {
   const lo = seed >>> 0;
   const hi = Math.floor(seed / 0x100000000) >>> 0;
-  let state = mix32(lo ^ mix32(hi ^ mix32(stream ^ 0x9e3779b9)));
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return uniform01(mix32(lo ^ mix32(hi ^ mix32(stream ^ 0x9e3779b9))));
 }
 
-/** Fisher-Yates shuffle in place. */
-export function shuffleInPlace<A extends { length: number; [i: number]: number }>(a: A, random: () => number): A {
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    const x = a[i] as number;
-    a[i] = a[j] as number;
-    a[j] = x;
-  }
-  return a;
-}
+export { shuffleInPlace };
 
 // ---------------------------------------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@
 import { writeFile } from 'node:fs/promises';
 import { gzipSync } from 'node:zlib';
 import type { VectorFormat } from './format.ts';
+import { mulberry32 } from '@ch8/random';
 
 /** A word (a string, or raw bytes to write e.g. invalid UTF-8) and its values. */
 export type FixtureEntry = readonly [string | Uint8Array, ArrayLike<number>];
@@ -97,14 +98,8 @@ export async function writeVectorFile(
 
 /** A seeded generator of uniform floats in [-1, 1) (mulberry32): deterministic fixtures. */
 export function seededFloats(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 31 - 1;
-  };
+  const next = mulberry32(seed);
+  return () => next() / 2 ** 31 - 1;
 }
 
 /** `count` entries `w1, w2, ...` (or the given words) with seeded float32-representable values. */

@@ -1,18 +1,12 @@
+import { uniform01 } from '@ch8/random';
+
 /** Small seeded PRNG (mulberry32) so that inits and dropout masks are reproducible on every backend. */
 export class Rng {
-  private state: number;
+  /** Uniform in [0, 1). */
+  readonly next: () => number;
 
   constructor(seed: number) {
-    this.state = seed >>> 0;
-  }
-
-  /** Uniform in [0, 1). */
-  next(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    this.next = uniform01(seed);
   }
 
   /** Fills `out` with U(-bound, bound). */

@@ -15,6 +15,7 @@ import { silentLogger } from '@ch8/service-kit/logger';
 import { parseDatasetConfig } from './config.ts';
 import { createDatasetServer } from './server.ts';
 import type { StreamHooks } from './stream.ts';
+import { uniform01 } from '@ch8/random';
 
 /** Words the vector file has (plus common English words so the builtin review sets keep most sentences). */
 export const KNOWN = Array.from({ length: 40 }, (_, i) => `w${i}`);
@@ -22,16 +23,6 @@ export const COMMON = ['the', 'a', 'good', 'bad', 'great', 'movie', 'film', 'foo
 /** Words the vector file lacks. */
 export const UNKNOWN = Array.from({ length: 10 }, (_, i) => `zz${i}`);
 
-function mulberry(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export interface GeneratedRows {
   lines: string[];
@@ -43,7 +34,7 @@ export interface GeneratedRows {
 
 /** `n` SST-2 rows (lower-case tokens, trailing space as in GLUE); every 10th row has only unknown words. */
 export function sst2Rows(n: number, seed: number, maxLen = 12): GeneratedRows {
-  const rnd = mulberry(seed);
+  const rnd = uniform01(seed);
   const lines: string[] = [];
   let allOov = 0;
   let tokens = 0;
