@@ -296,49 +296,44 @@ export class SentimentModel {
 
   /** Mean loss and accuracy over batches (dropout off). */
   evaluate(batches: Iterable<Batch>): EvalResult {
-    this.checkAlive();
-    this.syncTable();
-    let loss = 0;
-    let correct = 0;
-    let n = 0;
-    for (const batch of batches) {
-      const prep = this.preparer.prepare(batch, true);
-      const labels = prep.labels!;
-      tf.tidy(() => {
-        const z = this.forward(prep, this.tokenRows(prep), this.paramViews(this.theta), false);
-        loss += bceWithLogits(z, tf.tensor1d(labels)).dataSync()[0]! * prep.batchSize;
-        correct += countCorrect(z.dataSync(), labels);
-      });
-      n += prep.batchSize;
+    const tally = new EvalTally();
+    for (const { batchSize, labels, z, loss } of this.evalTensors(batches)) {
+      try {
+        tally.add(batchSize, labels, z.dataSync(), loss.dataSync()[0]!);
+      } finally {
+        tf.dispose([z, loss]);
+      }
     }
-    return { loss: n > 0 ? loss / n : 0, accuracy: n > 0 ? correct / n : 0, examples: n };
+    return tally.result();
   }
 
   /** {@link evaluate} reading results with `await data()` (webgpu cannot read synchronously in Node). */
   async evaluateAsync(batches: Iterable<Batch>): Promise<EvalResult> {
+    const tally = new EvalTally();
+    for (const { batchSize, labels, z, loss } of this.evalTensors(batches)) {
+      try {
+        const [zv, lv] = await Promise.all([z.data(), loss.data()]);
+        tally.add(batchSize, labels, zv, lv[0]!);
+      } finally {
+        tf.dispose([z, loss]);
+      }
+    }
+    return tally.result();
+  }
+
+  /** Per batch: the logits and the mean loss (dropout off), for the caller to read and dispose. */
+  private *evalTensors(batches: Iterable<Batch>): Generator<{ batchSize: number; labels: Float32Array; z: tf.Tensor; loss: tf.Tensor }> {
     this.checkAlive();
     this.syncTable();
-    let loss = 0;
-    let correct = 0;
-    let n = 0;
     for (const batch of batches) {
       const prep = this.preparer.prepare(batch, true);
       const labels = prep.labels!;
-      const [z, l] = tf.tidy(() => {
+      const [z, loss] = tf.tidy(() => {
         const z = this.forward(prep, this.tokenRows(prep), this.paramViews(this.theta), false);
         return [z, bceWithLogits(z, tf.tensor1d(labels))];
       });
-      try {
-        const [zv, lv] = await Promise.all([z.data(), l.data()]);
-        loss += lv[0]! * prep.batchSize;
-        correct += countCorrect(zv as Float32Array, labels);
-      } finally {
-        z.dispose();
-        l.dispose();
-      }
-      n += prep.batchSize;
+      yield { batchSize: prep.batchSize, labels, z: z!, loss: loss! };
     }
-    return { loss: n > 0 ? loss / n : 0, accuracy: n > 0 ? correct / n : 0, examples: n };
   }
 
   /** A copy of the embedding matrix (vocabSize x dim). */
@@ -390,6 +385,24 @@ export class SentimentModel {
     this.disposed = true;
     this.theta.dispose();
     this.optimizer?.dispose();
+  }
+}
+
+/** Running sums of an evaluation. */
+class EvalTally {
+  private loss = 0;
+  private correct = 0;
+  private n = 0;
+
+  add(batchSize: number, labels: Float32Array, logits: ArrayLike<number>, meanLoss: number): void {
+    this.loss += meanLoss * batchSize;
+    this.correct += countCorrect(logits, labels);
+    this.n += batchSize;
+  }
+
+  result(): EvalResult {
+    const n = this.n;
+    return { loss: n > 0 ? this.loss / n : 0, accuracy: n > 0 ? this.correct / n : 0, examples: n };
   }
 }
 
