@@ -11,19 +11,14 @@
  *                     [--reference FILE] [--json]
  */
 import { readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { collate, type Batch } from '@ch8/batching/collate';
 import { batchPlan, paddingStats } from '@ch8/batching/plan';
-import { collectWords, prepareSplit, type Example } from '@ch8/datasets/prepare';
-import { readSst2Tsv } from '@ch8/datasets/sst2';
-import { loadOrBuildTable } from '@ch8/embeddings/cache';
-import { defaultVectorsPath } from '@ch8/embeddings/prune';
 import { selectBackend, type BackendPreference } from '@ch8/backend/select';
 import { MODEL_KINDS, isModelKind, type ModelKind } from '@ch8/models/config';
 import { createModel } from '@ch8/models/model';
-import { chapterTokenize } from '@ch8/tokenizer';
+import { inOrder, loadSst2Glove } from './src/sst2-glove.ts';
 
 const SEED = 1;
 const BATCH = 64;
@@ -74,29 +69,11 @@ const info = await selectBackend({ prefer: opts.backend });
 log(`backend ${info.backend}: ${info.device}`);
 
 // --- Data: SST-2, vocabulary = wink GloVe-100d words of train + dev (cached pruned table) ---------------------------
-const [trainRows, devRows] = await Promise.all([
-  readSst2Tsv(join(opts.sst2, 'train.tsv')),
-  readSst2Tsv(join(opts.sst2, 'dev.tsv')),
-]);
-const words = collectWords(devRows, chapterTokenize, collectWords(trainRows, chapterTokenize));
-const { table, cacheHit } = await loadOrBuildTable({
-  source: defaultVectorsPath(),
-  words,
-  cacheDir: join(tmpdir(), 'ch8-bench-models-cache'),
-});
-const idOf = (t: string): number | undefined => table.vocab.idOf(t);
-const train = prepareSplit(trainRows, { tokenize: chapterTokenize, idOf }).examples;
-const dev = prepareSplit(devRows, { tokenize: chapterTokenize, idOf }).examples;
+const { table, cacheHit, train, dev, trainLengths: lengths } = await loadSst2Glove(opts.sst2);
 const V = table.vocab.size;
 log(`vocabulary ${V} x ${table.dim} (cache ${cacheHit ? 'hit' : 'built'}), train ${train.length}, dev ${dev.length}`);
 
-function inOrder(examples: Example[], size: number): Batch[] {
-  const out: Batch[] = [];
-  for (let i = 0; i < examples.length; i += size) out.push(collate(examples.slice(i, i + size)));
-  return out;
-}
 const devBatches = inOrder(dev, INFER_BATCH);
-const lengths = Int32Array.from(train, (e) => e.inputIds.length);
 
 // --- Reference figures (optional) -------------------------------------------------------------------------------------
 const REFERENCE_NAMES: Partial<Record<ModelKind, string>> = {

@@ -9,19 +9,14 @@
  *
  *   pnpm bench:webgpu [--models LIST] [--backends webgpu,wasm] [--epochs N] [--max-batches N] [--sst2 DIR]
  */
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { collate, type Batch } from '@ch8/batching/collate';
+import { collate } from '@ch8/batching/collate';
 import { batchPlan } from '@ch8/batching/plan';
-import { collectWords, prepareSplit, type Example } from '@ch8/datasets/prepare';
-import { readSst2Tsv } from '@ch8/datasets/sst2';
-import { loadOrBuildTable } from '@ch8/embeddings/cache';
-import { defaultVectorsPath } from '@ch8/embeddings/prune';
 import { selectBackend, type BackendInfo, type BackendPreference } from '@ch8/backend/select';
 import { isModelKind, type ModelKind } from '@ch8/models/config';
 import { createModel } from '@ch8/models/model';
-import { chapterTokenize } from '@ch8/tokenizer';
+import { inOrder, loadSst2Glove } from './src/sst2-glove.ts';
 
 const SEED = 1;
 const BATCH = 64;
@@ -63,28 +58,10 @@ const opts = parseArgs(process.argv.slice(2));
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
 const round = (x: number, digits = 4): number => Math.round(x * 10 ** digits) / 10 ** digits;
 
-const [trainRows, devRows] = await Promise.all([
-  readSst2Tsv(join(opts.sst2, 'train.tsv')),
-  readSst2Tsv(join(opts.sst2, 'dev.tsv')),
-]);
-const words = collectWords(devRows, chapterTokenize, collectWords(trainRows, chapterTokenize));
-const { table } = await loadOrBuildTable({
-  source: defaultVectorsPath(),
-  words,
-  cacheDir: join(tmpdir(), 'ch8-bench-models-cache'),
-});
-const idOf = (t: string): number | undefined => table.vocab.idOf(t);
-const train = prepareSplit(trainRows, { tokenize: chapterTokenize, idOf }).examples;
-const dev = prepareSplit(devRows, { tokenize: chapterTokenize, idOf }).examples;
+const { table, train, dev, trainLengths: lengths } = await loadSst2Glove(opts.sst2);
 const V = table.vocab.size;
-const lengths = Int32Array.from(train, (e) => e.inputIds.length);
 log(`vocabulary ${V} x ${table.dim}, train ${train.length}, dev ${dev.length}`);
 
-function inOrder(examples: Example[], size: number): Batch[] {
-  const out: Batch[] = [];
-  for (let i = 0; i < examples.length; i += size) out.push(collate(examples.slice(i, i + size)));
-  return out;
-}
 const devBatches = inOrder(dev, EVAL_BATCH);
 
 async function run(kind: ModelKind, backend: BackendInfo) {
