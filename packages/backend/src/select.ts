@@ -11,24 +11,14 @@ import * as tf from '@tensorflow/tfjs';
 import { FailedPreconditionError, InvalidInputError } from '@ch8/errors';
 import { registerTrainingKernels } from './kernels.ts';
 import { activateWasm } from './wasm.ts';
+import type { WebgpuAdapterInfo } from '@ch8/webgpu/setup';
 
 export const BACKENDS = ['tfjs-node-gpu', 'tfjs-node', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
 export type BackendPreference = 'auto' | BackendName;
 
 /** What `initWebgpu` from @ch8/webgpu reports about the adapter it opened. */
-export interface WebgpuAdapterInfo {
-  vendor: string;
-  architecture: string;
-  device: string;
-  description: string;
-  /** True for a CPU-emulated adapter (lavapipe, SwiftShader). */
-  software: boolean;
-  /** The native API under it: vulkan, opengles, ... */
-  api: string;
-  /** 'core' WebGPU or the 'compatibility' subset (OpenGL ES). */
-  featureLevel?: 'core' | 'compatibility';
-}
+export type { WebgpuAdapterInfo };
 
 export interface BackendFallback {
   backend: BackendName;
@@ -169,15 +159,12 @@ async function tryNative(which: 'tfjs-node-gpu' | 'tfjs-node'): Promise<Attempt>
   return { ok: true, tfBackend: tf.getBackend(), device: `${cpuModel()}, libtensorflow, ${os.cpus().length} threads` };
 }
 
-type InitWebgpu = (opts: { allowSoftware: boolean }) => Promise<WebgpuAdapterInfo | null>;
-
 async function tryWebgpu(allowSoftware: boolean): Promise<Attempt> {
   let adapter: WebgpuAdapterInfo | null;
   try {
-    const spec = '@ch8/webgpu/setup';
-    const mod = (await import(spec)) as { initWebgpu?: InitWebgpu };
-    if (typeof mod.initWebgpu !== 'function') return { ok: false, reason: '@ch8/webgpu/setup has no initWebgpu' };
-    adapter = await mod.initWebgpu({ allowSoftware });
+    // Imported only when webgpu is tried: loading Dawn is not free.
+    const { initWebgpu } = await import('@ch8/webgpu/setup');
+    adapter = await initWebgpu({ allowSoftware });
   } catch (e) {
     return { ok: false, reason: `webgpu setup failed: ${reasonOf(e)}` };
   }
