@@ -14,7 +14,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer as netServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,6 +25,7 @@ import { readTable } from '@ch8/embeddings/table-file';
 import { seededFloats } from '@ch8/embeddings/write';
 import { createClient } from '@ch8/service-kit/client';
 import { silentLogger } from '@ch8/service-kit/logger';
+import { freePort } from '@ch8/cli/launch';
 
 const arg = (name: string, fallback: number): number => {
   const i = process.argv.indexOf(`--${name}`);
@@ -56,15 +56,6 @@ async function time(runs: number, warmup: number, fn: () => Promise<unknown> | u
   return { median_ms: round(median(xs)), min_ms: round(Math.min(...xs)), max_ms: round(Math.max(...xs)), runs };
 }
 
-async function freePort(): Promise<number> {
-  const srv = netServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const port = (srv.address() as { port: number }).port;
-  srv.close();
-  await once(srv, 'close');
-  return port;
-}
 
 // --- The source: word2vec binary, SOURCE_WORDS seeded vectors; every second word is requested ------------------
 const dir = await mkdtemp(join(tmpdir(), 'ch8-bench-embgrpc-'));
