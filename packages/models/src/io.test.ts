@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { selectBackend } from '@ch8/backend/select';
@@ -26,6 +26,7 @@ test('save/load round trip gives bit-identical predictions for every model', asy
         const dir = join(root, kind);
         const manifest = await saveModel(m, dir, { vocabHash: 'abc123', metadata: { note: kind } });
         assert.equal(manifest.config.kind, kind);
+        assert.equal((await stat(dir)).mode & 0o777, 0o755, 'readable by other users (not mkdtemp 0700)');
         const loaded = await loadModel(dir, { expectedVocabHash: 'abc123' });
         try {
           assert.deepEqual(loaded.manifest.metadata, { note: kind });

@@ -5,7 +5,7 @@
  * a half-written model. Loading gives bit-identical predictions on the same backend.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import {
@@ -97,6 +97,8 @@ export async function saveModel(model: SentimentModel, dir: string, options: Sav
   };
   const tmp = await mkdtemp(join(parent, `.${basename(target)}.tmp-`));
   try {
+    // mkdtemp creates 0700; a model directory is read by other processes (the gateway), possibly as another user.
+    await chmod(tmp, 0o755);
     await writeDurably(join(tmp, WEIGHTS_FILE), bytes);
     await writeDurably(join(tmp, MANIFEST_FILE), Buffer.from(JSON.stringify(manifest, null, 2) + '\n'));
     if (await exists(target)) {

@@ -82,7 +82,8 @@ export async function fit(model: SentimentModel, options: FitOptions): Promise<E
       trainSeconds: seconds,
       examplesPerSecond: examples / seconds,
     };
-    if (options.evalBatches !== undefined) progress.eval = model.evaluate(options.evalBatches());
+    // Read asynchronously: works on every backend, webgpu included (dataSync cannot read GPU tensors in Node).
+    if (options.evalBatches !== undefined) progress.eval = await model.evaluateAsync(options.evalBatches());
     history.push(progress);
     options.onEpoch?.(progress);
   }
