@@ -10,8 +10,8 @@ import { randomEntries, writeVectorFile } from '@ch8/embeddings/write';
 import { NotFoundError } from '@ch8/errors';
 import { silentLogger } from '@ch8/service-kit/logger';
 import { createServer } from '@ch8/service-kit/server';
-import { parseArgs } from './args.ts';
-import type { Command, CommandIO } from './command.ts';
+import type { Command } from './command.ts';
+import { runCommand } from './testing.ts';
 import { chapterBatch, chapterExample, dataShowCommand, dataStatsCommand, pyRepr, type ShowReport, type StatsReport } from './commands/data.ts';
 
 let dir: string;
@@ -25,24 +25,7 @@ before(async () => {
 });
 after(() => rm(dir, { recursive: true, force: true }));
 
-async function run(command: Command, argv: string[]): Promise<{ code: number; value: unknown; text: string; logs: string[] }> {
-  let value: unknown;
-  let text = '';
-  const logs: string[] = [];
-  const json = argv.includes('--json');
-  const io: CommandIO = {
-    json,
-    cwd: dir,
-    env: {},
-    log: (l) => void logs.push(l),
-    result(v, human) {
-      value = v;
-      text = json ? JSON.stringify(v) : human(v as never);
-    },
-  };
-  const code = await command.run(parseArgs(argv, command.flags), io);
-  return { code, value, text, logs };
-}
+const run = (command: Command, argv: string[]) => runCommand(command, argv, { cwd: dir });
 
 const local = ['--vectors', 'vec.txt', '--cache-dir', 'cache'];
 

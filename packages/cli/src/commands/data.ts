@@ -70,12 +70,17 @@ export interface ShowReport {
 // ---------------------------------------------------------------------------------------------------------------
 // Shared flags and the in-process preparation
 
-const COMMON_FLAGS = {
+/** The flags that choose the data and the vectors of an in-process preparation (`data`, `train`). */
+export const DATA_FLAGS = {
   train: { type: 'string', help: 'SST-2 style TSV (header sentence<TAB>label); default: the builtin sentiment review sets' },
   dev: { type: 'string', help: 'SST-2 style TSV for the dev split' },
   vectors: { type: 'string', help: 'vector file to prune (default: wink GloVe 100-d); with --addr: as the embedding service sees it' },
   'cache-dir': { type: 'string', help: 'pruned-table cache (default $CH8_CACHE_DIR or .cache/embeddings)' },
   tokenizer: { type: 'string', help: 'chapter or raw (default: chapter for TSVs, raw for the builtin sets)' },
+} as const;
+
+const COMMON_FLAGS = {
+  ...DATA_FLAGS,
   addr: { type: 'string', help: 'HOST:PORT of a running dataset service: do the work there' },
   json: { type: 'boolean', help: 'one JSON document on standard output' },
 } as const;
@@ -85,7 +90,7 @@ interface LocalSplit {
   rows: LabelledRow[];
 }
 
-interface LocalData {
+export interface LocalData {
   source: string;
   tokenizer: TokenizerSpec;
   splits: LocalSplit[];
@@ -130,17 +135,20 @@ async function readData(args: Parsed, io: CommandIO): Promise<LocalData> {
   };
 }
 
-interface LocalPrepared {
+export interface LocalPrepared {
   data: LocalData;
   vectors: string;
   tokens: readonly string[];
   vocabHash: string;
   dim: number;
+  /** The pruned matrix, tokens.length x dim, row 0 = <pad>. */
+  matrix: Float32Array;
   cacheHit: boolean;
   splits: Array<{ name: string; examples: Example[]; stats: SplitStats }>;
 }
 
-async function prepareLocal(args: Parsed, io: CommandIO, only?: string): Promise<LocalPrepared> {
+/** Reads, tokenizes and maps the data set in-process (the vectors pruned through the cache); `only` keeps one split. */
+export async function prepareLocal(args: Parsed, io: CommandIO, only?: string): Promise<LocalPrepared> {
   const data = await readData(args, io);
   if (only !== undefined) {
     data.splits = data.splits.filter((s) => s.name === only);
@@ -162,6 +170,7 @@ async function prepareLocal(args: Parsed, io: CommandIO, only?: string): Promise
     tokens: vocab.tokens,
     vocabHash: vocab.hash,
     dim: table.dim,
+    matrix: table.matrix,
     cacheHit,
     splits: data.splits.map((s) => ({ name: s.name, ...prepareSplit(s.rows, { tokenize, idOf }) })),
   };

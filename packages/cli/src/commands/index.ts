@@ -3,6 +3,7 @@ import type { Command } from '../command.ts';
 import { dataShowCommand, dataStatsCommand } from './data.ts';
 import { demoCommand } from './demo.ts';
 import { healthCommand } from './health.ts';
+import { trainCommand } from './train.ts';
 import { vectorsLookupCommand, vectorsPruneCommand } from './vectors.ts';
 
-export const COMMANDS: readonly Command[] = [demoCommand, healthCommand, dataStatsCommand, dataShowCommand, vectorsPruneCommand, vectorsLookupCommand];
+export const COMMANDS: readonly Command[] = [demoCommand, healthCommand, dataStatsCommand, dataShowCommand, trainCommand, vectorsPruneCommand, vectorsLookupCommand];
