@@ -176,6 +176,18 @@ export async function prepareLocal(args: Parsed, io: CommandIO, only?: string): 
   };
 }
 
+/** What a local preparation used: the fields `data stats` and `train` report. */
+export function describePrepared(p: LocalPrepared) {
+  return {
+    source: p.data.source,
+    tokenizer: formatTokenizerSpec(p.data.tokenizer),
+    vectors: p.vectors,
+    vocab_size: p.tokens.length,
+    dim: p.dim,
+    vocab_hash: p.vocabHash,
+  };
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // The service path (--addr)
 
@@ -341,12 +353,7 @@ export const dataStatsCommand: Command = {
       const p = await prepareLocal(args, io);
       report = {
         via: 'local',
-        source: p.data.source,
-        tokenizer: formatTokenizerSpec(p.data.tokenizer),
-        vectors: p.vectors,
-        vocab_size: p.tokens.length,
-        dim: p.dim,
-        vocab_hash: p.vocabHash,
+        ...describePrepared(p),
         cache_hit: p.cacheHit,
         seconds: (performance.now() - t0) / 1000,
         splits: p.splits.map((s) => splitReport(s.name, s.stats)),

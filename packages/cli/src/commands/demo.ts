@@ -1,12 +1,10 @@
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { checkHealth } from '@ch8/service-kit/probes';
-import { InvalidInputError } from '@ch8/errors';
-import { MODEL_KINDS, isModelKind } from '@ch8/models/config';
 import { bool, parseArgs, str } from '../args.ts';
 import type { Command, CommandIO } from '../command.ts';
 import { SERVICE_NAMES, startStack } from '../launch.ts';
-import { trainCommand, type TrainReport } from './train.ts';
+import { modelFlag, trainCommand, type TrainReport } from './train.ts';
 
 interface DemoResult {
   ok: boolean;
@@ -42,8 +40,7 @@ export const demoCommand: Command = {
   },
   async run(args, io) {
     const t0 = Date.now();
-    const model = str(args, 'model') ?? 'bow-frozen';
-    if (!isModelKind(model)) throw new InvalidInputError(`--model must be one of ${MODEL_KINDS.join(', ')}, got ${JSON.stringify(model)}`, { field: 'model' });
+    const model = modelFlag(args);
     const out = resolve(io.cwd, str(args, 'out') ?? `.cache/demo/${model}`);
     const stack = await startStack({ CH8_LOG_LEVEL: 'warn' });
     try {

@@ -13,14 +13,13 @@ import { batchPlan, type Bucketing } from '@ch8/batching/plan';
 import { collate, type BatchExample } from '@ch8/batching/collate';
 import { BACKENDS, selectBackend, type BackendInfo, type BackendPreference } from '@ch8/backend/select';
 import { InvalidInputError } from '@ch8/errors';
-import { MODEL_KINDS, isModelKind, type ModelConfig } from '@ch8/models/config';
+import { MODEL_KINDS, isModelKind, type ModelConfig, type ModelKind } from '@ch8/models/config';
 import { saveModel } from '@ch8/models/io';
 import { createModel } from '@ch8/models/model';
 import { fit, type EpochProgress } from '@ch8/models/train';
-import { formatTokenizerSpec } from '@ch8/tokenizer';
 import { bool, int, str, type Parsed } from '../args.ts';
 import type { Command } from '../command.ts';
-import { DATA_FLAGS, prepareLocal } from './data.ts';
+import { DATA_FLAGS, describePrepared, prepareLocal } from './data.ts';
 
 export interface EpochReport {
   epoch: number;
@@ -54,6 +53,13 @@ function backendFlag(args: Parsed, env: Record<string, string | undefined>): Bac
     throw new InvalidInputError(`--backend must be auto or one of ${BACKENDS.join(', ')}, got ${JSON.stringify(b)}`, { field: 'backend' });
   }
   return b as BackendPreference;
+}
+
+/** --model, checked: one of the zoo's kinds (default bow-frozen). */
+export function modelFlag(args: Parsed): ModelKind {
+  const kind = str(args, 'model') ?? 'bow-frozen';
+  if (!isModelKind(kind)) throw new InvalidInputError(`--model must be one of ${MODEL_KINDS.join(', ')}, got ${JSON.stringify(kind)}`, { field: 'model' });
+  return kind;
 }
 
 function numberFlag(args: Parsed, name: string): number | undefined {
@@ -119,8 +125,7 @@ export const trainCommand: Command = {
   async run(args, io) {
     const t0 = performance.now();
     // Every flag is checked before any work starts.
-    const kind = str(args, 'model') ?? 'bow-frozen';
-    if (!isModelKind(kind)) throw new InvalidInputError(`--model must be one of ${MODEL_KINDS.join(', ')}, got ${JSON.stringify(kind)}`, { field: 'model' });
+    const kind = modelFlag(args);
     const epochs = int(args, 'epochs', 3, 1);
     const batchSize = int(args, 'batch-size', 64, 1);
     const seed = int(args, 'seed', 1);
@@ -185,12 +190,7 @@ export const trainCommand: Command = {
         model: model.config,
         backend,
         data: {
-          source: p.data.source,
-          tokenizer: formatTokenizerSpec(p.data.tokenizer),
-          vectors: p.vectors,
-          vocab_size: p.tokens.length,
-          dim: p.dim,
-          vocab_hash: p.vocabHash,
+          ...describePrepared(p),
           train_examples: train.length,
           dev_examples: dev.length,
         },
