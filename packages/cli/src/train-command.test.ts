@@ -146,6 +146,8 @@ describe('ch8 train', () => {
   test('a train split with no known word left is refused with a clear error', async () => {
     await writeFile(join(dir, 'oov.tsv'), 'sentence\tlabel\nxyzzy plugh \t1\nfrobnicate \t0\n');
     await assert.rejects(run([...common(), '--train', 'oov.tsv']), /the train split has no examples left/);
+    const devOnly = common().filter((a, i, all) => a !== '--train' && all[i - 1] !== '--train');
+    await assert.rejects(run(devOnly), /--dev needs --train/);
   });
 
   test('Ctrl-C stops after the current step: exit 1, a clear message, nothing exported', async () => {

@@ -146,7 +146,8 @@ export const trainCommand: Command = {
     const p = await prepareLocal(args, io);
     const trainSplit = p.splits.find((s) => s.name === 'train');
     const devSplit = p.splits.find((s) => s.name === 'dev');
-    if (trainSplit === undefined || trainSplit.examples.length === 0) {
+    if (trainSplit === undefined) throw new InvalidInputError('--dev needs --train (or neither, for the builtin review sets)', { field: 'train' });
+    if (trainSplit.examples.length === 0) {
       throw new InvalidInputError('the train split has no examples left after dropping OOV tokens and empty examples', { field: 'train' });
     }
     const train: readonly BatchExample[] = trainSplit.examples;
