@@ -16,8 +16,9 @@ import { fileURLToPath } from 'node:url';
 import { collate, type Batch } from '@ch8/batching/collate';
 import { batchPlan, paddingStats } from '@ch8/batching/plan';
 import { selectBackend, type BackendPreference } from '@ch8/backend/select';
-import { MODEL_KINDS, isModelKind, type ModelKind } from '@ch8/models/config';
+import { MODEL_KINDS, type ModelKind } from '@ch8/models/config';
 import { createModel } from '@ch8/models/model';
+import { modelList, readArgs } from './src/args.ts';
 import { inOrder, loadSst2Glove } from './src/sst2-glove.ts';
 
 const SEED = 1;
@@ -35,19 +36,9 @@ function parseArgs(argv: string[]) {
     reference: undefined as string | undefined,
     json: false,
   };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const value = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
-    if (a === '--models') {
-      opts.models = value().split(',').map((m) => {
-        if (!isModelKind(m)) throw new Error(`unknown model ${m}; one of ${MODEL_KINDS.join(', ')}`);
-        return m;
-      });
-    } else if (a === '--epochs') opts.epochs = Math.max(1, Number.parseInt(value(), 10));
+  readArgs(argv, (a, value) => {
+    if (a === '--models') opts.models = modelList(value());
+    else if (a === '--epochs') opts.epochs = Math.max(1, Number.parseInt(value(), 10));
     else if (a === '--backend') opts.backend = value() as BackendPreference;
     else if (a === '--sst2') opts.sst2 = resolve(value());
     else if (a === '--bucketing') {
@@ -56,8 +47,9 @@ function parseArgs(argv: string[]) {
       opts.bucketing = v === 'both' ? ['off', 'on'] : [v];
     } else if (a === '--reference') opts.reference = resolve(value());
     else if (a === '--json') opts.json = true;
-    else throw new Error(`unknown argument ${a}`);
-  }
+    else return false;
+    return true;
+  });
   return opts;
 }
 
