@@ -14,8 +14,9 @@ import { fileURLToPath } from 'node:url';
 import { collate } from '@ch8/batching/collate';
 import { batchPlan } from '@ch8/batching/plan';
 import { selectBackend, type BackendInfo, type BackendPreference } from '@ch8/backend/select';
-import { isModelKind, type ModelKind } from '@ch8/models/config';
+import type { ModelKind } from '@ch8/models/config';
 import { createModel } from '@ch8/models/model';
+import { modelList, readArgs } from './src/args.ts';
 import { inOrder, loadSst2Glove } from './src/sst2-glove.ts';
 
 const SEED = 1;
@@ -31,26 +32,15 @@ function parseArgs(argv: string[]) {
     maxBatches: Infinity,
     sst2: join(here, '..', '..', 'shared', 'data', 'sst2'),
   };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const value = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
-    if (a === '--models') {
-      opts.models = value()
-        .split(',')
-        .map((m) => {
-          if (!isModelKind(m)) throw new Error(`unknown model ${m}`);
-          return m;
-        });
-    } else if (a === '--backends') opts.backends = value().split(',') as BackendPreference[];
+  readArgs(argv, (a, value) => {
+    if (a === '--models') opts.models = modelList(value());
+    else if (a === '--backends') opts.backends = value().split(',') as BackendPreference[];
     else if (a === '--epochs') opts.epochs = Math.max(1, Number.parseInt(value(), 10));
     else if (a === '--max-batches') opts.maxBatches = Math.max(1, Number.parseInt(value(), 10));
     else if (a === '--sst2') opts.sst2 = resolve(value());
-    else throw new Error(`unknown argument ${a}`);
-  }
+    else return false;
+    return true;
+  });
   return opts;
 }
 
