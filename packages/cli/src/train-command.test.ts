@@ -183,11 +183,13 @@ describe('ch8 train on webgpu', async () => {
     (e: Error) => ({ ok: false as const, reason: e.message }),
   );
   await selectBackend({ prefer: 'cpu' });
-  test('trains every step on the GPU and matches the cpu backend', { skip: gpu.ok ? false : `no WebGPU adapter: ${gpu.reason}` }, async () => {
+  test('trains every step on the GPU, matches the cpu backend, and exports', { skip: gpu.ok ? false : `no WebGPU adapter: ${gpu.reason}` }, async () => {
     const argv = [...common(), '--model', 'bow-finetune', '--epochs', '2', '--batch-size', '32', '--max-batches', '2', '--json'];
     const cpu = (await run(argv)).value as TrainReport;
-    const web = (await run([...argv, '--backend', 'webgpu'])).value as TrainReport;
+    const out = join(dir, 'webgpu-model');
+    const web = (await run([...argv, '--backend', 'webgpu', '--out', out])).value as TrainReport;
     assert.equal(web.backend.backend, 'webgpu');
+    assert.equal(web.saved, out, 'the export reads the weights back from the GPU');
     assert.ok(web.backend.adapter !== undefined);
     assert.equal(web.epochs.length, 2);
     for (let i = 0; i < 2; i++) {

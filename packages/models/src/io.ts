@@ -68,7 +68,8 @@ export async function saveModel(model: SentimentModel, dir: string, options: Sav
   if (!options.overwrite && (await exists(target))) {
     throw new AlreadyExistsError('model directory already exists (pass overwrite: true to replace it)', { file: target });
   }
-  const weights = model.getWeights();
+  // Asynchronous read: saving works on every backend, webgpu included.
+  const weights = await model.getWeightsAsync();
   const entries: WeightEntry[] = [];
   let offset = 0;
   for (const w of weights) {

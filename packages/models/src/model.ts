@@ -345,7 +345,16 @@ export class SentimentModel {
   /** All weights (dense parameters in build order, then `embeddings`), copied. */
   getWeights(): NamedWeight[] {
     this.checkAlive();
-    const flat = this.theta.dataSync();
+    return this.namedWeights(this.theta.dataSync() as Float32Array);
+  }
+
+  /** {@link getWeights} reading the parameters with `await data()` (webgpu cannot read synchronously in Node). */
+  async getWeightsAsync(): Promise<NamedWeight[]> {
+    this.checkAlive();
+    return this.namedWeights((await this.theta.data()) as Float32Array);
+  }
+
+  private namedWeights(flat: Float32Array): NamedWeight[] {
     const out: NamedWeight[] = this.slots.map((s) => ({
       name: s.name,
       shape: [...s.shape],

@@ -8,10 +8,14 @@
  */
 import test from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initWebgpu, checkGpuErrors } from '@ch8/webgpu/setup';
 import { createModel, type Batch, type SentimentModel } from './model.ts';
 import { MODEL_KINDS, type ModelConfigInput, type ModelKind } from './config.ts';
+import { loadModel, saveModel } from './io.ts';
 
 const adapter = await initWebgpu({ allowSoftware: true, cpuHandoffThreshold: 0 });
 const SKIP = 'no WebGPU adapter on this machine (install one: packages/webgpu/scripts/install-software-gpu.sh)';
@@ -217,3 +221,27 @@ for (const kind of MODEL_KINDS) {
     }
   });
 }
+
+test('a model trained on webgpu is saved from the GPU and loads with the same predictions', async (t) => {
+  if (adapter === null) return t.skip(SKIP);
+  await tf.setBackend('webgpu');
+  const dir = await mkdtemp(join(tmpdir(), 'ch8-webgpu-save-'));
+  const model = createModel(config('cnn'), { embeddings: embeddings() });
+  try {
+    await model.trainStepAsync(batch());
+    // getWeights() would need dataSync, which cannot read GPU tensors in Node: saving reads asynchronously.
+    await saveModel(model, join(dir, 'm'));
+    const { model: loaded } = await loadModel(join(dir, 'm'));
+    try {
+      const [a, b] = await Promise.all([model.predictProbabilitiesAsync(batch()), loaded.predictProbabilitiesAsync(batch())]);
+      await checkGpuErrors();
+      assert.deepEqual(Array.from(b), Array.from(a));
+      assert.deepEqual((await loaded.getWeightsAsync()).map((w) => Array.from(w.values)), (await model.getWeightsAsync()).map((w) => Array.from(w.values)));
+    } finally {
+      loaded.dispose();
+    }
+  } finally {
+    model.dispose();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
