@@ -74,13 +74,14 @@ export interface ShowReport {
 export const DATA_FLAGS = {
   train: { type: 'string', help: 'SST-2 style TSV (header sentence<TAB>label); default: the builtin sentiment review sets' },
   dev: { type: 'string', help: 'SST-2 style TSV for the dev split' },
-  vectors: { type: 'string', help: 'vector file to prune (default: wink GloVe 100-d); with --addr: as the embedding service sees it' },
+  vectors: { type: 'string', help: 'vector file to prune (default: wink GloVe 100-d)' },
   'cache-dir': { type: 'string', help: 'pruned-table cache (default $CH8_CACHE_DIR or .cache/embeddings)' },
   tokenizer: { type: 'string', help: 'chapter or raw (default: chapter for TSVs, raw for the builtin sets)' },
 } as const;
 
 const COMMON_FLAGS = {
   ...DATA_FLAGS,
+  vectors: { type: 'string', help: 'vector file to prune (default: wink GloVe 100-d); with --addr: as the embedding service sees it' },
   addr: { type: 'string', help: 'HOST:PORT of a running dataset service: do the work there' },
   json: { type: 'boolean', help: 'one JSON document on standard output' },
 } as const;

@@ -111,7 +111,7 @@ export const trainCommand: Command = {
     ...DATA_FLAGS,
     model: { type: 'string', help: `one of ${MODEL_KINDS.join(', ')} (default bow-frozen)` },
     epochs: { type: 'string', help: 'passes over the train split (default 3)' },
-    'batch-size': { type: 'string', help: 'examples per step (default 64; 1 is plain SGD over single examples)' },
+    'batch-size': { type: 'string', help: 'examples per step (default 64; 1 trains on one example at a time)' },
     lr: { type: 'string', help: 'Adam learning rate (default 1e-2 for bow-frozen, 1e-3 otherwise)' },
     seed: { type: 'string', help: 'seed of the initial weights, dropout and batch order (default 1)' },
     bucketing: { type: 'string', help: 'none, chunk or global: group examples of similar length (default chunk)' },
