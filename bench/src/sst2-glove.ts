@@ -4,7 +4,8 @@
  */
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { collate, type Batch } from '@ch8/batching/collate';
+import type { Batch } from '@ch8/batching/collate';
+import { epochBatches } from '@ch8/batching/plan';
 import { collectWords, prepareSplit, type Example } from '@ch8/datasets/prepare';
 import { readSst2Tsv } from '@ch8/datasets/sst2';
 import { loadOrBuildTable } from '@ch8/embeddings/cache';
@@ -40,7 +41,5 @@ export async function loadSst2Glove(sst2Dir: string): Promise<Sst2Glove> {
 
 /** Examples collated in their own order, `size` at a time. */
 export function inOrder(examples: readonly Example[], size: number): Batch[] {
-  const out: Batch[] = [];
-  for (let i = 0; i < examples.length; i += size) out.push(collate(examples.slice(i, i + size)));
-  return out;
+  return [...epochBatches(examples, { batchSize: size, shuffle: false })];
 }

@@ -9,8 +9,8 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import process from 'node:process';
-import { batchPlan, type Bucketing } from '@ch8/batching/plan';
-import { collate, type BatchExample } from '@ch8/batching/collate';
+import type { BatchExample } from '@ch8/batching/collate';
+import { epochBatches, type Bucketing } from '@ch8/batching/plan';
 import { BACKENDS, selectBackend, type BackendInfo, type BackendPreference } from '@ch8/backend/select';
 import { InvalidInputError } from '@ch8/errors';
 import { MODEL_KINDS, isModelKind, type ModelConfig, type ModelKind } from '@ch8/models/config';
@@ -137,8 +137,8 @@ export const trainCommand: Command = {
     const prefer = backendFlag(args, io.env);
     const out = str(args, 'out') === undefined ? undefined : resolve(io.cwd, str(args, 'out') as string);
     const overwrite = bool(args, 'overwrite');
-    if (out !== undefined && !overwrite) {
-      if (existsSync(out)) throw new InvalidInputError('--out already exists (pass --overwrite to replace it)', { file: out, field: 'out' });
+    if (out !== undefined && !overwrite && existsSync(out)) {
+      throw new InvalidInputError('--out already exists (pass --overwrite to replace it)', { file: out, field: 'out' });
     }
 
     const backend = await selectBackend({ prefer, log: io.log });
@@ -152,7 +152,6 @@ export const trainCommand: Command = {
     }
     const train: readonly BatchExample[] = trainSplit.examples;
     const dev: readonly BatchExample[] = devSplit?.examples ?? [];
-    const lengths = Int32Array.from(train, (e) => e.inputIds.length);
     const steps = Math.min(Math.ceil(train.length / batchSize), maxBatches);
     const every = logEvery ?? Math.max(1, Math.floor(steps / 10));
 
@@ -170,12 +169,12 @@ export const trainCommand: Command = {
         epochs,
         batches: function* (epoch) {
           let n = 0;
-          for (const positions of batchPlan(lengths, { batchSize, seed, epoch, bucketing })) {
+          for (const batch of epochBatches(train, { batchSize, seed, epoch, bucketing })) {
             if (n++ >= maxBatches) return;
-            yield collate(Array.from(positions, (i) => train[i]!));
+            yield batch;
           }
         },
-        ...(dev.length > 0 ? { evalBatches: () => devBatches(dev, 256) } : {}),
+        ...(dev.length > 0 ? { evalBatches: () => epochBatches(dev, { batchSize: 256, shuffle: false }) } : {}),
         stepEvery: every,
         onStep: (s) => io.log(`epoch ${s.epoch + 1} step ${s.step}/${steps}: loss ${s.loss.toFixed(4)} (${Math.round(s.examplesPerSecond)} ex/s)`),
         onEpoch: (e) =>
@@ -226,7 +225,3 @@ export const trainCommand: Command = {
     }
   },
 };
-
-function* devBatches(examples: readonly BatchExample[], size: number) {
-  for (let i = 0; i < examples.length; i += size) yield collate(examples.slice(i, i + size));
-}
