@@ -13,6 +13,7 @@ export interface CommandRun {
 
 export async function runCommand(command: Command, argv: string[], options: { cwd: string; env?: Record<string, string | undefined> }): Promise<CommandRun> {
   let value: unknown;
+  let emitted = false;
   let text = '';
   const logs: string[] = [];
   const json = argv.includes('--json');
@@ -22,6 +23,9 @@ export async function runCommand(command: Command, argv: string[], options: { cw
     env: options.env ?? {},
     log: (l) => void logs.push(l),
     result(v, human) {
+      // As main.ts: a command emits exactly one result.
+      if (emitted) throw new Error('a command emits one result');
+      emitted = true;
       value = v;
       text = json ? JSON.stringify(v) : human(v as never);
     },

@@ -6,10 +6,10 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { readTable } from '@ch8/embeddings/table-file';
 import { randomEntries, writeVectorFile } from '@ch8/embeddings/write';
-import type { CommandIO } from './command.ts';
+import type { Command } from './command.ts';
 import { TABLE_FILE, vectorsLookupCommand, vectorsPruneCommand, type PruneResult } from './commands/vectors.ts';
-import { parseArgs } from './args.ts';
 import { ROOT, startStack } from './launch.ts';
+import { runCommand } from './testing.ts';
 
 const DIM = 6;
 const ENTRIES = randomEntries(['the', 'movie', 'was', 'good', 'bad', 'plot', 'unused', 'words'], DIM, 3);
@@ -26,24 +26,10 @@ before(async () => {
 });
 after(() => rm(dir, { recursive: true, force: true }));
 
-function fake(cwd: string) {
-  const logs: string[] = [];
-  const results: unknown[] = [];
-  const io: CommandIO = {
-    json: true,
-    cwd,
-    env: {},
-    log: (l) => void logs.push(l),
-    result: (v) => void results.push(v),
-  };
-  return { io, logs, results };
-}
-
-async function run(cmd: typeof vectorsPruneCommand, argv: string[]) {
-  const f = fake(dir);
-  const code = await cmd.run(parseArgs(argv, cmd.flags), f.io);
-  assert.equal(f.results.length, 1, 'one result');
-  return { code, ...f, result: f.results[0] };
+async function run(cmd: Command, argv: string[]) {
+  const r = await runCommand(cmd, argv, { cwd: dir });
+  assert.notEqual(r.value, undefined, 'one result');
+  return { ...r, result: r.value };
 }
 
 describe('vectors prune / lookup in-process', () => {
@@ -95,9 +81,8 @@ describe('vectors prune / lookup in-process', () => {
   });
 
   test('bad usage and bad input are typed errors', async () => {
-    const prune = (argv: string[]) => vectorsPruneCommand.run(parseArgs(argv, vectorsPruneCommand.flags), fake(dir).io);
-    const lookup = (argv: string[]) =>
-      vectorsLookupCommand.run(parseArgs(argv, vectorsLookupCommand.flags), fake(dir).io);
+    const prune = (argv: string[]) => runCommand(vectorsPruneCommand, argv, { cwd: dir });
+    const lookup = (argv: string[]) => runCommand(vectorsLookupCommand, argv, { cwd: dir });
     await assert.rejects(prune(['--source', 'vecs.bin', '--words-from', 'train.tsv']), {
       name: 'InvalidInputError',
       message: /--out/,
@@ -228,10 +213,7 @@ test('--addr sends the same work to a running embedding service', async () => {
     assert.deepEqual(remote.result, here.result);
     // A path outside the service's data roots is refused.
     await assert.rejects(
-      vectorsPruneCommand.run(
-        parseArgs(['--addr', addr, '--source', '/etc/passwd', '--all'], vectorsPruneCommand.flags),
-        fake(dir).io,
-      ),
+      runCommand(vectorsPruneCommand, ['--addr', addr, '--source', '/etc/passwd', '--all'], { cwd: dir }),
       { name: 'GrpcError', message: /PERMISSION_DENIED/ },
     );
   } finally {
