@@ -8,6 +8,8 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Bucketing, PrepareDatasetRequest } from "../../dataset/v1/dataset_pb.ts";
+import { file_ch8_dataset_v1_dataset } from "../../dataset/v1/dataset_pb.ts";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -16,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ch8/trainer/v1/trainer.proto.
  */
 export const file_ch8_trainer_v1_trainer: GenFile = /*@__PURE__*/
-  fileDesc("ChxjaDgvdHJhaW5lci92MS90cmFpbmVyLnByb3RvEg5jaDgudHJhaW5lci52MSLeAgoJUnVuQ29uZmlnEg0KBW1vZGVsGAEgASgJEjUKDmVtYmVkZGluZ19tb2RlGAIgASgOMh0uY2g4LnRyYWluZXIudjEuRW1iZWRkaW5nTW9kZRISCgpkYXRhc2V0X2lkGAMgASgJEhMKC3RyYWluX3NwbGl0GAQgASgJEhEKCWRldl9zcGxpdBgFIAEoCRIsCglvcHRpbWl6ZXIYBiABKA4yGS5jaDgudHJhaW5lci52MS5PcHRpbWl6ZXISFQoNbGVhcm5pbmdfcmF0ZRgHIAEoAhISCgpiYXRjaF9zaXplGAggASgNEg4KBmVwb2NocxgJIAEoDRIMCgRzZWVkGAogASgEEh8KF2Vhcmx5X3N0b3BwaW5nX3BhdGllbmNlGAsgASgNEhEKCWJ1Y2tldGluZxgMIAEoCBITCgtleHBvcnRfbmFtZRgNIAEoCRIPCgdiYWNrZW5kGA4gASgJIqUBCgxFcG9jaE1ldHJpY3MSDQoFZXBvY2gYASABKA0SEgoKdHJhaW5fbG9zcxgCIAEoARIWCg50cmFpbl9hY2N1cmFjeRgDIAEoARIQCghkZXZfbG9zcxgEIAEoARIUCgxkZXZfYWNjdXJhY3kYBSABKAESIQoZdHJhaW5fZXhhbXBsZXNfcGVyX3NlY29uZBgGIAEoARIPCgdzZWNvbmRzGAcgASgBIjwKDUV4cG9ydGVkTW9kZWwSDAoEbmFtZRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgNEgwKBHBhdGgYAyABKAki9AIKA1J1bhIOCgZydW5faWQYASABKAkSKQoGY29uZmlnGAIgASgLMhkuY2g4LnRyYWluZXIudjEuUnVuQ29uZmlnEicKBXN0YXRlGAMgASgOMhguY2g4LnRyYWluZXIudjEuUnVuU3RhdGUSDwoHYmFja2VuZBgEIAEoCRIOCgZkZXZpY2UYBSABKAkSLAoGZXBvY2hzGAYgAygLMhwuY2g4LnRyYWluZXIudjEuRXBvY2hNZXRyaWNzEhkKEWJlc3RfZGV2X2FjY3VyYWN5GAcgASgBEi8KCGV4cG9ydGVkGAggASgLMh0uY2g4LnRyYWluZXIudjEuRXhwb3J0ZWRNb2RlbBINCgVlcnJvchgJIAEoCRIuCgpjcmVhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPAoPU3RhcnRSdW5SZXF1ZXN0EikKBmNvbmZpZxgBIAEoCzIZLmNoOC50cmFpbmVyLnYxLlJ1bkNvbmZpZyI0ChBTdGFydFJ1blJlc3BvbnNlEiAKA3J1bhgBIAEoCzITLmNoOC50cmFpbmVyLnYxLlJ1biIhCg9XYXRjaFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIoABCgxTdGVwUHJvZ3Jlc3MSDQoFZXBvY2gYASABKA0SDAoEc3RlcBgCIAEoDRIWCg5zdGVwc19pbl9lcG9jaBgDIAEoDRIMCgRsb3NzGAQgASgBEhAKCGFjY3VyYWN5GAUgASgBEhsKE2V4YW1wbGVzX3Blcl9zZWNvbmQYBiABKAEipwIKEFdhdGNoUnVuUmVzcG9uc2USDgoGcnVuX2lkGAEgASgJEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKBXN0YXRlGAMgASgOMhguY2g4LnRyYWluZXIudjEuUnVuU3RhdGVIABIsCgRzdGVwGAQgASgLMhwuY2g4LnRyYWluZXIudjEuU3RlcFByb2dyZXNzSAASMQoJZXBvY2hfZW5kGAUgASgLMhwuY2g4LnRyYWluZXIudjEuRXBvY2hNZXRyaWNzSAASMQoIZXhwb3J0ZWQYBiABKAsyHS5jaDgudHJhaW5lci52MS5FeHBvcnRlZE1vZGVsSAASEQoHbWVzc2FnZRgHIAEoCUgAQgcKBWV2ZW50Ih8KDUdldFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIjIKDkdldFJ1blJlc3BvbnNlEiAKA3J1bhgBIAEoCzITLmNoOC50cmFpbmVyLnYxLlJ1biIRCg9MaXN0UnVuc1JlcXVlc3QiNQoQTGlzdFJ1bnNSZXNwb25zZRIhCgRydW5zGAEgAygLMhMuY2g4LnRyYWluZXIudjEuUnVuIiIKEENhbmNlbFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIjUKEUNhbmNlbFJ1blJlc3BvbnNlEiAKA3J1bhgBIAEoCzITLmNoOC50cmFpbmVyLnYxLlJ1bipnCg1FbWJlZGRpbmdNb2RlEh4KGkVNQkVERElOR19NT0RFX1VOU1BFQ0lGSUVEEAASGQoVRU1CRURESU5HX01PREVfRlJPWkVOEAESGwoXRU1CRURESU5HX01PREVfRklORVRVTkUQAipNCglPcHRpbWl6ZXISGQoVT1BUSU1JWkVSX1VOU1BFQ0lGSUVEEAASEgoOT1BUSU1JWkVSX0FEQU0QARIRCg1PUFRJTUlaRVJfU0dEEAIqmwEKCFJ1blN0YXRlEhkKFVJVTl9TVEFURV9VTlNQRUNJRklFRBAAEhUKEVJVTl9TVEFURV9QRU5ESU5HEAESFQoRUlVOX1NUQVRFX1JVTk5JTkcQAhIXChNSVU5fU1RBVEVfU1VDQ0VFREVEEAMSFAoQUlVOX1NUQVRFX0ZBSUxFRBAEEhcKE1JVTl9TVEFURV9DQU5DRUxMRUQQBTKaAwoOVHJhaW5lclNlcnZpY2USTQoIU3RhcnRSdW4SHy5jaDgudHJhaW5lci52MS5TdGFydFJ1blJlcXVlc3QaIC5jaDgudHJhaW5lci52MS5TdGFydFJ1blJlc3BvbnNlEk8KCFdhdGNoUnVuEh8uY2g4LnRyYWluZXIudjEuV2F0Y2hSdW5SZXF1ZXN0GiAuY2g4LnRyYWluZXIudjEuV2F0Y2hSdW5SZXNwb25zZTABEkcKBkdldFJ1bhIdLmNoOC50cmFpbmVyLnYxLkdldFJ1blJlcXVlc3QaHi5jaDgudHJhaW5lci52MS5HZXRSdW5SZXNwb25zZRJNCghMaXN0UnVucxIfLmNoOC50cmFpbmVyLnYxLkxpc3RSdW5zUmVxdWVzdBogLmNoOC50cmFpbmVyLnYxLkxpc3RSdW5zUmVzcG9uc2USUAoJQ2FuY2VsUnVuEiAuY2g4LnRyYWluZXIudjEuQ2FuY2VsUnVuUmVxdWVzdBohLmNoOC50cmFpbmVyLnYxLkNhbmNlbFJ1blJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChxjaDgvdHJhaW5lci92MS90cmFpbmVyLnByb3RvEg5jaDgudHJhaW5lci52MSLqAwoJUnVuQ29uZmlnEg0KBW1vZGVsGAEgASgJEjUKDmVtYmVkZGluZ19tb2RlGAIgASgOMh0uY2g4LnRyYWluZXIudjEuRW1iZWRkaW5nTW9kZRISCgpkYXRhc2V0X2lkGAMgASgJEjMKBGRhdGEYDyABKAsyJS5jaDguZGF0YXNldC52MS5QcmVwYXJlRGF0YXNldFJlcXVlc3QSEwoLdHJhaW5fc3BsaXQYBCABKAkSEQoJZGV2X3NwbGl0GAUgASgJEhUKDWxlYXJuaW5nX3JhdGUYByABKAISEgoKYmF0Y2hfc2l6ZRgIIAEoDRIOCgZlcG9jaHMYCSABKA0SDAoEc2VlZBgKIAEoBBIfChdlYXJseV9zdG9wcGluZ19wYXRpZW5jZRgLIAEoDRIsCglidWNrZXRpbmcYECABKA4yGS5jaDguZGF0YXNldC52MS5CdWNrZXRpbmcSEwoLZXhwb3J0X25hbWUYDSABKAkSDwoHYmFja2VuZBgOIAEoCRIUCgdkcm9wb3V0GBEgASgCSACIAQESHQoVbWF4X2JhdGNoZXNfcGVyX2Vwb2NoGBIgASgNEhAKCGxyX2RlY2F5GBMgASgCQgoKCF9kcm9wb3V0SgQIBhAHSgQIDBANUglvcHRpbWl6ZXIi1QEKDEVwb2NoTWV0cmljcxINCgVlcG9jaBgBIAEoDRISCgp0cmFpbl9sb3NzGAIgASgBEhYKDnRyYWluX2FjY3VyYWN5GAMgASgBEhAKCGRldl9sb3NzGAQgASgBEhQKDGRldl9hY2N1cmFjeRgFIAEoARIhChl0cmFpbl9leGFtcGxlc19wZXJfc2Vjb25kGAYgASgBEg8KB3NlY29uZHMYByABKAESFwoPZGF0YV93YWl0X3NoYXJlGAggASgBEhUKDWxlYXJuaW5nX3JhdGUYCSABKAEirgEKDFNwbGl0TWV0cmljcxINCgVzcGxpdBgBIAEoCRIQCghleGFtcGxlcxgCIAEoBBIMCgRsb3NzGAMgASgBEhAKCGFjY3VyYWN5GAQgASgBEhEKCXByZWNpc2lvbhgFIAEoARIOCgZyZWNhbGwYBiABKAESCgoCZjEYByABKAESCgoCdG4YCCABKAQSCgoCZnAYCSABKAQSCgoCZm4YCiABKAQSCgoCdHAYCyABKAQiPAoNRXhwb3J0ZWRNb2RlbBIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKA0SDAoEcGF0aBgDIAEoCSLKBAoDUnVuEg4KBnJ1bl9pZBgBIAEoCRIpCgZjb25maWcYAiABKAsyGS5jaDgudHJhaW5lci52MS5SdW5Db25maWcSJwoFc3RhdGUYAyABKA4yGC5jaDgudHJhaW5lci52MS5SdW5TdGF0ZRIPCgdiYWNrZW5kGAQgASgJEg4KBmRldmljZRgFIAEoCRIsCgZlcG9jaHMYBiADKAsyHC5jaDgudHJhaW5lci52MS5FcG9jaE1ldHJpY3MSGQoRYmVzdF9kZXZfYWNjdXJhY3kYByABKAESLwoIZXhwb3J0ZWQYCCABKAsyHS5jaDgudHJhaW5lci52MS5FeHBvcnRlZE1vZGVsEg0KBWVycm9yGAkgASgJEi4KCmNyZWF0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpiZXN0X2Vwb2NoGAwgASgNEhIKCmRhdGFzZXRfaWQYDSABKAkSMwoNZmluYWxfbWV0cmljcxgOIAMoCzIcLmNoOC50cmFpbmVyLnYxLlNwbGl0TWV0cmljcxIXCg9kYXRhX3dhaXRfc2hhcmUYDyABKAESLgoKc3RhcnRlZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGgoScmVzdW1lZF9mcm9tX2Vwb2NoGBEgASgNEhIKCmVycm9yX2NvZGUYEiABKAkiPAoPU3RhcnRSdW5SZXF1ZXN0EikKBmNvbmZpZxgBIAEoCzIZLmNoOC50cmFpbmVyLnYxLlJ1bkNvbmZpZyI0ChBTdGFydFJ1blJlc3BvbnNlEiAKA3J1bhgBIAEoCzITLmNoOC50cmFpbmVyLnYxLlJ1biIhCg9XYXRjaFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIoABCgxTdGVwUHJvZ3Jlc3MSDQoFZXBvY2gYASABKA0SDAoEc3RlcBgCIAEoDRIWCg5zdGVwc19pbl9lcG9jaBgDIAEoDRIMCgRsb3NzGAQgASgBEhAKCGFjY3VyYWN5GAUgASgBEhsKE2V4YW1wbGVzX3Blcl9zZWNvbmQYBiABKAEipwIKEFdhdGNoUnVuUmVzcG9uc2USDgoGcnVuX2lkGAEgASgJEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKBXN0YXRlGAMgASgOMhguY2g4LnRyYWluZXIudjEuUnVuU3RhdGVIABIsCgRzdGVwGAQgASgLMhwuY2g4LnRyYWluZXIudjEuU3RlcFByb2dyZXNzSAASMQoJZXBvY2hfZW5kGAUgASgLMhwuY2g4LnRyYWluZXIudjEuRXBvY2hNZXRyaWNzSAASMQoIZXhwb3J0ZWQYBiABKAsyHS5jaDgudHJhaW5lci52MS5FeHBvcnRlZE1vZGVsSAASEQoHbWVzc2FnZRgHIAEoCUgAQgcKBWV2ZW50Ih8KDUdldFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIjIKDkdldFJ1blJlc3BvbnNlEiAKA3J1bhgBIAEoCzITLmNoOC50cmFpbmVyLnYxLlJ1biIRCg9MaXN0UnVuc1JlcXVlc3QiNQoQTGlzdFJ1bnNSZXNwb25zZRIhCgRydW5zGAEgAygLMhMuY2g4LnRyYWluZXIudjEuUnVuIiIKEENhbmNlbFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIjUKEUNhbmNlbFJ1blJlc3BvbnNlEiAKA3J1bhgBIAEoCzITLmNoOC50cmFpbmVyLnYxLlJ1bipnCg1FbWJlZGRpbmdNb2RlEh4KGkVNQkVERElOR19NT0RFX1VOU1BFQ0lGSUVEEAASGQoVRU1CRURESU5HX01PREVfRlJPWkVOEAESGwoXRU1CRURESU5HX01PREVfRklORVRVTkUQAiqbAQoIUnVuU3RhdGUSGQoVUlVOX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRUlVOX1NUQVRFX1BFTkRJTkcQARIVChFSVU5fU1RBVEVfUlVOTklORxACEhcKE1JVTl9TVEFURV9TVUNDRUVERUQQAxIUChBSVU5fU1RBVEVfRkFJTEVEEAQSFwoTUlVOX1NUQVRFX0NBTkNFTExFRBAFMpoDCg5UcmFpbmVyU2VydmljZRJNCghTdGFydFJ1bhIfLmNoOC50cmFpbmVyLnYxLlN0YXJ0UnVuUmVxdWVzdBogLmNoOC50cmFpbmVyLnYxLlN0YXJ0UnVuUmVzcG9uc2USTwoIV2F0Y2hSdW4SHy5jaDgudHJhaW5lci52MS5XYXRjaFJ1blJlcXVlc3QaIC5jaDgudHJhaW5lci52MS5XYXRjaFJ1blJlc3BvbnNlMAESRwoGR2V0UnVuEh0uY2g4LnRyYWluZXIudjEuR2V0UnVuUmVxdWVzdBoeLmNoOC50cmFpbmVyLnYxLkdldFJ1blJlc3BvbnNlEk0KCExpc3RSdW5zEh8uY2g4LnRyYWluZXIudjEuTGlzdFJ1bnNSZXF1ZXN0GiAuY2g4LnRyYWluZXIudjEuTGlzdFJ1bnNSZXNwb25zZRJQCglDYW5jZWxSdW4SIC5jaDgudHJhaW5lci52MS5DYW5jZWxSdW5SZXF1ZXN0GiEuY2g4LnRyYWluZXIudjEuQ2FuY2VsUnVuUmVzcG9uc2ViBnByb3RvMw", [file_ch8_dataset_v1_dataset, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message ch8.trainer.v1.RunConfig
@@ -35,43 +37,57 @@ export type RunConfig = Message<"ch8.trainer.v1.RunConfig"> & {
   embeddingMode: EmbeddingMode;
 
   /**
-   * A data set prepared by the dataset service.
+   * The data, exactly one of: a data set already prepared by the dataset service (`dataset_id`), or a source for
+   * the trainer to have the dataset service prepare (`data`, as PrepareDataset takes it). A run records the source
+   * of its data, so it can prepare it again when the dataset service has forgotten it (its registry is in memory).
    *
    * @generated from field: string dataset_id = 3;
    */
   datasetId: string;
 
   /**
+   * @generated from field: ch8.dataset.v1.PrepareDatasetRequest data = 15;
+   */
+  data?: PrepareDatasetRequest | undefined;
+
+  /**
+   * Split to train on; empty = "train".
+   *
    * @generated from field: string train_split = 4;
    */
   trainSplit: string;
 
   /**
+   * Split scored after every epoch (early stopping, best epoch); empty = "dev". "-" = none.
+   *
    * @generated from field: string dev_split = 5;
    */
   devSplit: string;
 
   /**
-   * @generated from field: ch8.trainer.v1.Optimizer optimizer = 6;
-   */
-  optimizer: Optimizer;
-
-  /**
+   * 0 = the model's default (1e-2 for bow-frozen, 1e-3 otherwise).
+   *
    * @generated from field: float learning_rate = 7;
    */
   learningRate: number;
 
   /**
+   * Examples per step; 0 = the whole train split per step (full batch, problem 73), computed in chunks.
+   *
    * @generated from field: uint32 batch_size = 8;
    */
   batchSize: number;
 
   /**
+   * Maximum epochs (>= 1).
+   *
    * @generated from field: uint32 epochs = 9;
    */
   epochs: number;
 
   /**
+   * Seed of the initial weights, dropout and batch order: 0 .. 2^53 - 1.
+   *
    * @generated from field: uint64 seed = 10;
    */
   seed: bigint;
@@ -84,12 +100,14 @@ export type RunConfig = Message<"ch8.trainer.v1.RunConfig"> & {
   earlyStoppingPatience: number;
 
   /**
-   * @generated from field: bool bucketing = 12;
+   * Empty: CHUNK.
+   *
+   * @generated from field: ch8.dataset.v1.Bucketing bucketing = 16;
    */
-  bucketing: boolean;
+  bucketing: Bucketing;
 
   /**
-   * Name under which the model is exported; empty = the model id.
+   * Name under which the model is exported ([a-z0-9][a-z0-9._-]{0,63}); empty = the model id.
    *
    * @generated from field: string export_name = 13;
    */
@@ -101,6 +119,27 @@ export type RunConfig = Message<"ch8.trainer.v1.RunConfig"> & {
    * @generated from field: string backend = 14;
    */
   backend: string;
+
+  /**
+   * Dropout before the output layer; unset = the model's default (0.5).
+   *
+   * @generated from field: optional float dropout = 17;
+   */
+  dropout?: number | undefined;
+
+  /**
+   * Stop each epoch after this many batches (quick runs); 0 = all.
+   *
+   * @generated from field: uint32 max_batches_per_epoch = 18;
+   */
+  maxBatchesPerEpoch: number;
+
+  /**
+   * Multiply the learning rate by this factor after an epoch without a better dev accuracy (0 or 1 = constant).
+   *
+   * @generated from field: float lr_decay = 19;
+   */
+  lrDecay: number;
 };
 
 /**
@@ -115,6 +154,8 @@ export const RunConfigSchema: GenMessage<RunConfig> = /*@__PURE__*/
  */
 export type EpochMetrics = Message<"ch8.trainer.v1.EpochMetrics"> & {
   /**
+   * 1-based.
+   *
    * @generated from field: uint32 epoch = 1;
    */
   epoch: number;
@@ -148,6 +189,18 @@ export type EpochMetrics = Message<"ch8.trainer.v1.EpochMetrics"> & {
    * @generated from field: double seconds = 7;
    */
   seconds: number;
+
+  /**
+   * Share of this epoch's training wall time spent waiting for batches.
+   *
+   * @generated from field: double data_wait_share = 8;
+   */
+  dataWaitShare: number;
+
+  /**
+   * @generated from field: double learning_rate = 9;
+   */
+  learningRate: number;
 };
 
 /**
@@ -156,6 +209,77 @@ export type EpochMetrics = Message<"ch8.trainer.v1.EpochMetrics"> & {
  */
 export const EpochMetricsSchema: GenMessage<EpochMetrics> = /*@__PURE__*/
   messageDesc(file_ch8_trainer_v1_trainer, 1);
+
+/**
+ * Scores of the exported (best-epoch) model on one split. Positive = label 1.
+ *
+ * @generated from message ch8.trainer.v1.SplitMetrics
+ */
+export type SplitMetrics = Message<"ch8.trainer.v1.SplitMetrics"> & {
+  /**
+   * @generated from field: string split = 1;
+   */
+  split: string;
+
+  /**
+   * @generated from field: uint64 examples = 2;
+   */
+  examples: bigint;
+
+  /**
+   * @generated from field: double loss = 3;
+   */
+  loss: number;
+
+  /**
+   * @generated from field: double accuracy = 4;
+   */
+  accuracy: number;
+
+  /**
+   * @generated from field: double precision = 5;
+   */
+  precision: number;
+
+  /**
+   * @generated from field: double recall = 6;
+   */
+  recall: number;
+
+  /**
+   * @generated from field: double f1 = 7;
+   */
+  f1: number;
+
+  /**
+   * Confusion matrix, rows = true label: [[tn, fp], [fn, tp]].
+   *
+   * @generated from field: uint64 tn = 8;
+   */
+  tn: bigint;
+
+  /**
+   * @generated from field: uint64 fp = 9;
+   */
+  fp: bigint;
+
+  /**
+   * @generated from field: uint64 fn = 10;
+   */
+  fn: bigint;
+
+  /**
+   * @generated from field: uint64 tp = 11;
+   */
+  tp: bigint;
+};
+
+/**
+ * Describes the message ch8.trainer.v1.SplitMetrics.
+ * Use `create(SplitMetricsSchema)` to create a new message.
+ */
+export const SplitMetricsSchema: GenMessage<SplitMetrics> = /*@__PURE__*/
+  messageDesc(file_ch8_trainer_v1_trainer, 2);
 
 /**
  * @generated from message ch8.trainer.v1.ExportedModel
@@ -174,6 +298,8 @@ export type ExportedModel = Message<"ch8.trainer.v1.ExportedModel"> & {
   version: number;
 
   /**
+   * Absolute path of the version directory.
+   *
    * @generated from field: string path = 3;
    */
   path: string;
@@ -184,7 +310,7 @@ export type ExportedModel = Message<"ch8.trainer.v1.ExportedModel"> & {
  * Use `create(ExportedModelSchema)` to create a new message.
  */
 export const ExportedModelSchema: GenMessage<ExportedModel> = /*@__PURE__*/
-  messageDesc(file_ch8_trainer_v1_trainer, 2);
+  messageDesc(file_ch8_trainer_v1_trainer, 3);
 
 /**
  * @generated from message ch8.trainer.v1.Run
@@ -223,6 +349,8 @@ export type Run = Message<"ch8.trainer.v1.Run"> & {
   epochs: EpochMetrics[];
 
   /**
+   * Dev accuracy of the best epoch (the exported weights).
+   *
    * @generated from field: double best_dev_accuracy = 7;
    */
   bestDevAccuracy: number;
@@ -246,6 +374,53 @@ export type Run = Message<"ch8.trainer.v1.Run"> & {
    * @generated from field: google.protobuf.Timestamp finished_at = 11;
    */
   finishedAt?: Timestamp | undefined;
+
+  /**
+   * 1-based; 0 = none yet.
+   *
+   * @generated from field: uint32 best_epoch = 12;
+   */
+  bestEpoch: number;
+
+  /**
+   * The data set the run trained on (prepared by the dataset service).
+   *
+   * @generated from field: string dataset_id = 13;
+   */
+  datasetId: string;
+
+  /**
+   * Final scores of the exported weights per split (train, dev, ...).
+   *
+   * @generated from field: repeated ch8.trainer.v1.SplitMetrics final_metrics = 14;
+   */
+  finalMetrics: SplitMetrics[];
+
+  /**
+   * Share of the training wall time spent waiting for batches (prefetch hides the rest).
+   *
+   * @generated from field: double data_wait_share = 15;
+   */
+  dataWaitShare: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp started_at = 16;
+   */
+  startedAt?: Timestamp | undefined;
+
+  /**
+   * Epochs restored from a checkpoint when the run resumed after a restart (0 = never resumed).
+   *
+   * @generated from field: uint32 resumed_from_epoch = 17;
+   */
+  resumedFromEpoch: number;
+
+  /**
+   * gRPC status code name of the failure cause (e.g. "UNAVAILABLE"), when FAILED.
+   *
+   * @generated from field: string error_code = 18;
+   */
+  errorCode: string;
 };
 
 /**
@@ -253,7 +428,7 @@ export type Run = Message<"ch8.trainer.v1.Run"> & {
  * Use `create(RunSchema)` to create a new message.
  */
 export const RunSchema: GenMessage<Run> = /*@__PURE__*/
-  messageDesc(file_ch8_trainer_v1_trainer, 3);
+  messageDesc(file_ch8_trainer_v1_trainer, 4);
 
 /**
  * @generated from message ch8.trainer.v1.StartRunRequest
@@ -270,7 +445,7 @@ export type StartRunRequest = Message<"ch8.trainer.v1.StartRunRequest"> & {
  * Use `create(StartRunRequestSchema)` to create a new message.
  */
 export const StartRunRequestSchema: GenMessage<StartRunRequest> = /*@__PURE__*/
-  messageDesc(file_ch8_trainer_v1_trainer, 4);
+  messageDesc(file_ch8_trainer_v1_trainer, 5);
 
 /**
  * @generated from message ch8.trainer.v1.StartRunResponse
@@ -287,7 +462,7 @@ export type StartRunResponse = Message<"ch8.trainer.v1.StartRunResponse"> & {
  * Use `create(StartRunResponseSchema)` to create a new message.
  */
 export const StartRunResponseSchema: GenMessage<StartRunResponse> = /*@__PURE__*/
-  messageDesc(file_ch8_trainer_v1_trainer, 5);
+  messageDesc(file_ch8_trainer_v1_trainer, 6);
 
 /**
  * @generated from message ch8.trainer.v1.WatchRunRequest
@@ -304,7 +479,7 @@ export type WatchRunRequest = Message<"ch8.trainer.v1.WatchRunRequest"> & {
  * Use `create(WatchRunRequestSchema)` to create a new message.
  */
 export const WatchRunRequestSchema: GenMessage<WatchRunRequest> = /*@__PURE__*/
-  messageDesc(file_ch8_trainer_v1_trainer, 6);
+  messageDesc(file_ch8_trainer_v1_trainer, 7);
 
 /**
  * @generated from message ch8.trainer.v1.StepProgress
@@ -348,7 +523,7 @@ export type StepProgress = Message<"ch8.trainer.v1.StepProgress"> & {
  * Use `create(StepProgressSchema)` to create a new message.
  */
 export const StepProgressSchema: GenMessage<StepProgress> = /*@__PURE__*/
-  messageDesc(file_ch8_trainer_v1_trainer, 7);
+  messageDesc(file_ch8_trainer_v1_trainer, 8);
 
 /**
  * @generated from message ch8.trainer.v1.WatchRunResponse
@@ -407,7 +582,7 @@ export type WatchRunResponse = Message<"ch8.trainer.v1.WatchRunResponse"> & {
  * Use `create(WatchRunResponseSchema)` to create a new message.
  */
 export const WatchRunResponseSchema: GenMessage<WatchRunResponse> = /*@__PURE__*/
-  messageDesc(file_ch8_trainer_v1_trainer, 8);
+  messageDesc(file_ch8_trainer_v1_trainer, 9);
 
 /**
  * @generated from message ch8.trainer.v1.GetRunRequest
@@ -424,7 +599,7 @@ export type GetRunRequest = Message<"ch8.trainer.v1.GetRunRequest"> & {
  * Use `create(GetRunRequestSchema)` to create a new message.
  */
 export const GetRunRequestSchema: GenMessage<GetRunRequest> = /*@__PURE__*/
-  messageDesc(file_ch8_trainer_v1_trainer, 9);
+  messageDesc(file_ch8_trainer_v1_trainer, 10);
 
 /**
  * @generated from message ch8.trainer.v1.GetRunResponse
@@ -441,7 +616,7 @@ export type GetRunResponse = Message<"ch8.trainer.v1.GetRunResponse"> & {
  * Use `create(GetRunResponseSchema)` to create a new message.
  */
 export const GetRunResponseSchema: GenMessage<GetRunResponse> = /*@__PURE__*/
-  messageDesc(file_ch8_trainer_v1_trainer, 10);
+  messageDesc(file_ch8_trainer_v1_trainer, 11);
 
 /**
  * @generated from message ch8.trainer.v1.ListRunsRequest
@@ -454,7 +629,7 @@ export type ListRunsRequest = Message<"ch8.trainer.v1.ListRunsRequest"> & {
  * Use `create(ListRunsRequestSchema)` to create a new message.
  */
 export const ListRunsRequestSchema: GenMessage<ListRunsRequest> = /*@__PURE__*/
-  messageDesc(file_ch8_trainer_v1_trainer, 11);
+  messageDesc(file_ch8_trainer_v1_trainer, 12);
 
 /**
  * @generated from message ch8.trainer.v1.ListRunsResponse
@@ -471,7 +646,7 @@ export type ListRunsResponse = Message<"ch8.trainer.v1.ListRunsResponse"> & {
  * Use `create(ListRunsResponseSchema)` to create a new message.
  */
 export const ListRunsResponseSchema: GenMessage<ListRunsResponse> = /*@__PURE__*/
-  messageDesc(file_ch8_trainer_v1_trainer, 12);
+  messageDesc(file_ch8_trainer_v1_trainer, 13);
 
 /**
  * @generated from message ch8.trainer.v1.CancelRunRequest
@@ -488,7 +663,7 @@ export type CancelRunRequest = Message<"ch8.trainer.v1.CancelRunRequest"> & {
  * Use `create(CancelRunRequestSchema)` to create a new message.
  */
 export const CancelRunRequestSchema: GenMessage<CancelRunRequest> = /*@__PURE__*/
-  messageDesc(file_ch8_trainer_v1_trainer, 13);
+  messageDesc(file_ch8_trainer_v1_trainer, 14);
 
 /**
  * @generated from message ch8.trainer.v1.CancelRunResponse
@@ -505,7 +680,7 @@ export type CancelRunResponse = Message<"ch8.trainer.v1.CancelRunResponse"> & {
  * Use `create(CancelRunResponseSchema)` to create a new message.
  */
 export const CancelRunResponseSchema: GenMessage<CancelRunResponse> = /*@__PURE__*/
-  messageDesc(file_ch8_trainer_v1_trainer, 14);
+  messageDesc(file_ch8_trainer_v1_trainer, 15);
 
 /**
  * @generated from enum ch8.trainer.v1.EmbeddingMode
@@ -536,32 +711,6 @@ export enum EmbeddingMode {
  */
 export const EmbeddingModeSchema: GenEnum<EmbeddingMode> = /*@__PURE__*/
   enumDesc(file_ch8_trainer_v1_trainer, 0);
-
-/**
- * @generated from enum ch8.trainer.v1.Optimizer
- */
-export enum Optimizer {
-  /**
-   * @generated from enum value: OPTIMIZER_UNSPECIFIED = 0;
-   */
-  UNSPECIFIED = 0,
-
-  /**
-   * @generated from enum value: OPTIMIZER_ADAM = 1;
-   */
-  ADAM = 1,
-
-  /**
-   * @generated from enum value: OPTIMIZER_SGD = 2;
-   */
-  SGD = 2,
-}
-
-/**
- * Describes the enum ch8.trainer.v1.Optimizer.
- */
-export const OptimizerSchema: GenEnum<Optimizer> = /*@__PURE__*/
-  enumDesc(file_ch8_trainer_v1_trainer, 1);
 
 /**
  * @generated from enum ch8.trainer.v1.RunState
@@ -602,7 +751,7 @@ export enum RunState {
  * Describes the enum ch8.trainer.v1.RunState.
  */
 export const RunStateSchema: GenEnum<RunState> = /*@__PURE__*/
-  enumDesc(file_ch8_trainer_v1_trainer, 2);
+  enumDesc(file_ch8_trainer_v1_trainer, 1);
 
 /**
  * @generated from service ch8.trainer.v1.TrainerService
