@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { decodeBatch, encodeBatch } from '@ch8/batching/arrow';
 import { collate, type BatchExample } from '@ch8/batching/collate';
 import { batchPlan } from '@ch8/batching/plan';
-import { DatasetService } from '@ch8/contracts/dataset';
+import { Bucketing, DatasetService } from '@ch8/contracts/dataset';
 import { parseDatasetConfig } from '@ch8/dataset-service/config';
 import { createDatasetServer } from '@ch8/dataset-service/server';
 import { parseEmbeddingConfig } from '@ch8/embedding-service/config';
@@ -34,7 +34,9 @@ const epochsAt = args.indexOf('--epochs');
 const EPOCHS = epochsAt >= 0 ? Number(args[epochsAt + 1]) : 5;
 /** Untimed epochs first: the JIT of the client and of the child service warms up. */
 const WARMUP = 2;
-const dir = resolve(args.find((a, i) => !a.startsWith('--') && args[i - 1] !== '--epochs') ?? join(repo, '..', 'shared', 'data', 'sst2'));
+const dir = resolve(
+  args.find((a, i) => !a.startsWith('--') && args[i - 1] !== '--epochs') ?? join(repo, '..', 'shared', 'data', 'sst2'),
+);
 const REFERENCE = { train: { rows: 67_349, kept: 66_949, dropped: 400 }, dev: { rows: 872, kept: 872, dropped: 0 } };
 
 const log = (s: string) => void process.stderr.write(`[bench:dataset-grpc] ${s}\n`);
@@ -51,23 +53,36 @@ async function freePort(): Promise<number> {
 
 // --- Services ------------------------------------------------------------------------------------------------------
 const emb = createEmbeddingServer({
-  config: parseEmbeddingConfig({ CH8_DATA_ROOTS: dir, CH8_CACHE_DIR: join(repo, '.cache', 'embeddings'), CH8_LOG_LEVEL: 'warn' }),
+  config: parseEmbeddingConfig({
+    CH8_DATA_ROOTS: dir,
+    CH8_CACHE_DIR: join(repo, '.cache', 'embeddings'),
+    CH8_LOG_LEVEL: 'warn',
+  }),
   logger: createLogger({ level: 'warn', bindings: { service: 'embedding' } }),
 });
 const embeddingAddr = `127.0.0.1:${await emb.server.listen('127.0.0.1:0')}`;
 emb.server.ready();
 
-const datasetEnv = { CH8_EMBEDDING_ADDR: embeddingAddr, CH8_DATA_ROOTS: dir, CH8_LOG_LEVEL: 'warn', CH8_MAX_BUFFERED_BATCHES: process.env['CH8_MAX_BUFFERED_BATCHES'] ?? '8' };
+const datasetEnv = {
+  CH8_EMBEDDING_ADDR: embeddingAddr,
+  CH8_DATA_ROOTS: dir,
+  CH8_LOG_LEVEL: 'warn',
+  CH8_MAX_BUFFERED_BATCHES: process.env['CH8_MAX_BUFFERED_BATCHES'] ?? '8',
+};
 const inproc = createDatasetServer({ config: parseDatasetConfig(datasetEnv), logger: silentLogger });
 const inprocAddr = `127.0.0.1:${await inproc.server.listen('127.0.0.1:0')}`;
 inproc.server.ready();
 
 const childAddr = `127.0.0.1:${await freePort()}`;
-const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', join(repo, 'services', 'dataset', 'src', 'main.ts')], {
-  cwd: repo,
-  env: { ...process.env, ...datasetEnv, CH8_DATASET_ADDR: childAddr },
-  stdio: ['ignore', 'ignore', 'inherit'],
-});
+const child: ChildProcess = spawn(
+  process.execPath,
+  ['--import', 'tsx', join(repo, 'services', 'dataset', 'src', 'main.ts')],
+  {
+    cwd: repo,
+    env: { ...process.env, ...datasetEnv, CH8_DATASET_ADDR: childAddr },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  },
+);
 const stopChild = () => {
   if (child.exitCode === null) child.kill('SIGTERM');
 };
@@ -81,7 +96,16 @@ try {
   const prep = (await client.prepareDataset({ source: { kind: { case: 'sst2', value: { dir } } } })).dataset!;
   const prepareSeconds = (performance.now() - t0) / 1000;
   const counts = Object.fromEntries(
-    prep.splits.map((s) => [s.split, { rows: Number(s.rowsRead), kept: Number(s.kept), dropped: Number(s.droppedEmpty), tokens: Number(s.tokens), oov_tokens: Number(s.oovTokens) }]),
+    prep.splits.map((s) => [
+      s.split,
+      {
+        rows: Number(s.rowsRead),
+        kept: Number(s.kept),
+        dropped: Number(s.droppedEmpty),
+        tokens: Number(s.tokens),
+        oov_tokens: Number(s.oovTokens),
+      },
+    ]),
   );
   const matches =
     counts['train']?.rows === REFERENCE.train.rows &&
@@ -89,13 +113,16 @@ try {
     counts['train']?.dropped === REFERENCE.train.dropped &&
     counts['dev']?.rows === REFERENCE.dev.rows &&
     counts['dev']?.kept === REFERENCE.dev.kept;
-  log(`prepared ${prep.datasetId} in ${prepareSeconds.toFixed(1)} s: train ${counts['train']?.rows} -> ${counts['train']?.kept}, dev ${counts['dev']?.rows} -> ${counts['dev']?.kept}`);
+  log(
+    `prepared ${prep.datasetId} in ${prepareSeconds.toFixed(1)} s: train ${counts['train']?.rows} -> ${counts['train']?.kept}, dev ${counts['dev']?.rows} -> ${counts['dev']?.kept}`,
+  );
 
   // The examples as the service holds them, for the in-process baseline.
   const examples: BatchExample[] = [];
   const total = Number((await client.getExamples({ datasetId: prep.datasetId, split: 'train', limit: 1 })).total);
   for (let offset = 0; offset < total; offset += 1000) {
-    for (const e of (await client.getExamples({ datasetId: prep.datasetId, split: 'train', offset, limit: 1000 })).examples) {
+    for (const e of (await client.getExamples({ datasetId: prep.datasetId, split: 'train', offset, limit: 1000 }))
+      .examples) {
       examples.push({ inputIds: Int32Array.from(e.inputIds), label: e.label, index: e.index });
     }
   }
@@ -118,7 +145,10 @@ try {
   }
 
   // --- 2. StreamBatches over gRPC ---------------------------------------------------------------------------------
-  async function streamRates(addr: string, bucketing: boolean): Promise<{ rates: number[]; batches: number; bytes: number }> {
+  async function streamRates(
+    addr: string,
+    bucketing: Bucketing,
+  ): Promise<{ rates: number[]; batches: number; bytes: number }> {
     const c = createClient(DatasetService, addr);
     const rates: number[] = [];
     let batches = 0;
@@ -127,7 +157,15 @@ try {
       for (let epoch = 0; epoch < WARMUP + EPOCHS; epoch++) {
         const start = performance.now();
         let n = 0;
-        for await (const m of c.streamBatches({ datasetId: prep.datasetId, split: 'train', batchSize: BATCH, shuffle: true, seed: SEED, epoch, bucketing })) {
+        for await (const m of c.streamBatches({
+          datasetId: prep.datasetId,
+          split: 'train',
+          batchSize: BATCH,
+          shuffle: true,
+          seed: SEED,
+          epoch,
+          bucketing,
+        })) {
           const batch = decodeBatch(m.arrowIpc);
           const ids: Int32Array = batch.inputIds;
           sink += ids[0] ?? 0;
@@ -137,7 +175,8 @@ try {
             bytes += m.arrowIpc.byteLength;
           }
         }
-        if (n !== examples.length) throw new Error(`epoch ${epoch}: ${n} examples streamed, expected ${examples.length}`);
+        if (n !== examples.length)
+          throw new Error(`epoch ${epoch}: ${n} examples streamed, expected ${examples.length}`);
         if (epoch >= WARMUP) rates.push(n / ((performance.now() - start) / 1000));
       }
     } finally {
@@ -146,7 +185,8 @@ try {
     return { rates, batches, bytes };
   }
 
-  for (let i = 0; i < 100 && (await checkHealth(childAddr, '', 1000)) !== 'SERVING'; i++) await new Promise((r) => setTimeout(r, 200));
+  for (let i = 0; i < 100 && (await checkHealth(childAddr, '', 1000)) !== 'SERVING'; i++)
+    await new Promise((r) => setTimeout(r, 200));
   log('preparing in the child dataset service ...');
   const childClient = createClient(DatasetService, childAddr);
   const childPrep = (await childClient.prepareDataset({ source: { kind: { case: 'sst2', value: { dir } } } })).dataset!;
@@ -154,9 +194,9 @@ try {
   if (childPrep.datasetId !== prep.datasetId) throw new Error('the two services disagree on the data set id');
 
   log('streaming ...');
-  const separate = await streamRates(childAddr, false);
-  const separateBucketed = await streamRates(childAddr, true);
-  const sameProcess = await streamRates(inprocAddr, false);
+  const separate = await streamRates(childAddr, Bucketing.NONE);
+  const separateBucketed = await streamRates(childAddr, Bucketing.CHUNK);
+  const sameProcess = await streamRates(inprocAddr, Bucketing.NONE);
   client.close();
 
   const baseline = median(baselineRates);
@@ -169,7 +209,13 @@ try {
     epochs_timed: EPOCHS,
     warmup_epochs: WARMUP,
     max_buffered_batches: Number(datasetEnv.CH8_MAX_BUFFERED_BATCHES),
-    prepare: { seconds: round(prepareSeconds, 2), dataset_id: prep.datasetId, vocab_size: prep.vocabSize, vocab_hash: prep.vocabHash, splits: counts },
+    prepare: {
+      seconds: round(prepareSeconds, 2),
+      dataset_id: prep.datasetId,
+      vocab_size: prep.vocabSize,
+      vocab_hash: prep.vocabHash,
+      splits: counts,
+    },
     reference: REFERENCE,
     counts_match_reference: matches,
     examples_per_s: {

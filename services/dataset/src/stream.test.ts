@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { StreamBatchesRequest } from '@ch8/contracts/dataset';
+import { Bucketing, type StreamBatchesRequest } from '@ch8/contracts/dataset';
 import { decodeBatch } from '@ch8/batching/arrow';
 import type { Batch } from '@ch8/batching/collate';
 import { Code, GrpcError } from '@ch8/service-kit/status';
@@ -26,20 +26,30 @@ before(async () => {
       onEnd: (info) => void (ended = info),
     },
   });
-  id = (await stack.dataset.prepareDataset({ source: { kind: { case: 'sst2', value: { dir: 'sst2' } } } })).dataset!.datasetId;
+  id = (await stack.dataset.prepareDataset({ source: { kind: { case: 'sst2', value: { dir: 'sst2' } } } })).dataset!
+    .datasetId;
   const total = Number((await stack.dataset.getExamples({ datasetId: id, split: 'train', limit: 1 })).total);
   for (let offset = 0; offset < total; offset += 1000) {
-    for (const e of (await stack.dataset.getExamples({ datasetId: id, split: 'train', offset, limit: 1000 })).examples) train.set(e.index, e.inputIds);
+    for (const e of (await stack.dataset.getExamples({ datasetId: id, split: 'train', offset, limit: 1000 })).examples)
+      train.set(e.index, e.inputIds);
   }
 });
 after(() => stack.stop());
 
 type Req = Partial<Omit<StreamBatchesRequest, '$typeName' | '$unknown'>>;
 
-async function collect(req: Req): Promise<Array<{ epoch: number; batchIndex: number; batchesInEpoch: number; batch: Batch; bytes: Uint8Array }>> {
+async function collect(
+  req: Req,
+): Promise<Array<{ epoch: number; batchIndex: number; batchesInEpoch: number; batch: Batch; bytes: Uint8Array }>> {
   const out = [];
   for await (const m of stack.dataset.streamBatches({ datasetId: id, split: 'train', batchSize: 64, ...req })) {
-    out.push({ epoch: m.epoch, batchIndex: m.batchIndex, batchesInEpoch: m.batchesInEpoch, batch: decodeBatch(m.arrowIpc), bytes: m.arrowIpc });
+    out.push({
+      epoch: m.epoch,
+      batchIndex: m.batchIndex,
+      batchesInEpoch: m.batchesInEpoch,
+      batch: decodeBatch(m.arrowIpc),
+      bytes: m.arrowIpc,
+    });
     assert.equal(m.batchSize, out.at(-1)!.batch.batchSize);
     assert.equal(m.maxLength, out.at(-1)!.batch.maxLength);
   }
@@ -50,10 +60,15 @@ async function rejectsWith(p: Promise<unknown>, code: Code, detail: RegExp): Pro
   await assert.rejects(p, (e: unknown) => e instanceof GrpcError && e.code === code && detail.test(e.details));
 }
 
-test('Arrow round trip: collated, padded with 0, longest first, the examples\' own ids and labels', async () => {
+test("Arrow round trip: collated, padded with 0, longest first, the examples' own ids and labels", async () => {
   const got = await collect({ batchSize: 50, shuffle: true, seed: 5n });
   assert.ok(got.length > 1);
-  const labels = new Map((await stack.dataset.getExamples({ datasetId: id, split: 'train', limit: 1000 })).examples.map((e) => [e.index, e.label]));
+  const labels = new Map(
+    (await stack.dataset.getExamples({ datasetId: id, split: 'train', limit: 1000 })).examples.map((e) => [
+      e.index,
+      e.label,
+    ]),
+  );
   for (const { batch } of got) {
     const { batchSize: b, maxLength: t } = batch;
     assert.equal(batch.inputIds.length, b * t);
@@ -82,24 +97,36 @@ test('each example exactly once per epoch, epochs back to back with their own or
   assert.deepEqual([...perEpoch.keys()], [3, 4]);
   for (const list of perEpoch.values()) {
     assert.equal(list.length, train.size);
-    assert.deepEqual([...list].sort((x, y) => x - y), [...train.keys()].sort((x, y) => x - y));
+    assert.deepEqual(
+      [...list].sort((x, y) => x - y),
+      [...train.keys()].sort((x, y) => x - y),
+    );
   }
   assert.notDeepEqual(perEpoch.get(3), perEpoch.get(4));
-  assert.deepEqual(got.filter((g) => g.epoch === 3).map((g) => g.batchIndex), [...Array(Math.ceil(train.size / 64)).keys()]);
+  assert.deepEqual(
+    got.filter((g) => g.epoch === 3).map((g) => g.batchIndex),
+    [...Array(Math.ceil(train.size / 64)).keys()],
+  );
 });
 
 test('determinism by seed: same seed same bytes, another seed another order; no shuffle keeps file order', async () => {
   const a = await collect({ shuffle: true, seed: 42n });
   const b = await collect({ shuffle: true, seed: 42n });
   const c = await collect({ shuffle: true, seed: 43n });
-  assert.deepEqual(a.map((x) => Buffer.from(x.bytes).toString('base64')), b.map((x) => Buffer.from(x.bytes).toString('base64')));
-  assert.notDeepEqual(a.map((x) => [...x.batch.indices]), c.map((x) => [...x.batch.indices]));
+  assert.deepEqual(
+    a.map((x) => Buffer.from(x.bytes).toString('base64')),
+    b.map((x) => Buffer.from(x.bytes).toString('base64')),
+  );
+  assert.notDeepEqual(
+    a.map((x) => [...x.batch.indices]),
+    c.map((x) => [...x.batch.indices]),
+  );
   const plain = await collect({ shuffle: false });
   const first = [...plain[0]!.batch.indices].sort((x, y) => x - y);
   assert.deepEqual(first, [...train.keys()].slice(0, 64));
 });
 
-test('bucketing groups similar lengths: far less padding, still each example once', async () => {
+test('bucketing (chunk, global) groups similar lengths: far less padding, still each example once', async () => {
   const pad = (got: Awaited<ReturnType<typeof collect>>) => {
     let cells = 0;
     let tokens = 0;
@@ -110,10 +137,25 @@ test('bucketing groups similar lengths: far less padding, still each example onc
     return (cells - tokens) / cells;
   };
   const random = await collect({ shuffle: true, seed: 1n, batchSize: 16 });
-  const bucketed = await collect({ shuffle: true, seed: 1n, batchSize: 16, bucketing: true });
+  const none = await collect({ shuffle: true, seed: 1n, batchSize: 16, bucketing: Bucketing.NONE });
+  assert.deepEqual(
+    none.map((g) => g.bytes),
+    random.map((g) => g.bytes),
+    'unspecified = none',
+  );
+  const bucketed = await collect({ shuffle: true, seed: 1n, batchSize: 16, bucketing: Bucketing.CHUNK });
   assert.ok(pad(bucketed) < pad(random) / 3, `${pad(bucketed)} vs ${pad(random)}`);
-  assert.equal(bucketed.reduce((n, g) => n + g.batch.batchSize, 0), train.size);
-  assert.equal(new Set(bucketed.flatMap((g) => [...g.batch.indices])).size, train.size);
+  const global = await collect({ shuffle: true, seed: 1n, batchSize: 16, bucketing: Bucketing.GLOBAL });
+  // One chunk of every example: every batch but the last holds a single length (lengths 1-12, far more than 16 each).
+  assert.ok(pad(global) <= pad(bucketed), `${pad(global)} vs ${pad(bucketed)}`);
+  assert.ok(global.filter((g) => g.batch.batchSize === 16 && new Set(g.batch.lengths).size > 1).length <= 12);
+  for (const got of [bucketed, global]) {
+    assert.equal(
+      got.reduce((n, g) => n + g.batch.batchSize, 0),
+      train.size,
+    );
+    assert.equal(new Set(got.flatMap((g) => [...g.batch.indices])).size, train.size);
+  }
 });
 
 test('a slow consumer: the service builds only a bounded number of batches ahead', async () => {
@@ -121,7 +163,9 @@ test('a slow consumer: the service builds only a bounded number of batches ahead
   built = 0;
   const epochs = 10;
   const batchesInEpoch = Math.ceil(train.size / 64);
-  const it = stack.dataset.streamBatches({ datasetId: id, split: 'train', batchSize: 64, epochs })[Symbol.asyncIterator]();
+  const it = stack.dataset
+    .streamBatches({ datasetId: id, split: 'train', batchSize: 64, epochs })
+    [Symbol.asyncIterator]();
   const first = await it.next();
   assert.equal(first.done, false);
   const bytes = first.value!.arrowIpc.byteLength;
@@ -151,12 +195,18 @@ test('a cancelled stream stops the work', async () => {
   let seen = 0;
   let bytes = 0;
   const total = 20 * Math.ceil(train.size / 64);
-  await assert.rejects(async () => {
-    for await (const m of stack.dataset.streamBatches({ datasetId: id, split: 'train', batchSize: 64, epochs: 20 }, { signal: ac.signal })) {
-      bytes = m.arrowIpc.byteLength;
-      if (++seen === 3) ac.abort();
-    }
-  }, (e: unknown) => e instanceof GrpcError && e.code === Code.CANCELLED);
+  await assert.rejects(
+    async () => {
+      for await (const m of stack.dataset.streamBatches(
+        { datasetId: id, split: 'train', batchSize: 64, epochs: 20 },
+        { signal: ac.signal },
+      )) {
+        bytes = m.arrowIpc.byteLength;
+        if (++seen === 3) ac.abort();
+      }
+    },
+    (e: unknown) => e instanceof GrpcError && e.code === Code.CANCELLED,
+  );
   for (let i = 0; i < 100 && lastEnd() === undefined; i++) await sleep(20);
   assert.equal(lastEnd()?.completed, false);
   const stoppedAt = built;
@@ -167,14 +217,16 @@ test('a cancelled stream stops the work', async () => {
 
   // Leaving the loop early (break) cancels the call too.
   ended = undefined;
-  for await (const _ of stack.dataset.streamBatches({ datasetId: id, split: 'train', batchSize: 64, epochs: 20 })) break;
+  for await (const _ of stack.dataset.streamBatches({ datasetId: id, split: 'train', batchSize: 64, epochs: 20 }))
+    break;
   for (let i = 0; i < 100 && lastEnd() === undefined; i++) await sleep(20);
   assert.equal(lastEnd()?.completed, false);
 });
 
-test('bad requests: batch size 0, unknown split, unknown data set, seed too large', async () => {
+test('bad requests: batch size 0, unknown split, unknown data set, seed too large, unknown bucketing', async () => {
   await rejectsWith(collect({ batchSize: 0 }), Code.INVALID_ARGUMENT, /batch_size/);
   await rejectsWith(collect({ split: 'validation' }), Code.INVALID_ARGUMENT, /split/);
   await rejectsWith(collect({ datasetId: 'ds-unknown' }), Code.NOT_FOUND, /ds-unknown/);
   await rejectsWith(collect({ seed: 2n ** 60n }), Code.INVALID_ARGUMENT, /seed/);
+  await rejectsWith(collect({ bucketing: 7 as Bucketing }), Code.INVALID_ARGUMENT, /bucketing/);
 });

@@ -3,10 +3,10 @@
  * and Arrow-encoded only when the stream asks for it, so the service never runs ahead of the consumer by more than
  * the kit's bounded buffer (CH8_MAX_BUFFERED_BATCHES).
  */
-import type { StreamBatchesRequest } from '@ch8/contracts/dataset';
+import { Bucketing as WireBucketing, type StreamBatchesRequest } from '@ch8/contracts/dataset';
 import { encodeBatch } from '@ch8/batching/arrow';
 import { collate, type BatchExample } from '@ch8/batching/collate';
-import { batchPlan } from '@ch8/batching/plan';
+import { batchPlan, type Bucketing } from '@ch8/batching/plan';
 import { InvalidInputError } from '@ch8/errors';
 import type { PreparedSplit } from './prepare.ts';
 
@@ -31,24 +31,52 @@ export interface StreamPlan {
   batchSize: number;
   seed: number;
   shuffle: boolean;
-  bucketing: boolean;
+  bucketing: Bucketing;
   firstEpoch: number;
   epochs: number;
 }
 
-/** Validates the request's numbers. batch_size 0 -> InvalidInputError (field batch_size); seed beyond 2^53 -> field seed. */
+/** The library's bucketing of the request's enum: unspecified = none. */
+const BUCKETING: Record<number, Bucketing | undefined> = {
+  [WireBucketing.UNSPECIFIED]: 'none',
+  [WireBucketing.NONE]: 'none',
+  [WireBucketing.CHUNK]: 'chunk',
+  [WireBucketing.GLOBAL]: 'global',
+};
+
+/**
+ * Validates the request's numbers. batch_size 0 -> InvalidInputError (field batch_size); seed beyond 2^53 -> field
+ * seed; an unknown bucketing value -> field bucketing.
+ */
 export function streamPlan(req: StreamBatchesRequest): StreamPlan {
-  if (req.batchSize <= 0) throw new InvalidInputError(`batch_size must be > 0, got ${req.batchSize}`, { field: 'batch_size' });
+  if (req.batchSize <= 0)
+    throw new InvalidInputError(`batch_size must be > 0, got ${req.batchSize}`, { field: 'batch_size' });
   if (req.seed > BigInt(Number.MAX_SAFE_INTEGER)) {
     throw new InvalidInputError(`seed must be at most ${Number.MAX_SAFE_INTEGER}, got ${req.seed}`, { field: 'seed' });
   }
   const epochs = req.epochs === 0 ? 1 : req.epochs;
-  if (req.epoch + epochs - 1 > 0x7fffffff) throw new InvalidInputError('epoch + epochs is too large', { field: 'epochs' });
-  return { batchSize: req.batchSize, seed: Number(req.seed), shuffle: req.shuffle, bucketing: req.bucketing, firstEpoch: req.epoch, epochs };
+  if (req.epoch + epochs - 1 > 0x7fffffff)
+    throw new InvalidInputError('epoch + epochs is too large', { field: 'epochs' });
+  const bucketing = BUCKETING[req.bucketing];
+  if (bucketing === undefined)
+    throw new InvalidInputError(`unknown bucketing ${req.bucketing}`, { field: 'bucketing' });
+  return {
+    batchSize: req.batchSize,
+    seed: Number(req.seed),
+    shuffle: req.shuffle,
+    bucketing,
+    firstEpoch: req.epoch,
+    epochs,
+  };
 }
 
 /** The batches of `plan.epochs` epochs of one split, built lazily; stops as soon as `signal` aborts. */
-export async function* produceBatches(split: PreparedSplit, plan: StreamPlan, signal: AbortSignal, hooks: StreamHooks = {}): AsyncGenerator<BatchMessage> {
+export async function* produceBatches(
+  split: PreparedSplit,
+  plan: StreamPlan,
+  signal: AbortSignal,
+  hooks: StreamHooks = {},
+): AsyncGenerator<BatchMessage> {
   const examples: readonly BatchExample[] = split.examples;
   const lengths = Int32Array.from(examples, (e) => e.inputIds.length);
   let built = 0;
@@ -61,7 +89,7 @@ export async function* produceBatches(split: PreparedSplit, plan: StreamPlan, si
         seed: plan.seed,
         epoch,
         shuffle: plan.shuffle,
-        bucketing: plan.bucketing ? 'chunk' : 'none',
+        bucketing: plan.bucketing,
       });
       for (let b = 0; b < batches.length; b++) {
         if (signal.aborted) return;
