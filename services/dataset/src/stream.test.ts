@@ -163,9 +163,8 @@ test('a slow consumer: the service builds only a bounded number of batches ahead
   built = 0;
   const epochs = 10;
   const batchesInEpoch = Math.ceil(train.size / 64);
-  const it = stack.dataset
-    .streamBatches({ datasetId: id, split: 'train', batchSize: 64, epochs })
-    [Symbol.asyncIterator]();
+  const stream = stack.dataset.streamBatches({ datasetId: id, split: 'train', batchSize: 64, epochs });
+  const it = stream[Symbol.asyncIterator]();
   const first = await it.next();
   assert.equal(first.done, false);
   const bytes = first.value!.arrowIpc.byteLength;
