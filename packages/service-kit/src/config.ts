@@ -2,6 +2,8 @@
  * Typed configuration parsing: each service declares its settings once (config.ts) and parses them from the
  * environment at start. A bad value fails the start with an error naming the variable.
  */
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve as resolvePath } from 'node:path';
 import { InvalidInputError } from '@ch8/errors';
 
 type Kind = 'string' | 'int' | 'number' | 'bool' | 'list' | 'enum';
@@ -12,12 +14,29 @@ interface BaseSpec<T> {
   doc: string;
   default?: T;
 }
-export interface StringSpec extends BaseSpec<string> { kind: 'string' }
-export interface IntSpec extends BaseSpec<number> { kind: 'int'; min?: number; max?: number }
-export interface NumberSpec extends BaseSpec<number> { kind: 'number'; min?: number; max?: number }
-export interface BoolSpec extends BaseSpec<boolean> { kind: 'bool' }
-export interface ListSpec extends BaseSpec<string[]> { kind: 'list' }
-export interface EnumSpec<E extends string = string> extends BaseSpec<E> { kind: 'enum'; values: readonly E[] }
+export interface StringSpec extends BaseSpec<string> {
+  kind: 'string';
+}
+export interface IntSpec extends BaseSpec<number> {
+  kind: 'int';
+  min?: number;
+  max?: number;
+}
+export interface NumberSpec extends BaseSpec<number> {
+  kind: 'number';
+  min?: number;
+  max?: number;
+}
+export interface BoolSpec extends BaseSpec<boolean> {
+  kind: 'bool';
+}
+export interface ListSpec extends BaseSpec<string[]> {
+  kind: 'list';
+}
+export interface EnumSpec<E extends string = string> extends BaseSpec<E> {
+  kind: 'enum';
+  values: readonly E[];
+}
 
 export type FieldSpec = StringSpec | IntSpec | NumberSpec | BoolSpec | ListSpec | EnumSpec;
 
@@ -96,4 +115,19 @@ export function describeConfig(specs: Record<string, FieldSpec>): string {
   return Object.values(specs)
     .map((s) => `${s.env}${s.default !== undefined ? ` (default ${JSON.stringify(s.default)})` : ''}: ${s.doc}`)
     .join('\n');
+}
+
+/**
+ * The directory under which the stack keeps its state (model repository, trainer state, caches): `CH8_HOME` when
+ * set, else `.cache` in the workspace root (the nearest ancestor of `cwd` holding pnpm-workspace.yaml), else `.cache`
+ * in `cwd`. Services resolve their default paths from it, never from their package folder, so under `turbo run dev`
+ * the trainer writes where the gateway reads.
+ */
+export function ch8Home(env: Record<string, string | undefined>, cwd: string = process.cwd()): string {
+  const given = env['CH8_HOME'];
+  if (given !== undefined && given !== '') return resolvePath(cwd, given);
+  for (let dir = resolvePath(cwd); ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'pnpm-workspace.yaml'))) return join(dir, '.cache');
+    if (dirname(dir) === dir) return resolvePath(cwd, '.cache');
+  }
 }

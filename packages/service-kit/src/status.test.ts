@@ -11,7 +11,7 @@ import {
   PermissionDeniedError,
   VocabularyMismatchError,
 } from '@ch8/errors';
-import { Code, GrpcError, statusOf } from './status.ts';
+import { Code, GrpcError, dependencyError, statusOf } from './status.ts';
 
 test('every typed error maps to its status code', () => {
   const cases: [Error, Code][] = [
@@ -44,4 +44,27 @@ test('GrpcError passes through; anything else is INTERNAL without its message', 
   assert.equal(s.internal, true);
   assert.doesNotMatch(s.details, /secret/);
   assert.equal(statusOf('a string').code, Code.INTERNAL);
+});
+
+test('a failed call to a dependency becomes the typed error of its meaning, which maps back to the code', () => {
+  const cases: [Code, string, Code][] = [
+    [Code.UNAVAILABLE, 'DependencyUnavailableError', Code.UNAVAILABLE],
+    [Code.DEADLINE_EXCEEDED, 'DependencyUnavailableError', Code.UNAVAILABLE],
+    [Code.INVALID_ARGUMENT, 'InvalidInputError', Code.INVALID_ARGUMENT],
+    [Code.NOT_FOUND, 'NotFoundError', Code.NOT_FOUND],
+    [Code.PERMISSION_DENIED, 'PermissionDeniedError', Code.PERMISSION_DENIED],
+    [Code.FAILED_PRECONDITION, 'FailedPreconditionError', Code.FAILED_PRECONDITION],
+    [Code.RESOURCE_EXHAUSTED, 'OverloadedError', Code.RESOURCE_EXHAUSTED],
+    [Code.CANCELLED, 'CancelledError', Code.CANCELLED],
+    [Code.INTERNAL, 'DependencyUnavailableError', Code.UNAVAILABLE],
+  ];
+  for (const [code, name, back] of cases) {
+    const e = dependencyError(new GrpcError(code, 'boom'), 'dataset service GetDataset');
+    assert.equal(e.name, name, Code[code]);
+    assert.match(e.message, /dataset service GetDataset: boom/);
+    assert.equal(statusOf(e).code, back, Code[code]);
+    assert.equal((e as Error & { cause?: unknown }).cause instanceof GrpcError, true);
+  }
+  const plain = new TypeError('x');
+  assert.equal(dependencyError(plain, 'y'), plain);
 });

@@ -6,7 +6,18 @@
  * INTERNAL: its message is logged by the server, never sent to the client.
  */
 import { status as grpcStatus } from '@grpc/grpc-js';
-import { isKnownError, type KnownErrorName } from '@ch8/errors';
+import {
+  AlreadyExistsError,
+  CancelledError,
+  DependencyUnavailableError,
+  FailedPreconditionError,
+  InvalidInputError,
+  NotFoundError,
+  OverloadedError,
+  PermissionDeniedError,
+  isKnownError,
+  type KnownErrorName,
+} from '@ch8/errors';
 
 export const Code = grpcStatus;
 export type Code = grpcStatus;
@@ -55,4 +66,37 @@ export function statusOf(error: unknown): StatusOf {
 
 export function codeName(code: Code): string {
   return Code[code] ?? String(code);
+}
+
+/**
+ * The typed error for a failed call to another service (the inverse of the table above), so a handler that calls a
+ * dependency fails with the cause's meaning: the dependency unreachable or timing out is UNAVAILABLE to our caller,
+ * its bad-input and not-found answers keep their codes. `what` names the call, e.g. "dataset service StreamBatches".
+ */
+export function dependencyError(e: unknown, what: string): Error {
+  if (!isGrpcError(e)) return e instanceof Error ? e : new Error(String(e));
+  const message = `${what}: ${e.details}`;
+  const options = { cause: e };
+  switch (e.code) {
+    case Code.UNAVAILABLE:
+    case Code.DEADLINE_EXCEEDED:
+      return new DependencyUnavailableError(message, {}, options);
+    case Code.INVALID_ARGUMENT:
+    case Code.OUT_OF_RANGE:
+      return new InvalidInputError(message, {}, options);
+    case Code.NOT_FOUND:
+      return new NotFoundError(message, {}, options);
+    case Code.PERMISSION_DENIED:
+      return new PermissionDeniedError(message, {}, options);
+    case Code.FAILED_PRECONDITION:
+      return new FailedPreconditionError(message, {}, options);
+    case Code.RESOURCE_EXHAUSTED:
+      return new OverloadedError(message, {}, options);
+    case Code.CANCELLED:
+      return new CancelledError(message, {}, options);
+    case Code.ALREADY_EXISTS:
+      return new AlreadyExistsError(message, {}, options);
+    default:
+      return new DependencyUnavailableError(`${message} (${codeName(e.code)})`, {}, options);
+  }
 }
