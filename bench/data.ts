@@ -13,7 +13,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { decodeBatch, decodeBatchWithReader, encodeBatch, encodeBatchWithWriter } from '@ch8/batching/arrow';
 import { collate, type Batch } from '@ch8/batching/collate';
-import { batchPlan, paddingStats, type Bucketing } from '@ch8/batching/plan';
+import { batchPlan, epochBatches, paddingStats, type Bucketing } from '@ch8/batching/plan';
 import { collectWords, prepareSplit } from '@ch8/datasets/prepare';
 import { loadSentimentFixtures } from '@ch8/datasets/sentiment-fixtures';
 import { readSst2Tsv } from '@ch8/datasets/sst2';
@@ -66,7 +66,10 @@ function prepareNaive(path: string): { kept: number; dropped: number } {
     const [sentence = '', label = ''] = line.split('\t');
     if (label !== '0' && label !== '1') throw new Error(`bad label in ${path}`);
     const ids: number[] = [];
-    for (const tok of sentence.toLowerCase().split(/\s+/).filter((s) => s !== '')) {
+    for (const tok of sentence
+      .toLowerCase()
+      .split(/\s+/)
+      .filter((s) => s !== '')) {
       const id = vocab.idOf(tok);
       if (id !== undefined && id > 0) ids.push(id);
     }
@@ -116,12 +119,13 @@ for (const bucketing of ['none', 'chunk', 'global'] as Bucketing[]) {
   };
 }
 t0 = performance.now();
-for (let epoch = 0; epoch < 10; epoch++) batchPlan(lengths, { batchSize: BATCH, seed: SEED, epoch, bucketing: 'chunk' });
+for (let epoch = 0; epoch < 10; epoch++)
+  batchPlan(lengths, { batchSize: BATCH, seed: SEED, epoch, bucketing: 'chunk' });
 const planMs = ms(t0) / 10;
 
 // --- 3. Arrow throughput ---------------------------------------------------------------------------------------------
 const plan = batchPlan(lengths, { batchSize: BATCH, seed: SEED, epoch: 0 });
-const batches: Batch[] = plan.map((positions) => collate(Array.from(positions, (p) => train.examples[p]!)));
+const batches: Batch[] = [...epochBatches(train.examples, { batchSize: BATCH, seed: SEED, epoch: 0 })];
 t0 = performance.now();
 for (const positions of plan) collate(Array.from(positions, (p) => train.examples[p]!));
 const collateMs = ms(t0);
@@ -185,7 +189,12 @@ function jsonPass(): { encodeMs: number; decodeMs: number; bytes: number; checks
   t = performance.now();
   for (const s of encoded) {
     const o = JSON.parse(s) as { input_ids: number[]; label: number[]; length: number[]; index: number[] };
-    const d = { inputIds: Int32Array.from(o.input_ids), labels: Float32Array.from(o.label), lengths: Int32Array.from(o.length), indices: Int32Array.from(o.index) };
+    const d = {
+      inputIds: Int32Array.from(o.input_ids),
+      labels: Float32Array.from(o.label),
+      lengths: Int32Array.from(o.length),
+      indices: Int32Array.from(o.index),
+    };
     checksum += d.inputIds[0]! + d.labels.length;
   }
   return { encodeMs, decodeMs: ms(t), bytes, checksum };
@@ -194,7 +203,11 @@ function jsonPass(): { encodeMs: number; decodeMs: number; bytes: number; checks
 // Correctness once: the round trip gives the batch back.
 for (const b of batches.slice(0, 20)) {
   const d = decodeBatch(encodeBatch(b));
-  if (d.inputIds.length !== b.inputIds.length || d.inputIds.some((x, i) => x !== b.inputIds[i]) || d.indices.some((x, i) => x !== b.indices[i])) {
+  if (
+    d.inputIds.length !== b.inputIds.length ||
+    d.inputIds.some((x, i) => x !== b.inputIds[i]) ||
+    d.indices.some((x, i) => x !== b.indices[i])
+  ) {
     throw new Error('Arrow round trip differs');
   }
 }
@@ -225,7 +238,16 @@ t0 = performance.now();
 const fixturePrepared = Object.fromEntries(
   (['train', 'dev', 'test'] as const).map((name) => {
     const { stats } = prepareSplit(fixtures[name], { tokenize: rawTokenize, idOf });
-    return [name, { rows: stats.rows, kept: stats.kept, dropped: stats.droppedEmpty, oov_rate: round(stats.oovRate), mean_length: round(stats.length.mean, 2) }];
+    return [
+      name,
+      {
+        rows: stats.rows,
+        kept: stats.kept,
+        dropped: stats.droppedEmpty,
+        oov_rate: round(stats.oovRate),
+        mean_length: round(stats.length.mean, 2),
+      },
+    ];
   }),
 );
 const fixtureMs = ms(t0);
@@ -265,8 +287,8 @@ console.log(
       },
       counts,
       reference,
-      counts_match_reference: JSON.stringify(counts) === JSON.stringify(reference) &&
-        naiveCounts.kept === reference.train.kept,
+      counts_match_reference:
+        JSON.stringify(counts) === JSON.stringify(reference) && naiveCounts.kept === reference.train.kept,
       stats: { train: train.stats, dev: dev.stats },
       sentiment_fixtures_raw_tokenizer: { split_info: fixtures.info, prepare_ms: fixtureMs, ...fixturePrepared },
       padding_epoch_batch64: {
@@ -282,7 +304,10 @@ console.log(
         arrow,
         baseline_arrowjs_writer_reader: arrowJs,
         baseline_json: json,
-        speedup_vs_arrowjs_writer_reader: round(arrowJs.us_per_batch_encode_plus_decode / arrow.us_per_batch_encode_plus_decode, 2),
+        speedup_vs_arrowjs_writer_reader: round(
+          arrowJs.us_per_batch_encode_plus_decode / arrow.us_per_batch_encode_plus_decode,
+          2,
+        ),
         speedup_vs_json: round(json.us_per_batch_encode_plus_decode / arrow.us_per_batch_encode_plus_decode, 2),
       },
     },

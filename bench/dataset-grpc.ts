@@ -4,7 +4,8 @@
  *     first run) and its counts against the chapter's reference: train 67,349 -> 66,949 kept (400 dropped), dev 872.
  *  2. StreamBatches of train at batch 64 (seeded shuffle) to a gRPC client on loopback that decodes every batch to an
  *     Int32Array: examples/s, with the dataset service in its own process (as deployed) and in the client's process.
- *  3. Baseline in the same run: the in-process collate + Arrow encode + decode of the same batches, no gRPC.
+ *  3. Baseline in the same run: the in-process plan + collate + Arrow encode + decode of the same batches
+ *     (@ch8/batching's epochBatches, the iteration the service streams), no gRPC.
  * Prints one JSON document on stdout (logs on stderr).
  *
  *   pnpm bench:dataset-grpc [sst2-dir] [--epochs N]
@@ -14,8 +15,8 @@ import { createServer as createNetServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { decodeBatch, encodeBatch } from '@ch8/batching/arrow';
-import { collate, type BatchExample } from '@ch8/batching/collate';
-import { batchPlan } from '@ch8/batching/plan';
+import type { BatchExample } from '@ch8/batching/collate';
+import { epochBatches } from '@ch8/batching/plan';
 import { Bucketing, DatasetService } from '@ch8/contracts/dataset';
 import { parseDatasetConfig } from '@ch8/dataset-service/config';
 import { createDatasetServer } from '@ch8/dataset-service/server';
@@ -127,16 +128,13 @@ try {
     }
   }
 
-  // --- 3. Baseline: collate + encode + decode in process ----------------------------------------------------------
-  const lengths = Int32Array.from(examples, (e) => e.inputIds.length);
+  // --- 3. Baseline: plan + collate + encode + decode in process (the stream's own iteration, no gRPC) -------------
   const baselineRates: number[] = [];
   let sink = 0;
   for (let epoch = 0; epoch < WARMUP + EPOCHS; epoch++) {
-    const plan = batchPlan(lengths, { batchSize: BATCH, seed: Number(SEED), epoch });
     t0 = performance.now();
     let n = 0;
-    for (const positions of plan) {
-      const batch = collate(Array.from(positions, (p) => examples[p] as BatchExample));
+    for (const batch of epochBatches(examples, { batchSize: BATCH, seed: Number(SEED), epoch })) {
       const ids = decodeBatch(encodeBatch(batch)).inputIds;
       sink += ids[0] ?? 0;
       n += batch.batchSize;

@@ -1,7 +1,16 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isInvalidInput } from '@ch8/errors';
-import { batchPlan, createRng, epochBatches, paddingStats, shuffleInPlace, type BatchPlanOptions } from './plan.ts';
+import { collate } from './collate.ts';
+import {
+  batchPlan,
+  createRng,
+  epochBatches,
+  paddingStats,
+  plannedBatches,
+  shuffleInPlace,
+  type BatchPlanOptions,
+} from './plan.ts';
 
 /** Deterministic pseudo-random lengths 1..60 with a long tail. */
 function makeLengths(n: number): Int32Array {
@@ -12,7 +21,10 @@ function makeLengths(n: number): Int32Array {
 function assertExactlyOnce(plan: Int32Array[], n: number): void {
   const seen = new Uint8Array(n);
   for (const b of plan) for (const p of b) seen[p]! += 1;
-  assert.ok(seen.every((c) => c === 1), 'every example exactly once');
+  assert.ok(
+    seen.every((c) => c === 1),
+    'every example exactly once',
+  );
 }
 
 const flat = (plan: Int32Array[]): number[] => plan.flatMap((b) => [...b]);
@@ -22,7 +34,10 @@ describe('createRng / shuffleInPlace', () => {
     const a = createRng(42, 0);
     const b = createRng(42, 0);
     const xs = Array.from({ length: 5 }, () => a());
-    assert.deepEqual(xs, Array.from({ length: 5 }, () => b()));
+    assert.deepEqual(
+      xs,
+      Array.from({ length: 5 }, () => b()),
+    );
     assert.notDeepEqual(xs, Array.from({ length: 5 }, createRng(42, 1)));
     assert.notDeepEqual(xs, Array.from({ length: 5 }, createRng(43, 0)));
     assert.notDeepEqual(xs, Array.from({ length: 5 }, createRng(42 + 2 ** 32, 0)));
@@ -57,7 +72,10 @@ describe('batchPlan', () => {
   it('without shuffle: consecutive runs in input order', () => {
     const plan = batchPlan(lengths, { batchSize: 100, shuffle: false });
     assert.equal(plan.length, 11);
-    assert.deepEqual(flat(plan), Array.from({ length: n }, (_, i) => i));
+    assert.deepEqual(
+      flat(plan),
+      Array.from({ length: n }, (_, i) => i),
+    );
     assert.equal(plan[10]?.length, 3);
   });
 
@@ -76,13 +94,19 @@ describe('batchPlan', () => {
 
   it('bucketing is stable for equal lengths without shuffle', () => {
     const plan = batchPlan([2, 1, 2, 1, 2], { batchSize: 2, shuffle: false, bucketing: 'global' });
-    assert.deepEqual(plan.map((b) => [...b]), [[0, 2], [4, 1], [3]]);
+    assert.deepEqual(
+      plan.map((b) => [...b]),
+      [[0, 2], [4, 1], [3]],
+    );
   });
 
   it('handles very long sequences (sort fallback) and keeps them all', () => {
     const ls = [5, 100000, 3, 100000, 7];
     const plan = batchPlan(ls, { batchSize: 2, shuffle: false, bucketing: 'global' });
-    assert.deepEqual(plan.map((b) => [...b]), [[1, 3], [4, 0], [2]]);
+    assert.deepEqual(
+      plan.map((b) => [...b]),
+      [[1, 3], [4, 0], [2]],
+    );
   });
 
   it('dropLast drops the one short batch', () => {
@@ -124,7 +148,53 @@ describe('epochBatches', () => {
       }
       seen.push(...b.indices);
     }
-    assert.deepEqual(seen.sort((a, b) => a - b), Array.from({ length: 100 }, (_, i) => 500 + i));
+    assert.deepEqual(
+      seen.sort((a, b) => a - b),
+      Array.from({ length: 100 }, (_, i) => 500 + i),
+    );
     assert.throws(() => [...epochBatches(examples, { batchSize: 0 })], isInvalidInput);
+  });
+});
+
+describe('plannedBatches', () => {
+  const lengths = makeLengths(203);
+  const examples = Array.from(lengths, (len, i) => ({
+    inputIds: new Int32Array(len).fill(i + 1),
+    label: i % 2,
+    index: i,
+  }));
+
+  for (const bucketing of ['none', 'chunk', 'global'] as const) {
+    it(`${bucketing}: the plan's batches in order, collated, with their place in the epoch; epochBatches is the same`, () => {
+      const opts: BatchPlanOptions = { batchSize: 16, seed: 9, epoch: 2, bucketing, bucketChunk: 64 };
+      const plan = batchPlan(lengths, opts);
+      const got = [...plannedBatches(examples, opts)];
+      assert.deepEqual(
+        got.map((p) => [p.batchIndex, p.batchesInEpoch]),
+        plan.map((_, b) => [b, plan.length]),
+      );
+      got.forEach((p, b) => assert.deepEqual(p.batch, collate(Array.from(plan[b]!, (i) => examples[i]!))));
+      assert.deepEqual(
+        [...epochBatches(examples, opts)],
+        got.map((p) => p.batch),
+      );
+    });
+  }
+
+  it('collates a batch only when the iteration reaches it', () => {
+    let reads = 0;
+    const counted = new Proxy(examples, {
+      get(target, key, receiver) {
+        if (typeof key === 'string' && /^\d+$/.test(key)) reads++;
+        return Reflect.get(target, key, receiver);
+      },
+    });
+    const it = plannedBatches(counted, { batchSize: 16, seed: 1 });
+    assert.equal(reads, 0, 'nothing before the first next()');
+    it.next();
+    assert.equal(reads, examples.length + 16, 'lengths once, then the first batch');
+    it.next();
+    assert.equal(reads, examples.length + 32);
+    it.return(undefined);
   });
 });

@@ -123,7 +123,10 @@ export function batchPlan(lengths: ArrayLike<number>, options: BatchPlanOptions)
       cut(from, to);
     }
     if (shuffle) {
-      const perm = shuffleInPlace(Int32Array.from(batches, (_, i) => i), random);
+      const perm = shuffleInPlace(
+        Int32Array.from(batches, (_, i) => i),
+        random,
+      );
       const shuffled = Array.from(perm, (i) => batches[i] as Int32Array);
       batches.length = 0;
       batches.push(...shuffled);
@@ -136,12 +139,34 @@ export function batchPlan(lengths: ArrayLike<number>, options: BatchPlanOptions)
   return batches;
 }
 
-/** Collated batches of one epoch (lazily), following `batchPlan`. */
-export function* epochBatches(examples: readonly BatchExample[], options: BatchPlanOptions): Generator<Batch> {
+/** One batch of an epoch with its place in the epoch. */
+export interface PlannedBatch {
+  /** 0-based position of the batch in its epoch. */
+  batchIndex: number;
+  /** Batches in the epoch. */
+  batchesInEpoch: number;
+  batch: Batch;
+}
+
+/**
+ * The one epoch iteration: the epoch is planned up front with `batchPlan` (positions only, cheap), and each batch
+ * is collated only when the iteration reaches it, so a consumer that stops early (or a stream that is cancelled)
+ * collates nothing more. Bad options throw InvalidInputError on the first `next()`, as `batchPlan` does.
+ */
+export function* plannedBatches(examples: readonly BatchExample[], options: BatchPlanOptions): Generator<PlannedBatch> {
   const lengths = Int32Array.from(examples, (e) => e.inputIds.length);
-  for (const positions of batchPlan(lengths, options)) {
-    yield collate(Array.from(positions, (p) => examples[p] as BatchExample));
+  const plan = batchPlan(lengths, options);
+  for (let b = 0; b < plan.length; b++) {
+    const positions = plan[b] as Int32Array;
+    const members = new Array<BatchExample>(positions.length);
+    for (let k = 0; k < positions.length; k++) members[k] = examples[positions[k] as number] as BatchExample;
+    yield { batchIndex: b, batchesInEpoch: plan.length, batch: collate(members) };
   }
+}
+
+/** The collated batches of one epoch, lazily: `plannedBatches` without the positions. */
+export function* epochBatches(examples: readonly BatchExample[], options: BatchPlanOptions): Generator<Batch> {
+  for (const planned of plannedBatches(examples, options)) yield planned.batch;
 }
 
 export interface PaddingStats {

@@ -1,12 +1,12 @@
 /**
- * StreamBatches' producer: the epoch plan is computed up front (positions only, cheap), every batch is collated
- * and Arrow-encoded only when the stream asks for it, so the service never runs ahead of the consumer by more than
- * the kit's bounded buffer (CH8_MAX_BUFFERED_BATCHES).
+ * StreamBatches' producer: @ch8/batching's `plannedBatches` (the epoch iteration `epochBatches` and the trainer use
+ * too, so a stream carries exactly the batches an in-process run would build) plans each epoch up front (positions
+ * only, cheap) and collates a batch only when the stream asks for it; it is Arrow-encoded then, so the service never
+ * runs ahead of the consumer by more than the kit's bounded buffer (CH8_MAX_BUFFERED_BATCHES).
  */
 import { Bucketing as WireBucketing, type StreamBatchesRequest } from '@ch8/contracts/dataset';
 import { encodeBatch } from '@ch8/batching/arrow';
-import { collate, type BatchExample } from '@ch8/batching/collate';
-import { batchPlan, type Bucketing } from '@ch8/batching/plan';
+import { plannedBatches, type Bucketing } from '@ch8/batching/plan';
 import { InvalidInputError } from '@ch8/errors';
 import type { PreparedSplit } from './prepare.ts';
 
@@ -77,31 +77,26 @@ export async function* produceBatches(
   signal: AbortSignal,
   hooks: StreamHooks = {},
 ): AsyncGenerator<BatchMessage> {
-  const examples: readonly BatchExample[] = split.examples;
-  const lengths = Int32Array.from(examples, (e) => e.inputIds.length);
   let built = 0;
   let completed = false;
   try {
     for (let e = 0; e < plan.epochs; e++) {
       const epoch = plan.firstEpoch + e;
-      const batches = batchPlan(lengths, {
+      const options = {
         batchSize: plan.batchSize,
         seed: plan.seed,
         epoch,
         shuffle: plan.shuffle,
         bucketing: plan.bucketing,
-      });
-      for (let b = 0; b < batches.length; b++) {
+      };
+      // plannedBatches collates a batch only when asked for the next one: the stream never runs ahead of its reader.
+      for (const { batchIndex, batchesInEpoch, batch } of plannedBatches(split.examples, options)) {
         if (signal.aborted) return;
-        const positions = batches[b] as Int32Array;
-        const members = new Array<BatchExample>(positions.length);
-        for (let k = 0; k < positions.length; k++) members[k] = examples[positions[k] as number] as BatchExample;
-        const batch = collate(members);
         const message: BatchMessage = {
           arrowIpc: encodeBatch(batch),
           epoch,
-          batchIndex: b,
-          batchesInEpoch: batches.length,
+          batchIndex,
+          batchesInEpoch,
           batchSize: batch.batchSize,
           maxLength: batch.maxLength,
         };
