@@ -1,5 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
+import { InvalidInputError } from '@ch8/errors';
 import { SparseRowAdam } from './sparse-adam.ts';
 
 test('lazy Adam: touched rows follow the Adam formula (duplicates summed), other rows and PAD stay', () => {
@@ -49,10 +50,19 @@ test('dense mode follows dense Adam (PyTorch formula) exactly enough while touch
     const tokenGrad = new Float32Array(ids.length * d);
     ids.forEach((id, r) => tokenGrad.set(Float32Array.from(g.subarray(id * d, (id + 1) * d)), r * d));
     const untouched = Float32Array.from(lazyTable);
-    opt.step(lazyTable, idArr, Int32Array.from(ids, (_, r) => r + 1), tokenGrad);
+    opt.step(
+      lazyTable,
+      idArr,
+      Int32Array.from(ids, (_, r) => r + 1),
+      tokenGrad,
+    );
     for (let row = 0; row < rows; row++) {
       if (ids.includes(row)) continue;
-      assert.deepEqual(lazyTable.subarray(row * d, (row + 1) * d), untouched.subarray(row * d, (row + 1) * d), 'a step writes only its rows');
+      assert.deepEqual(
+        lazyTable.subarray(row * d, (row + 1) * d),
+        untouched.subarray(row * d, (row + 1) * d),
+        'a step writes only its rows',
+      );
     }
   });
   opt.flush(lazyTable);
@@ -66,6 +76,45 @@ test('dense mode follows dense Adam (PyTorch formula) exactly enough while touch
   lazy.step(t2, Int32Array.from([2]), Int32Array.from([1]), Float32Array.from([1, 1, 1]));
   lazy.flush(t2);
   const afterOne = Float32Array.from(init);
-  new SparseRowAdam(rows, d, lr, 'lazy').step(afterOne, Int32Array.from([1]), Int32Array.from([1]), Float32Array.from([1, 1, 1]));
+  new SparseRowAdam(rows, d, lr, 'lazy').step(
+    afterOne,
+    Int32Array.from([1]),
+    Int32Array.from([1]),
+    Float32Array.from([1, 1, 1]),
+  );
   assert.deepEqual(t2.subarray(d, 2 * d), afterOne.subarray(d, 2 * d), 'lazy mode leaves a row alone when unused');
+});
+
+test('stepRows on summed rows equals step on positions; getState/setState continue bit for bit; bad states are refused', () => {
+  const rows = 5;
+  const d = 2;
+  const init = Float32Array.from({ length: rows * d }, (_, i) => (i < d ? 0 : Math.cos(i)));
+  for (const mode of ['dense', 'lazy'] as const) {
+    const a = new SparseRowAdam(rows, d, 0.01, mode);
+    const b = new SparseRowAdam(rows, d, 0.01, mode);
+    const ta = Float32Array.from(init);
+    const tb = Float32Array.from(init);
+    // Positions look up [3, 1, 3]: summed by hand, row 3 gets 0.5 + 0.25 and -1 + 2.
+    a.step(ta, Int32Array.from([3, 1]), Int32Array.from([1, 2, 1]), Float32Array.from([0.5, -1, 0.1, 0.2, 0.25, 2]));
+    b.stepRows(tb, Int32Array.from([3, 1]), Float32Array.from([0.75, 1, 0.1, 0.2]));
+    assert.deepEqual(tb, ta, `${mode}: stepRows`);
+    a.step(ta, Int32Array.from([2]), Int32Array.from([1]), Float32Array.from([1, 1]));
+    const c = new SparseRowAdam(rows, d, 0.01, mode);
+    c.setState(a.getState());
+    const tc = Float32Array.from(ta);
+    for (const opt of [a, c]) {
+      const t = opt === a ? ta : tc;
+      opt.catchUpRows(t, Int32Array.from([3]));
+      opt.step(t, Int32Array.from([3]), Int32Array.from([1]), Float32Array.from([-0.5, 0.5]));
+      opt.flush(t);
+    }
+    assert.deepEqual(tc, ta, `${mode}: restored state continues identically`);
+    assert.deepEqual(c.getState(), a.getState());
+    const field = (f: string) => (e: unknown) => e instanceof InvalidInputError && e.field === f;
+    const s = a.getState();
+    assert.throws(() => c.setState({ ...s, m: new Float32Array(3) }, 'x.'), field('x.m'));
+    assert.throws(() => c.setState({ ...s, t: -1 }), field('t'));
+    assert.throws(() => c.setState({ ...s, last: new Int32Array(mode === 'dense' ? 0 : 5) }), field('last'));
+    assert.throws(() => b.stepRows(tb, Int32Array.from([1]), new Float32Array(3)), field('rowGrad'));
+  }
 });

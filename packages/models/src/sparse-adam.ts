@@ -1,3 +1,5 @@
+import { InvalidInputError } from '@ch8/errors';
+
 /**
  * Adam over the rows of an embedding matrix at the cost of the rows a step touches, never O(|V| x d) per step.
  * Row 0 (PAD) is never updated.
@@ -13,6 +15,17 @@
  *   against sqrt(v)); the sum is truncated when its terms fall under 1e-12 of the first.
  */
 export type SparseAdamMode = 'lazy' | 'dense';
+
+/** The state of a {@link SparseRowAdam} (what a checkpoint stores). */
+export interface SparseAdamState {
+  /** Steps taken. */
+  t: number;
+  /** First and second moments, rows x dim. */
+  m: Float32Array;
+  v: Float32Array;
+  /** Dense mode: the last step applied to each row (rows entries); lazy mode: empty. */
+  last: Int32Array;
+}
 
 export class SparseRowAdam {
   private readonly m: Float32Array;
@@ -48,7 +61,8 @@ export class SparseRowAdam {
       const next = new Float64Array(Math.max(1024, s * 2));
       next.set(this.sizes);
       for (let u = this.sizes.length; u < next.length; u++) {
-        next[u] = u === 0 ? 0 : (this.learningRate * Math.sqrt(1 - Math.pow(this.beta2, u))) / (1 - Math.pow(this.beta1, u));
+        next[u] =
+          u === 0 ? 0 : (this.learningRate * Math.sqrt(1 - Math.pow(this.beta2, u))) / (1 - Math.pow(this.beta1, u));
       }
       this.sizes = next;
     }
@@ -121,6 +135,25 @@ export class SparseRowAdam {
       const so = i * d;
       for (let j = 0; j < d; j++) grad[go + j]! += tokenGrad[so + j]!;
     }
+    this.update(table, ids, grad, 1);
+  }
+
+  /**
+   * Updates `table` in place from per-row gradients already summed: row r of `rowGrad` [ids.length, d] is the
+   * gradient of row `ids[r]` (distinct ids; PAD entries are skipped). One Adam step, as {@link step}.
+   */
+  stepRows(table: Float32Array, ids: Int32Array, rowGrad: Float32Array): void {
+    if (rowGrad.length !== ids.length * this.dim) {
+      throw new InvalidInputError(`has ${rowGrad.length} values, expected ids*dim = ${ids.length * this.dim}`, {
+        field: 'rowGrad',
+      });
+    }
+    this.update(table, ids, rowGrad, 0);
+  }
+
+  /** One Adam step on the rows `ids`; the gradient of ids[r] is row r + `base` of `grad`. */
+  private update(table: Float32Array, ids: Int32Array, grad: Float32Array, base: number): void {
+    const d = this.dim;
     this.t++;
     const { beta1: b1, beta2: b2, epsilon: eps } = this;
     const bc1 = 1 - Math.pow(b1, this.t);
@@ -136,7 +169,7 @@ export class SparseRowAdam {
         this.last[row] = this.t;
       }
       const o = row * d;
-      const go = (r + 1) * d;
+      const go = (r + base) * d;
       for (let j = 0; j < d; j++) {
         const g = grad[go + j]!;
         const mj = b1 * m[o + j]! + (1 - b1) * g;
@@ -147,5 +180,35 @@ export class SparseRowAdam {
         table[o + j]! -= ((this.learningRate / bc1) * mj) / (Math.sqrt(vj) / sqrtBc2 + eps);
       }
     }
+  }
+
+  /** A copy of everything the next steps depend on (for checkpoints). */
+  getState(): SparseAdamState {
+    return { t: this.t, m: Float32Array.from(this.m), v: Float32Array.from(this.v), last: Int32Array.from(this.last) };
+  }
+
+  /** Restores {@link getState}'s output (copied); shapes must match this optimizer's, else InvalidInputError. */
+  setState(state: SparseAdamState, prefix = ''): void {
+    const check = (ok: boolean, field: string, what: string): void => {
+      if (!ok) throw new InvalidInputError(what, { field: `${prefix}${field}` });
+    };
+    check(Number.isInteger(state.t) && state.t >= 0, 't', `must be a non-negative integer, got ${state.t}`);
+    const n = this.rows * this.dim;
+    check(state.m instanceof Float32Array && state.m.length === n, 'm', `must be a Float32Array of rows*dim = ${n}`);
+    check(state.v instanceof Float32Array && state.v.length === n, 'v', `must be a Float32Array of rows*dim = ${n}`);
+    const nLast = this.last.length;
+    check(
+      state.last instanceof Int32Array && state.last.length === nLast,
+      'last',
+      `must be an Int32Array of ${nLast} (${this.mode} mode)`,
+    );
+    for (let i = 0; i < state.last.length; i++) {
+      const l = state.last[i]!;
+      if (l < 0 || l > state.t) check(false, 'last', `row ${i}: step ${l} outside 0..${state.t}`);
+    }
+    this.t = state.t;
+    this.m.set(state.m);
+    this.v.set(state.v);
+    this.last.set(state.last);
   }
 }
