@@ -1,13 +1,14 @@
+import type { Batch } from '@ch8/batching/collate';
 import { InvalidInputError } from '@ch8/errors';
 
-/** A collated batch as @ch8/batching produces it: row-major ids B*T, PAD = 0, labels 0/1. */
-export interface Batch {
-  inputIds: Int32Array;
-  batchSize: number;
-  maxLength: number;
-  /** Required for training and evaluation, ignored for prediction. */
-  labels?: Float32Array;
-}
+/** A collated batch: @ch8/batching's type (problem 75's collate), re-exported for the model's callers. */
+export type { Batch };
+
+/**
+ * What the model reads of a {@link Batch}: row-major ids B*T (PAD = 0) and, for training and evaluation, the labels
+ * (ignored for prediction). Any @ch8/batching batch is one; so is a hand-made `{ inputIds, batchSize, maxLength }`.
+ */
+export type ModelBatch = Pick<Batch, 'inputIds' | 'batchSize' | 'maxLength'> & Partial<Pick<Batch, 'labels'>>;
 
 /**
  * A batch seen from the embedding table: the distinct non-PAD ids it uses (`rows`, global ids) and the inputs
@@ -34,7 +35,7 @@ export class BatchPreparer {
     this.slot = new Int32Array(vocabSize);
   }
 
-  prepare(batch: Batch, needLabels: boolean): PreparedBatch {
+  prepare(batch: ModelBatch, needLabels: boolean): PreparedBatch {
     const { inputIds, batchSize: B, maxLength: T } = batch;
     if (!(inputIds instanceof Int32Array)) throw new InvalidInputError('must be an Int32Array', { field: 'inputIds' });
     if (!Number.isInteger(B) || B <= 0) throw new InvalidInputError(`bad batch size ${B}`, { field: 'batchSize' });
@@ -51,7 +52,8 @@ export class BatchPreparer {
       }
       for (let i = 0; i < B; i++) {
         const y = labels[i];
-        if (y !== 0 && y !== 1) throw new InvalidInputError(`label ${y} of example ${i} is not 0 or 1`, { field: 'labels' });
+        if (y !== 0 && y !== 1)
+          throw new InvalidInputError(`label ${y} of example ${i} is not 0 or 1`, { field: 'labels' });
       }
     } else if (needLabels) {
       throw new InvalidInputError('labels are required here', { field: 'labels' });

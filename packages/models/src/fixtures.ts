@@ -1,5 +1,5 @@
 /** Tiny deterministic fixtures shared by the tests (not exported from the package). */
-import type { Batch } from './batch.ts';
+import { batchRow, collate as collateExamples, type Batch } from '@ch8/batching/collate';
 import type { ModelConfigInput, ModelKind } from './config.ts';
 import { Rng } from './rng.ts';
 
@@ -16,22 +16,37 @@ export function tinyEmbeddings(seed = 11): Float32Array {
   return e;
 }
 
-/** Collates id lists (longest first is up to the caller), padding with 0 to `maxLength` (default: the longest). */
-export function collate(rows: number[][], labels: number[] | undefined, maxLength?: number): Batch {
-  const T = maxLength ?? Math.max(...rows.map((r) => r.length));
-  const inputIds = new Int32Array(rows.length * T);
-  rows.forEach((r, b) => inputIds.set(r, b * T));
-  const batch: Batch = { inputIds, batchSize: rows.length, maxLength: T };
-  if (labels !== undefined) batch.labels = Float32Array.from(labels);
-  return batch;
+/**
+ * A batch of id lists through problem 75's collate (@ch8/batching): rows ordered longest first (stable),
+ * `indices[r]` = the position in `rows` of batch row r. `maxLength` widens it with PAD columns (a padded copy of
+ * the same batch). Labels default to 0 (prediction ignores them).
+ */
+export function batchOf(rows: readonly number[][], labels?: readonly number[], maxLength?: number): Batch {
+  const batch = collateExamples(rows.map((inputIds, index) => ({ inputIds, label: labels?.[index] ?? 0, index })));
+  return maxLength === undefined ? batch : widen(batch, maxLength);
 }
 
-export const ROWS = [
-  [3, 4, 5, 6, 7],
-  [1, 2, 9, 2],
-  [8],
-];
-export const LABELS = [1, 0, 1];
+/** @deprecated Old name of {@link batchOf} (io.test.ts still uses it); no collate of its own. */
+export const collate = batchOf;
+
+/** The same batch with its rows padded to `T` (>= maxLength) columns. */
+export function widen(batch: Batch, T: number): Batch {
+  if (T < batch.maxLength) throw new Error(`cannot narrow ${batch.maxLength} columns to ${T}`);
+  const inputIds = new Int32Array(batch.batchSize * T);
+  for (let r = 0; r < batch.batchSize; r++) inputIds.set(batchRow(batch, r), r * T);
+  return { ...batch, inputIds, maxLength: T };
+}
+
+/** Batch rows in `indices` order, i.e. back in the order the examples were given. */
+export function inInputOrder(batch: Batch, values: ArrayLike<number>): number[] {
+  const out = new Array<number>(batch.batchSize);
+  for (let r = 0; r < batch.batchSize; r++) out[batch.indices[r]!] = values[r]!;
+  return out;
+}
+
+/** Not longest first: collate reorders them (5, 4, 1 tokens). */
+export const ROWS = [[1, 2, 9, 2], [8], [3, 4, 5, 6, 7]];
+export const LABELS = [0, 1, 1];
 
 export function relClose(a: ArrayLike<number>, b: ArrayLike<number>, rel: number, abs = 1e-6): string | undefined {
   if (a.length !== b.length) return `length ${a.length} != ${b.length}`;

@@ -11,13 +11,14 @@
 import * as tf from '@tensorflow/tfjs';
 import { FailedPreconditionError, InvalidInputError } from '@ch8/errors';
 import { resolveConfig, type ModelConfig, type ModelConfigInput } from './config.ts';
-import { BatchPreparer, type Batch, type PreparedBatch } from './batch.ts';
+import { BatchPreparer, type ModelBatch, type PreparedBatch } from './batch.ts';
 import { buildNet, type Net } from './nets.ts';
 import { bceWithLogits } from './ops.ts';
 import { Rng } from './rng.ts';
-import { SparseRowAdam } from './sparse-adam.ts';
+import { SparseRowAdam, type SparseAdamState } from './sparse-adam.ts';
 
-export type { Batch } from './batch.ts';
+export type { Batch, ModelBatch } from './batch.ts';
+export type { SparseAdamState } from './sparse-adam.ts';
 
 export interface CreateModelOptions {
   /** Pretrained matrix, vocabSize x dim row-major, row 0 = PAD (forced to zeros). Default: random U(-sqrt3, sqrt3). */
@@ -32,10 +33,48 @@ export interface StepResult {
   examples: number;
 }
 
+/** [[tn, fp], [fn, tp]]: rows are the true label (0, 1), columns the prediction (logit > 0). */
+export type ConfusionMatrix = [[number, number], [number, number]];
+
 export interface EvalResult {
   loss: number;
   accuracy: number;
   examples: number;
+  confusion: ConfusionMatrix;
+}
+
+/** tfjs Adam's state for the flat dense parameter vector, exactly as tfjs holds it. */
+export interface DenseAdamState {
+  /** Updates applied (tfjs's `iterations`). */
+  iterations: number;
+  /**
+   * beta1^t and beta2^t as tfjs accumulates them: float32 scalars multiplied by beta once per step. Recomputing
+   * them with Math.pow is not bit-identical, so they are stored.
+   */
+  accBeta1: number;
+  accBeta2: number;
+  /** First and second moments of the flat parameter vector. */
+  m: Float32Array;
+  v: Float32Array;
+}
+
+/** Everything the next training step depends on: what a checkpoint stores to resume bit-identically. */
+export interface TrainingState {
+  /** The resolved config of the model (a restore requires the same). */
+  config: ModelConfig;
+  /** Training steps taken; dropout masks derive from the seed and this count. */
+  step: number;
+  /** The flat dense parameter vector, parameters in build order (the order of `getWeights()`). */
+  params: Float32Array;
+  /**
+   * The host embedding table (vocabSize x dim) as it is, not flushed: in `dense` embedding-Adam mode a row catches
+   * up on the steps it missed when it is next used, and the checkpoint keeps that pending.
+   */
+  embeddings: Float32Array;
+  /** Undefined before the first step. */
+  adam: DenseAdamState | undefined;
+  /** SparseRowAdam of the fine-tuned embedding rows; undefined when frozen or before the first step. */
+  embeddingAdam: SparseAdamState | undefined;
 }
 
 /** A named weight as saved: dense parameters by name, plus `embeddings` (vocabSize x dim). */
@@ -63,6 +102,98 @@ interface Slot {
 
 let modelCounter = 0;
 
+/** The private fields of tfjs 4.22's AdamOptimizer that hold its state (see tfjs-core's adam_optimizer.js). */
+interface TfjsAdamInternals {
+  accBeta1: tf.Variable;
+  accBeta2: tf.Variable;
+  accumulatedFirstMoment: { originalName: string; variable: tf.Variable }[];
+  accumulatedSecondMoment: { originalName: string; variable: tf.Variable }[];
+  iterations_: number | undefined;
+}
+
+function adamInternals(optimizer: tf.Optimizer): TfjsAdamInternals {
+  const o = optimizer as unknown as Partial<TfjsAdamInternals>;
+  if (
+    !(o.accBeta1 instanceof tf.Variable) ||
+    !(o.accBeta2 instanceof tf.Variable) ||
+    !Array.isArray(o.accumulatedFirstMoment) ||
+    !Array.isArray(o.accumulatedSecondMoment)
+  ) {
+    throw new Error('internal: tfjs AdamOptimizer no longer keeps its state where tfjs 4.22 does');
+  }
+  return o as TfjsAdamInternals;
+}
+
+/** Running sums of one accumulated (multi-chunk) step. */
+interface Accumulation {
+  /** Sum over chunks of chunk size x the chunk's mean-loss gradient w.r.t. the flat parameters. */
+  flat: tf.Tensor | undefined;
+  loss: number;
+  correct: number;
+  examples: number;
+  rows: RowGradSum | undefined;
+}
+
+/** What a chunk leaves for the host to read. */
+interface ChunkTensors {
+  prep: PreparedBatch;
+  loss: tf.Tensor;
+  logits: tf.Tensor;
+  tokenGrad: tf.Tensor | undefined;
+}
+
+/**
+ * Embedding-row gradients merged over the chunks of one step: each distinct id once, its rows summed (float64)
+ * with each chunk's gradient weighted by the chunk's size.
+ */
+class RowGradSum {
+  private readonly slot: Int32Array;
+  private readonly ids: number[] = [];
+  private grad = new Float64Array(0);
+
+  constructor(
+    vocabSize: number,
+    private readonly dim: number,
+  ) {
+    this.slot = new Int32Array(vocabSize);
+  }
+
+  /** Adds `weight` x the per-position gradient `tokenGrad` [B*T, d] of a prepared chunk. */
+  add(prep: PreparedBatch, tokenGrad: Float32Array, weight: number): void {
+    const d = this.dim;
+    const where = new Int32Array(prep.rows.length + 1); // local id -> slot + 1 here
+    for (let r = 0; r < prep.rows.length; r++) {
+      const id = prep.rows[r]!;
+      if (this.slot[id] === 0) {
+        this.ids.push(id);
+        this.slot[id] = this.ids.length;
+      }
+      where[r + 1] = this.slot[id]!;
+    }
+    if (this.grad.length < this.ids.length * d) {
+      const next = new Float64Array(Math.max(this.ids.length * d, this.grad.length * 2));
+      next.set(this.grad);
+      this.grad = next;
+    }
+    const g = this.grad;
+    for (let i = 0; i < prep.local.length; i++) {
+      const r = prep.local[i]!;
+      if (r === 0) continue;
+      const go = (where[r]! - 1) * d;
+      const so = i * d;
+      for (let j = 0; j < d; j++) g[go + j]! += weight * tokenGrad[so + j]!;
+    }
+  }
+
+  /** The distinct ids and their gradient rows divided by `n`. */
+  result(n: number): { ids: Int32Array; grad: Float32Array } {
+    const d = this.dim;
+    const grad = new Float32Array(this.ids.length * d);
+    for (let i = 0; i < grad.length; i++) grad[i] = this.grad[i]! / n;
+    return { ids: Int32Array.from(this.ids), grad };
+  }
+}
+
 export class SentimentModel {
   readonly config: ModelConfig;
   private readonly net: Net;
@@ -83,7 +214,9 @@ export class SentimentModel {
     this.net = buildNet(this.config);
     if (options.embeddings !== undefined) {
       if (!(options.embeddings instanceof Float32Array) || options.embeddings.length !== V * d) {
-        throw new InvalidInputError(`must be a Float32Array of vocabSize*dim = ${V * d} values`, { field: 'embeddings' });
+        throw new InvalidInputError(`must be a Float32Array of vocabSize*dim = ${V * d} values`, {
+          field: 'embeddings',
+        });
       }
       this.table = Float32Array.from(options.embeddings);
     } else {
@@ -130,7 +263,9 @@ export class SentimentModel {
     const n = prep.local.length;
     const out = new Float32Array(n * d);
     // One view per table row, made once: a copy per token without allocating a subarray per token.
-    this.rowViews ??= Array.from({ length: this.config.vocabSize }, (_, id) => this.table.subarray(id * d, (id + 1) * d));
+    this.rowViews ??= Array.from({ length: this.config.vocabSize }, (_, id) =>
+      this.table.subarray(id * d, (id + 1) * d),
+    );
     const views = this.rowViews;
     const rows = prep.rows;
     for (let i = 0; i < n; i++) {
@@ -142,15 +277,33 @@ export class SentimentModel {
 
   /** Views of the flat parameter vector, one per named parameter. */
   private paramViews(theta: tf.Tensor): Map<string, tf.Tensor> {
-    const parts = this.slots.length > 1 ? tf.split(theta, this.slots.map((s) => s.size)) : [theta];
+    const parts =
+      this.slots.length > 1
+        ? tf.split(
+            theta,
+            this.slots.map((s) => s.size),
+          )
+        : [theta];
     const m = new Map<string, tf.Tensor>();
     this.slots.forEach((s, i) => m.set(s.name, tf.reshape(parts[i]!, s.shape)));
     return m;
   }
 
-  private forward(prep: PreparedBatch, tokens: tf.Tensor, params: ReadonlyMap<string, tf.Tensor>, training: boolean): tf.Tensor {
-    // Dropout masks depend on (seed, step) only, so every backend sees the same masks.
-    const rng = new Rng((this.config.seed * 1000003 + this.stepCount * 7919 + 17) >>> 0);
+  /**
+   * The dropout stream of the current step. Masks depend on (seed, step) only, so every backend sees the same
+   * masks; the chunks of an accumulated step draw from one stream in turn.
+   */
+  private stepRng(): Rng {
+    return new Rng((this.config.seed * 1000003 + this.stepCount * 7919 + 17) >>> 0);
+  }
+
+  private forward(
+    prep: PreparedBatch,
+    tokens: tf.Tensor,
+    params: ReadonlyMap<string, tf.Tensor>,
+    training: boolean,
+    rng: Rng = this.stepRng(),
+  ): tf.Tensor {
     return this.net.forward({ prep, tokens, params, training, rng });
   }
 
@@ -158,7 +311,7 @@ export class SentimentModel {
    * Loss, logits (kept; the caller disposes them) and gradients: w.r.t. the flat parameters, and w.r.t. the token
    * rows when fine-tuning.
    */
-  private lossAndGrads(prep: PreparedBatch, training: boolean) {
+  private lossAndGrads(prep: PreparedBatch, training: boolean, rng: Rng = this.stepRng()) {
     const tokens = this.tokenRows(prep);
     const labels = tf.tensor1d(prep.labels!);
     const views = this.paramViews(this.theta);
@@ -169,7 +322,7 @@ export class SentimentModel {
       const offset = finetune ? 1 : 0;
       const params = new Map<string, tf.Tensor>();
       names.forEach((n, i) => params.set(n, xs[i + offset]!));
-      logits = tf.keep(this.forward(prep, finetune ? xs[0]! : tokens, params, training));
+      logits = tf.keep(this.forward(prep, finetune ? xs[0]! : tokens, params, training, rng));
       return bceWithLogits(logits, labels);
     };
     const xs: tf.Tensor[] = [...views.values()];
@@ -179,12 +332,13 @@ export class SentimentModel {
     const grads = maybe.map((g, i) => g ?? tf.zerosLike(xs[i]!));
     const offset = finetune ? 1 : 0;
     const paramGrads = grads.slice(offset);
-    const flatGrad = paramGrads.length > 1 ? tf.concat(paramGrads.map((g) => tf.reshape(g, [-1]))) : tf.reshape(paramGrads[0]!, [-1]);
+    const flatGrad =
+      paramGrads.length > 1 ? tf.concat(paramGrads.map((g) => tf.reshape(g, [-1]))) : tf.reshape(paramGrads[0]!, [-1]);
     return { loss: value, logits: logits!, flatGrad, tokenGrad: finetune ? grads[0]! : undefined };
   }
 
   /** Loss and gradients of one batch, nothing updated (for tests and diagnostics). Dropout off unless `training`. */
-  gradients(batch: Batch, options: { training?: boolean } = {}): Gradients {
+  gradients(batch: ModelBatch, options: { training?: boolean } = {}): Gradients {
     this.checkAlive();
     this.syncTable();
     const prep = this.preparer.prepare(batch, true);
@@ -211,33 +365,51 @@ export class SentimentModel {
     return { loss, params, embeddingRows: prep.rows, embeddings };
   }
 
-  /** Forward, backward and the dense update; keeps what the host still has to read (loss, logits, token grads). */
-  private beginStep(batch: Batch): { prep: PreparedBatch; loss: tf.Tensor; logits: tf.Tensor; tokenGrad: tf.Tensor | undefined } {
+  private checkIdle(): void {
     this.checkAlive();
     if (this.busy) throw new FailedPreconditionError('a training step is already running on this model');
-    const prep = this.preparer.prepare(batch, true);
+  }
+
+  private ensureOptimizers(): void {
     const { finetune, learningRate, vocabSize, dim } = this.config;
     this.optimizer ??= tf.train.adam(learningRate, 0.9, 0.999, 1e-8);
-    if (finetune) this.embeddingOptimizer ??= new SparseRowAdam(vocabSize, dim, learningRate, this.config.embeddingOptimizer);
+    if (finetune)
+      this.embeddingOptimizer ??= new SparseRowAdam(vocabSize, dim, learningRate, this.config.embeddingOptimizer);
+  }
+
+  /** Forward, backward and the dense update; keeps what the host still has to read (loss, logits, token grads). */
+  private beginStep(batch: ModelBatch): ChunkTensors {
+    this.checkIdle();
+    const prep = this.preparer.prepare(batch, true);
+    this.ensureOptimizers();
     this.embeddingOptimizer?.catchUpRows(this.table, prep.rows);
     const out = tf.tidy(() => {
       const r = this.lossAndGrads(prep, true);
       this.optimizer!.applyGradients([{ name: this.theta.name, tensor: r.flatGrad }]);
-      return { loss: tf.keep(r.loss), logits: r.logits, tokenGrad: r.tokenGrad === undefined ? undefined : tf.keep(r.tokenGrad) };
+      return {
+        loss: tf.keep(r.loss),
+        logits: r.logits,
+        tokenGrad: r.tokenGrad === undefined ? undefined : tf.keep(r.tokenGrad),
+      };
     });
     this.busy = true;
     return { prep, ...out };
   }
 
   /** The host half of a step: the sparse embedding update, from values read back. */
-  private endStep(prep: PreparedBatch, loss: number, logits: ArrayLike<number>, tokenGrad: Float32Array | undefined): StepResult {
+  private endStep(
+    prep: PreparedBatch,
+    loss: number,
+    logits: ArrayLike<number>,
+    tokenGrad: Float32Array | undefined,
+  ): StepResult {
     if (tokenGrad !== undefined) this.embeddingOptimizer!.step(this.table, prep.rows, prep.local, tokenGrad);
     this.stepCount++;
     return { loss, correct: countCorrect(logits, prep.labels!), examples: prep.batchSize };
   }
 
   /** One optimisation step on a collated batch (labels required). Dropout is on. Reads back synchronously. */
-  trainStep(batch: Batch): StepResult {
+  trainStep(batch: ModelBatch): StepResult {
     const s = this.beginStep(batch);
     try {
       const grad = s.tokenGrad?.dataSync() as Float32Array | undefined;
@@ -249,7 +421,7 @@ export class SentimentModel {
   }
 
   /** `trainStep` reading back with `await data()` (required on webgpu, where dataSync is unavailable in Node). */
-  async trainStepAsync(batch: Batch): Promise<StepResult> {
+  async trainStepAsync(batch: ModelBatch): Promise<StepResult> {
     const s = this.beginStep(batch);
     try {
       const [loss, logits, grad] = await Promise.all([s.loss.data(), s.logits.data(), s.tokenGrad?.data()]);
@@ -260,8 +432,124 @@ export class SentimentModel {
     }
   }
 
+  /**
+   * One optimisation step over several chunks, as if they were one batch (problem 73's full-batch training with
+   * bounded memory): forward and backward chunk by chunk, the gradients summed weighted by chunk size, then ONE
+   * update with the gradient of the mean loss over all examples (dense Adam, and one sparse Adam step on the union
+   * of the fine-tuned rows). Dropout masks continue one stream over the chunks, so for a net with one dropout layer
+   * (mlp, cnn, bilstm, gru) the step equals `trainStep` on the chunks stacked in order (attention's encoder
+   * dropout draws per position: its masks depend on each chunk's T). Returns the mean loss and the correct count
+   * over all chunks (before the update). Reads back synchronously.
+   */
+  trainStepAccumulated(chunks: Iterable<ModelBatch>): StepResult {
+    this.checkIdle();
+    this.ensureOptimizers();
+    this.busy = true;
+    const acc = this.newAccumulation();
+    const rng = this.stepRng();
+    try {
+      for (const batch of chunks) {
+        const c = this.accumulateChunk(acc, batch, rng);
+        try {
+          const grad = c.tokenGrad?.dataSync() as Float32Array | undefined;
+          this.tallyChunk(acc, c.prep, c.loss.dataSync()[0]!, c.logits.dataSync(), grad);
+        } finally {
+          tf.dispose([c.loss, c.logits, ...(c.tokenGrad ? [c.tokenGrad] : [])]);
+        }
+      }
+      return this.finishAccumulated(acc);
+    } finally {
+      acc.flat?.dispose();
+      this.busy = false;
+    }
+  }
+
+  /** {@link trainStepAccumulated} over sync or async chunks, reading back with `await data()` (webgpu). */
+  async trainStepAccumulatedAsync(chunks: Iterable<ModelBatch> | AsyncIterable<ModelBatch>): Promise<StepResult> {
+    this.checkIdle();
+    this.ensureOptimizers();
+    this.busy = true;
+    const acc = this.newAccumulation();
+    const rng = this.stepRng();
+    try {
+      for await (const batch of chunks) {
+        const c = this.accumulateChunk(acc, batch, rng);
+        try {
+          const [loss, logits, grad] = await Promise.all([c.loss.data(), c.logits.data(), c.tokenGrad?.data()]);
+          this.tallyChunk(acc, c.prep, loss[0]!, logits, grad as Float32Array | undefined);
+        } finally {
+          tf.dispose([c.loss, c.logits, ...(c.tokenGrad ? [c.tokenGrad] : [])]);
+        }
+      }
+      return this.finishAccumulated(acc);
+    } finally {
+      acc.flat?.dispose();
+      this.busy = false;
+    }
+  }
+
+  private newAccumulation(): Accumulation {
+    const { finetune, vocabSize, dim } = this.config;
+    return {
+      flat: undefined,
+      loss: 0,
+      correct: 0,
+      examples: 0,
+      rows: finetune ? new RowGradSum(vocabSize, dim) : undefined,
+    };
+  }
+
+  /** Forward and backward of one chunk (no update); adds its size-weighted dense gradient to `acc`. */
+  private accumulateChunk(acc: Accumulation, batch: ModelBatch, rng: Rng): ChunkTensors {
+    const prep = this.preparer.prepare(batch, true);
+    // Every chunk must see the rows as they are at this step (dense semantics: caught up to it).
+    this.embeddingOptimizer?.catchUpRows(this.table, prep.rows);
+    const previous = acc.flat;
+    const out = tf.tidy(() => {
+      const r = this.lossAndGrads(prep, true, rng);
+      const weighted = tf.mul(r.flatGrad, prep.batchSize);
+      return {
+        flat: previous === undefined ? weighted : tf.add(previous, weighted),
+        loss: r.loss,
+        logits: r.logits,
+        tokenGrad: r.tokenGrad,
+      };
+    });
+    previous?.dispose();
+    acc.flat = out.flat;
+    return { prep, loss: out.loss, logits: out.logits, tokenGrad: out.tokenGrad };
+  }
+
+  private tallyChunk(
+    acc: Accumulation,
+    prep: PreparedBatch,
+    loss: number,
+    logits: ArrayLike<number>,
+    tokenGrad: Float32Array | undefined,
+  ): void {
+    const B = prep.batchSize;
+    acc.loss += loss * B;
+    acc.correct += countCorrect(logits, prep.labels!);
+    acc.examples += B;
+    if (tokenGrad !== undefined) acc.rows!.add(prep, tokenGrad, B);
+  }
+
+  /** The one update of an accumulated step, with the gradient of the mean loss over all its examples. */
+  private finishAccumulated(acc: Accumulation): StepResult {
+    const n = acc.examples;
+    if (n === 0 || acc.flat === undefined) throw new InvalidInputError('no batches to train on', { field: 'chunks' });
+    const flat = acc.flat;
+    tf.tidy(() => this.optimizer!.applyGradients([{ name: this.theta.name, tensor: tf.div(flat, n) }]));
+    if (acc.rows !== undefined) {
+      const { ids, grad } = acc.rows.result(n);
+      this.embeddingOptimizer!.stepRows(this.table, ids, grad);
+    }
+    this.stepCount++;
+    return { loss: acc.loss / n, correct: acc.correct, examples: n };
+  }
+
   /** Logits [B] as a tensor the caller disposes (dropout off unless `training`). */
-  logits(batch: Batch, training = false): tf.Tensor {
+  logits(batch: ModelBatch, training = false): tf.Tensor {
     this.checkAlive();
     this.syncTable();
     const prep = this.preparer.prepare(batch, false);
@@ -269,7 +557,7 @@ export class SentimentModel {
   }
 
   /** P(label = 1) per example. */
-  predictProbabilities(batch: Batch): Float32Array {
+  predictProbabilities(batch: ModelBatch): Float32Array {
     this.checkAlive();
     this.syncTable();
     const prep = this.preparer.prepare(batch, false);
@@ -282,7 +570,7 @@ export class SentimentModel {
   }
 
   /** `predictProbabilities` reading back with `await data()` (works on every backend, webgpu included). */
-  async predictProbabilitiesAsync(batch: Batch): Promise<Float32Array> {
+  async predictProbabilitiesAsync(batch: ModelBatch): Promise<Float32Array> {
     this.checkAlive();
     this.syncTable();
     const prep = this.preparer.prepare(batch, false);
@@ -294,8 +582,8 @@ export class SentimentModel {
     }
   }
 
-  /** Mean loss and accuracy over batches (dropout off). */
-  evaluate(batches: Iterable<Batch>): EvalResult {
+  /** Mean loss, accuracy and the confusion matrix over batches (dropout off). */
+  evaluate(batches: Iterable<ModelBatch>): EvalResult {
     const tally = new EvalTally();
     for (const { batchSize, labels, z, loss } of this.evalTensors(batches)) {
       try {
@@ -308,7 +596,7 @@ export class SentimentModel {
   }
 
   /** {@link evaluate} reading results with `await data()` (webgpu cannot read synchronously in Node). */
-  async evaluateAsync(batches: Iterable<Batch>): Promise<EvalResult> {
+  async evaluateAsync(batches: Iterable<ModelBatch>): Promise<EvalResult> {
     const tally = new EvalTally();
     for (const { batchSize, labels, z, loss } of this.evalTensors(batches)) {
       try {
@@ -322,7 +610,9 @@ export class SentimentModel {
   }
 
   /** Per batch: the logits and the mean loss (dropout off), for the caller to read and dispose. */
-  private *evalTensors(batches: Iterable<Batch>): Generator<{ batchSize: number; labels: Float32Array; z: tf.Tensor; loss: tf.Tensor }> {
+  private *evalTensors(
+    batches: Iterable<ModelBatch>,
+  ): Generator<{ batchSize: number; labels: Float32Array; z: tf.Tensor; loss: tf.Tensor }> {
     this.checkAlive();
     this.syncTable();
     for (const batch of batches) {
@@ -370,9 +660,13 @@ export class SentimentModel {
     this.syncTable();
     const byName = new Map<string, NamedWeight>();
     for (const w of weights) byName.set(w.name, w);
-    const expected = [...this.slots.map((s) => ({ name: s.name, shape: s.shape })), { name: 'embeddings', shape: [this.config.vocabSize, this.config.dim] }];
+    const expected = [
+      ...this.slots.map((s) => ({ name: s.name, shape: s.shape })),
+      { name: 'embeddings', shape: [this.config.vocabSize, this.config.dim] },
+    ];
     for (const w of weights) {
-      if (!expected.some((e) => e.name === w.name)) throw new InvalidInputError(`unknown weight ${w.name}`, { field: w.name });
+      if (!expected.some((e) => e.name === w.name))
+        throw new InvalidInputError(`unknown weight ${w.name}`, { field: w.name });
     }
     for (const e of expected) {
       const w = byName.get(e.name);
@@ -389,6 +683,128 @@ export class SentimentModel {
     this.table.fill(0, 0, this.config.dim);
   }
 
+  /**
+   * Everything the next training step depends on (see {@link TrainingState}), copied. Reads with `await data()`,
+   * so it works on every backend, webgpu included. Refused (FailedPreconditionError) while a step is running.
+   */
+  async getTrainingState(): Promise<TrainingState> {
+    this.checkIdle();
+    // Take everything now: a step started while the reads are pending must not change what is returned. Clones
+    // share their data with the originals (no copy); assigning a variable leaves the clone's data alone.
+    const step = this.stepCount;
+    const embeddings = Float32Array.from(this.table);
+    const embeddingAdam = this.embeddingOptimizer?.getState();
+    const adam = this.optimizer === undefined ? undefined : adamInternals(this.optimizer);
+    const started = adam !== undefined && adam.accumulatedFirstMoment.length > 0;
+    const iterations = this.optimizer?.iterations ?? 0;
+    const tensors = tf.tidy(() =>
+      [
+        this.theta,
+        ...(started
+          ? [
+              adam.accBeta1,
+              adam.accBeta2,
+              adam.accumulatedFirstMoment[0]!.variable,
+              adam.accumulatedSecondMoment[0]!.variable,
+            ]
+          : []),
+      ].map((t) => tf.clone(t)),
+    );
+    try {
+      const [params, beta1, beta2, m, v] = (await Promise.all(tensors.map((t) => t.data()))) as Float32Array[];
+      return {
+        config: structuredClone(this.config),
+        step,
+        params: Float32Array.from(params!),
+        embeddings,
+        adam: started
+          ? {
+              iterations,
+              accBeta1: beta1![0]!,
+              accBeta2: beta2![0]!,
+              m: Float32Array.from(m!),
+              v: Float32Array.from(v!),
+            }
+          : undefined,
+        embeddingAdam,
+      };
+    } finally {
+      tf.dispose(tensors);
+    }
+  }
+
+  /**
+   * Restores {@link getTrainingState}'s output, normally into a fresh model built with the same config (and any
+   * embeddings: the state's table replaces them); training then continues exactly where the state was taken.
+   * Everything is checked before anything changes: a different config, or a missing or misshapen field, is an
+   * InvalidInputError naming the field (`config.hidden`, `params`, `adam.m`, `embeddingAdam.last` ...).
+   */
+  setTrainingState(state: TrainingState): void {
+    this.checkIdle();
+    const bad = (field: string, what: string): InvalidInputError => new InvalidInputError(what, { field });
+    if (state === null || typeof state !== 'object') throw bad('state', 'must be an object');
+    if (state.config === null || typeof state.config !== 'object') throw bad('config', 'must be an object');
+    for (const key of Object.keys(this.config) as (keyof ModelConfig)[]) {
+      const mine = JSON.stringify(this.config[key]);
+      const theirs = JSON.stringify(state.config[key]);
+      if (mine !== theirs) throw bad(`config.${key}`, `is ${theirs} in the state, ${mine} in this model`);
+    }
+    if (!Number.isInteger(state.step) || state.step < 0)
+      throw bad('step', `must be a non-negative integer, got ${state.step}`);
+    const P = this.theta.size;
+    const { vocabSize: V, dim: d, finetune, learningRate } = this.config;
+    const floats = (x: unknown, n: number, field: string): void => {
+      if (!(x instanceof Float32Array) || x.length !== n) throw bad(field, `must be a Float32Array of ${n} values`);
+    };
+    floats(state.params, P, 'params');
+    floats(state.embeddings, V * d, 'embeddings');
+    for (let j = 0; j < d; j++) if (state.embeddings[j] !== 0) throw bad('embeddings', 'row 0 (PAD) must be zeros');
+    const adam = state.adam;
+    if (adam !== undefined) {
+      if (adam === null || typeof adam !== 'object') throw bad('adam', 'must be an object or undefined');
+      if (!Number.isInteger(adam.iterations) || adam.iterations < 1)
+        throw bad('adam.iterations', 'must be a positive integer');
+      for (const k of ['accBeta1', 'accBeta2'] as const) {
+        const b = adam[k];
+        if (typeof b !== 'number' || !(b >= 0 && b < 1) || Math.fround(b) !== b)
+          throw bad(`adam.${k}`, 'must be a float32 in [0, 1)');
+      }
+      floats(adam.m, P, 'adam.m');
+      floats(adam.v, P, 'adam.v');
+    }
+    let embeddingOptimizer: SparseRowAdam | undefined;
+    if (state.embeddingAdam !== undefined) {
+      if (!finetune) throw bad('embeddingAdam', 'this model keeps its embeddings frozen');
+      if (state.embeddingAdam === null || typeof state.embeddingAdam !== 'object')
+        throw bad('embeddingAdam', 'must be an object or undefined');
+      embeddingOptimizer = new SparseRowAdam(V, d, learningRate, this.config.embeddingOptimizer);
+      embeddingOptimizer.setState(state.embeddingAdam, 'embeddingAdam.');
+    }
+    // Checked: now replace.
+    this.optimizer?.dispose();
+    this.optimizer = undefined;
+    if (adam !== undefined) {
+      const optimizer = tf.train.adam(learningRate, 0.9, 0.999, 1e-8);
+      const internals = adamInternals(optimizer);
+      tf.tidy(() => {
+        internals.accBeta1.assign(tf.scalar(adam.accBeta1));
+        internals.accBeta2.assign(tf.scalar(adam.accBeta2));
+      });
+      const moment = (values: Float32Array, suffix: string) => ({
+        originalName: `${this.theta.name}/${suffix}`,
+        variable: tf.tidy(() => tf.variable(tf.tensor1d(values), false)),
+      });
+      internals.accumulatedFirstMoment = [moment(adam.m, 'm')];
+      internals.accumulatedSecondMoment = [moment(adam.v, 'v')];
+      internals.iterations_ = adam.iterations;
+      this.optimizer = optimizer;
+    }
+    this.embeddingOptimizer = embeddingOptimizer;
+    tf.tidy(() => this.theta.assign(tf.tensor1d(state.params)));
+    this.table.set(state.embeddings);
+    this.stepCount = state.step;
+  }
+
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
@@ -400,18 +816,28 @@ export class SentimentModel {
 /** Running sums of an evaluation. */
 class EvalTally {
   private loss = 0;
-  private correct = 0;
   private n = 0;
+  /** Counts by true label * 2 + prediction: tn, fp, fn, tp. */
+  private readonly counts = [0, 0, 0, 0];
 
   add(batchSize: number, labels: Float32Array, logits: ArrayLike<number>, meanLoss: number): void {
     this.loss += meanLoss * batchSize;
-    this.correct += countCorrect(logits, labels);
+    for (let i = 0; i < labels.length; i++) this.counts[labels[i]! * 2 + (logits[i]! > 0 ? 1 : 0)]!++;
     this.n += batchSize;
   }
 
   result(): EvalResult {
     const n = this.n;
-    return { loss: n > 0 ? this.loss / n : 0, accuracy: n > 0 ? this.correct / n : 0, examples: n };
+    const [tn, fp, fn, tp] = this.counts as [number, number, number, number];
+    return {
+      loss: n > 0 ? this.loss / n : 0,
+      accuracy: n > 0 ? (tn + tp) / n : 0,
+      examples: n,
+      confusion: [
+        [tn, fp],
+        [fn, tp],
+      ],
+    };
   }
 }
 

@@ -4,7 +4,7 @@ import { selectBackend } from '@ch8/backend/select';
 import { CancelledError, InvalidInputError } from '@ch8/errors';
 import { createModel } from './model.ts';
 import { fit, type EpochProgress, type StepProgress } from './train.ts';
-import { LABELS, ROWS, collate, tinyConfig, tinyEmbeddings } from './fixtures.ts';
+import { LABELS, ROWS, batchOf, tinyConfig, tinyEmbeddings } from './fixtures.ts';
 
 await selectBackend({ prefer: 'wasm' });
 
@@ -13,7 +13,7 @@ test('fit reports every step and epoch, evaluates, and learns', async () => {
   try {
     const steps: StepProgress[] = [];
     const epochs: EpochProgress[] = [];
-    const b = collate(ROWS, LABELS);
+    const b = batchOf(ROWS, LABELS);
     const history = await fit(m, {
       epochs: 5,
       batches: () => [b, b, b],
@@ -35,7 +35,7 @@ test('fit reports every step and epoch, evaluates, and learns', async () => {
 test('fit: cancellation is a CancelledError, empty epochs and bad epochs are InvalidInputError', async () => {
   const m = createModel(tinyConfig('bow-frozen'));
   try {
-    const b = collate(ROWS, LABELS);
+    const b = batchOf(ROWS, LABELS);
     const ac = new AbortController();
     let n = 0;
     await assert.rejects(

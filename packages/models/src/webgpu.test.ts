@@ -13,9 +13,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initWebgpu, checkGpuErrors } from '@ch8/webgpu/setup';
-import { createModel, type Batch, type SentimentModel } from './model.ts';
+import { createModel, type ModelBatch as Batch, type SentimentModel } from './model.ts';
 import { MODEL_KINDS, type ModelConfigInput, type ModelKind } from './config.ts';
 import { loadModel, saveModel } from './io.ts';
+import { decodeTrainingState, encodeTrainingState } from './checkpoint.ts';
 
 const adapter = await initWebgpu({ allowSoftware: true, cpuHandoffThreshold: 0 });
 const SKIP = 'no WebGPU adapter on this machine (install one: packages/webgpu/scripts/install-software-gpu.sh)';
@@ -233,15 +234,81 @@ test('a model trained on webgpu is saved from the GPU and loads with the same pr
     await saveModel(model, join(dir, 'm'));
     const { model: loaded } = await loadModel(join(dir, 'm'));
     try {
-      const [a, b] = await Promise.all([model.predictProbabilitiesAsync(batch()), loaded.predictProbabilitiesAsync(batch())]);
+      const [a, b] = await Promise.all([
+        model.predictProbabilitiesAsync(batch()),
+        loaded.predictProbabilitiesAsync(batch()),
+      ]);
       await checkGpuErrors();
       assert.deepEqual(Array.from(b), Array.from(a));
-      assert.deepEqual((await loaded.getWeightsAsync()).map((w) => Array.from(w.values)), (await model.getWeightsAsync()).map((w) => Array.from(w.values)));
+      assert.deepEqual(
+        (await loaded.getWeightsAsync()).map((w) => Array.from(w.values)),
+        (await model.getWeightsAsync()).map((w) => Array.from(w.values)),
+      );
     } finally {
       loaded.dispose();
     }
   } finally {
     model.dispose();
     await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('webgpu: getTrainingState reads the GPU with await data(); a restored model continues as the uninterrupted one', async (t) => {
+  if (adapter === null) return t.skip(SKIP);
+  await tf.setBackend('webgpu');
+  for (const kind of ['bow-finetune', 'cnn'] as const) {
+    const whole = createModel(config(kind), { embeddings: embeddings() });
+    const first = createModel(config(kind), { embeddings: embeddings() });
+    const resumed = createModel(config(kind), { embeddings: embeddings() });
+    try {
+      const batches = [batch(), batch(2), batch(1), batch()];
+      const wholeLosses: number[] = [];
+      for (const b of batches) wholeLosses.push((await whole.trainStepAsync(b)).loss);
+      const losses: number[] = [];
+      for (const b of batches.slice(0, 2)) losses.push((await first.trainStepAsync(b)).loss);
+      resumed.setTrainingState(decodeTrainingState(encodeTrainingState(await first.getTrainingState())));
+      for (const b of batches.slice(2)) losses.push((await resumed.trainStepAsync(b)).loss);
+      const [a, b] = [await resumed.getTrainingState(), await whole.getTrainingState()];
+      await checkGpuErrors();
+      assert.ok(maxRelDiff(losses, wholeLosses, 1e-3) < 1e-6, `${kind}: losses ${losses} vs ${wholeLosses}`);
+      assert.ok(maxRelDiff(a.params, b.params, 1e-2) < 1e-6, `${kind}: params`);
+      assert.ok(maxRelDiff(a.embeddings, b.embeddings, 1e-2) < 1e-6, `${kind}: embeddings`);
+      assert.ok(maxRelDiff(a.adam!.m, b.adam!.m, 1e-4) < 1e-5, `${kind}: adam.m`);
+      assert.deepEqual([a.step, a.adam!.accBeta1, a.adam!.accBeta2], [b.step, b.adam!.accBeta1, b.adam!.accBeta2]);
+    } finally {
+      whole.dispose();
+      first.dispose();
+      resumed.dispose();
+    }
+  }
+});
+
+test('webgpu: an accumulated step over two chunks equals trainStepAsync on the whole batch', async (t) => {
+  if (adapter === null) return t.skip(SKIP);
+  await tf.setBackend('webgpu');
+  const whole = batch();
+  const T = whole.maxLength;
+  // Rows 0-1 (T = 5) and row 2 alone, trimmed to its one token.
+  const chunks: Batch[] = [
+    { inputIds: whole.inputIds.slice(0, 2 * T), batchSize: 2, maxLength: T, labels: whole.labels!.slice(0, 2) },
+    { inputIds: whole.inputIds.slice(2 * T, 2 * T + 1), batchSize: 1, maxLength: 1, labels: whole.labels!.slice(2) },
+  ];
+  for (const kind of ['bow-finetune', 'cnn'] as const) {
+    const ref = createModel(config(kind), { embeddings: embeddings() });
+    const acc = createModel(config(kind), { embeddings: embeddings() });
+    try {
+      for (let i = 0; i < 2; i++) {
+        const want = await ref.trainStepAsync(whole);
+        const got = await acc.trainStepAccumulatedAsync(chunks);
+        assert.ok(maxRelDiff([got.loss], [want.loss], 1e-3) < 1e-5, `${kind}: loss ${got.loss} vs ${want.loss}`);
+        assert.equal(got.examples, 3);
+      }
+      const [a, b] = [await acc.getWeightsAsync(), await ref.getWeightsAsync()];
+      await checkGpuErrors();
+      a.forEach((w, i) => assert.ok(maxRelDiff(w.values, b[i]!.values, 1e-2) < 1e-5, `${kind} ${w.name}`));
+    } finally {
+      ref.dispose();
+      acc.dispose();
+    }
   }
 });
