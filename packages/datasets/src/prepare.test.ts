@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isInvalidInput } from '@ch8/errors';
 import { chapterTokenize, rawTokenize } from '@ch8/tokenizer';
-import { collectWords, prepareSplit } from './prepare.ts';
+import { Vocabulary } from '@ch8/embeddings/vocabulary';
+import { collectWords, prepareSplit, prepareSplits } from './prepare.ts';
 
 const vocab = new Map<string, number>([
   ['good', 1],
@@ -58,10 +59,16 @@ describe('prepareSplit', () => {
 
   it('grows its id buffer past the first guess', () => {
     const long = Array.from({ length: 3000 }, () => 'good movie').join(' ');
-    const { examples, stats } = prepareSplit([{ text: long, label: 1 }, { text: 'bad', label: 0 }], {
-      tokenize: chapterTokenize,
-      idOf,
-    });
+    const { examples, stats } = prepareSplit(
+      [
+        { text: long, label: 1 },
+        { text: 'bad', label: 0 },
+      ],
+      {
+        tokenize: chapterTokenize,
+        idOf,
+      },
+    );
     assert.equal(examples[0]?.inputIds.length, 6000);
     assert.equal(examples[0]?.inputIds[5999], 2);
     assert.deepEqual([...(examples[1]?.inputIds ?? [])], [3]);
@@ -77,8 +84,42 @@ describe('prepareSplit', () => {
 
   it('a label other than 0/1 -> InvalidInputError', () => {
     assert.throws(
-      () => prepareSplit([{ text: 'good', label: 1 }, { text: 'good', label: 0.5 }], { tokenize: chapterTokenize, idOf }),
+      () =>
+        prepareSplit(
+          [
+            { text: 'good', label: 1 },
+            { text: 'good', label: 0.5 },
+          ],
+          { tokenize: chapterTokenize, idOf },
+        ),
       (e: unknown) => isInvalidInput(e) && e.entry === 2 && e.field === 'label',
     );
+  });
+});
+
+describe('prepareSplits', () => {
+  it('maps every split with one Vocabulary under the data set tokenizer, names and order kept', () => {
+    const vocabulary = new Vocabulary(['<pad>', 'movie', 'good', "n't", 'bad'], 2);
+    const splits = [
+      { name: 'dev', rows: [{ text: "Isn't it a good movie?", label: 1 as const }] },
+      {
+        name: 'train',
+        rows: [
+          { text: 'nothing known', label: 0 as const },
+          { text: 'BAD movie', label: 0 as const },
+        ],
+      },
+    ];
+    const out = prepareSplits({ tokenizer: { kind: 'raw', version: 1 }, splits }, vocabulary);
+    assert.deepEqual(
+      out.map((s) => [s.name, s.examples.map((e) => [e.index, [...e.inputIds]]), s.stats.droppedEmpty]),
+      [
+        ['dev', [[0, [3, 2, 1]]], 0],
+        ['train', [[1, [4, 1]]], 1],
+      ],
+    );
+    // The chapter tokenizer does not split "Isn't" or "movie?": neither is known.
+    const chapter = prepareSplits({ tokenizer: { kind: 'chapter', version: 1 }, splits }, vocabulary);
+    assert.deepEqual([...chapter[0]!.examples[0]!.inputIds], [2]);
   });
 });

@@ -3,6 +3,7 @@
  * empty, and count what happened.
  */
 import { InvalidInputError } from '@ch8/errors';
+import { getTokenizer, type TokenizerSpec } from '@ch8/tokenizer';
 
 /** A model-ready example. */
 export interface Example {
@@ -96,7 +97,10 @@ function lengthStats(histogram: number[], count: number, total: number): LengthS
  * Rows to examples: `tokenize`, map with `idOf`, drop OOV tokens, drop rows left empty. The ids of all kept
  * examples share one buffer (each `inputIds` is a view into it). A label other than 0/1 -> InvalidInputError.
  */
-export function prepareSplit(rows: ReadonlyArray<{ text: string; label: number }>, options: PrepareOptions): PreparedSplit {
+export function prepareSplit(
+  rows: ReadonlyArray<{ text: string; label: number }>,
+  options: PrepareOptions,
+): PreparedSplit {
   const { tokenize, idOf } = options;
   let ids = new Int32Array(Math.max(1024, rows.length * 16));
   let used = 0;
@@ -168,4 +172,27 @@ export function prepareSplit(rows: ReadonlyArray<{ text: string; label: number }
       length: lengthStats(histogram, kept, used),
     },
   };
+}
+
+/** A prepared split with its name. */
+export interface NamedSplit extends PreparedSplit {
+  name: string;
+}
+
+/**
+ * Every split of a loaded data set to examples with one vocabulary (an `@ch8/embeddings` Vocabulary: its `idOf`),
+ * under the data set's tokenizer: the mapping the dataset service and the in-process preparation share. Splits keep
+ * their names and order. A tokenizer version this build lacks -> VocabularyMismatchError; a bad label ->
+ * InvalidInputError.
+ */
+export function prepareSplits(
+  dataset: {
+    tokenizer: TokenizerSpec;
+    splits: ReadonlyArray<{ name: string; rows: ReadonlyArray<{ text: string; label: number }> }>;
+  },
+  vocabulary: { idOf(token: string): number | undefined },
+): NamedSplit[] {
+  const tokenize = getTokenizer(dataset.tokenizer);
+  const idOf = (t: string): number | undefined => vocabulary.idOf(t);
+  return dataset.splits.map((s) => ({ name: s.name, ...prepareSplit(s.rows, { tokenize, idOf }) }));
 }
