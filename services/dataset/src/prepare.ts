@@ -1,16 +1,18 @@
 /**
- * PrepareDataset's work: tokenize every split, ask the embedding service (over gRPC) for the vocabulary pruned to
- * the data set's words, map tokens to ids, drop OOV tokens and empty examples, and count what happened. Nothing is
+ * PrepareDataset's work on a loaded data set: ask the embedding service (over gRPC) for the vocabulary pruned to
+ * the data set's words (`datasetWords`), and map every split with it (`prepareSplits`): the same two steps, in the
+ * same library, as the in-process preparation (@ch8/datasets/local), so both give the same ids. Nothing is
  * registered here: the caller registers the result only when all of it succeeded.
  */
 import { createHash } from 'node:crypto';
 import type { EmbeddingService } from '@ch8/contracts/embedding';
-import { collectWords, prepareSplit, type Example, type SplitStats } from '@ch8/datasets/prepare';
-import { DependencyUnavailableError, VocabularyMismatchError } from '@ch8/errors';
+import { datasetWords, type DatasetSplit, type LoadedDataset } from '@ch8/datasets/dataset';
+import { prepareSplits, type Example, type SplitStats } from '@ch8/datasets/prepare';
+import { Vocabulary } from '@ch8/embeddings/vocabulary';
+import { VocabularyMismatchError, isInvalidInput } from '@ch8/errors';
 import type { Client } from '@ch8/service-kit/client';
-import { Code, GrpcError, isGrpcError } from '@ch8/service-kit/status';
-import { formatTokenizerSpec, getTokenizer, type TokenizerSpec } from '@ch8/tokenizer';
-import { contentHash, type LoadedSource } from './sources.ts';
+import { formatTokenizerSpec, type TokenizerSpec } from '@ch8/tokenizer';
+import { dependencyError } from './upstream.ts';
 
 export type EmbeddingClient = Pick<Client<typeof EmbeddingService>, 'loadTable' | 'getVocabulary'>;
 
@@ -27,7 +29,7 @@ export interface PreparedDataset {
   tableId: string;
   vocabHash: string;
   /** tokens[id], tokens[0] = "<pad>". */
-  tokens: string[];
+  tokens: readonly string[];
   dim: number;
   tokenizer: TokenizerSpec;
   splits: PreparedSplit[];
@@ -43,69 +45,77 @@ export interface PrepareOptions {
   signal?: AbortSignal;
 }
 
-/** An embedding-service failure as the dataset service reports it: unreachable -> UNAVAILABLE, else its own status. */
-function embeddingFailure(e: unknown, what: string): Error {
-  if (isGrpcError(e)) {
-    if (e.code === Code.UNAVAILABLE || e.code === Code.DEADLINE_EXCEEDED) {
-      return new DependencyUnavailableError(`embedding service unavailable (${what}): ${e.details}`, {}, { cause: e });
-    }
-    if (e.code === Code.CANCELLED) return e;
-    return new GrpcError(e.code, `embedding service ${what}: ${e.details}`, { cause: e });
+/** A hash of the rows themselves (split names, labels, texts): the source's identity, however it was named. */
+export function contentHash(splits: readonly DatasetSplit[]): string {
+  const h = createHash('sha256');
+  for (const s of splits) {
+    h.update(`split\0${s.name}\0${s.rows.length}\0`);
+    for (const r of s.rows) h.update(`${r.label}\0${r.text}\n`);
   }
-  return e instanceof Error ? e : new Error(String(e));
+  return h.digest('hex');
 }
 
 /** The data set id: content of the rows + tokenizer + embedding source + vocabulary hash. */
-export function datasetId(source: LoadedSource, embeddingSource: string, vocabHash: string): string {
+export function datasetId(dataset: LoadedDataset, embeddingSource: string, vocabHash: string): string {
   const h = createHash('sha256');
-  h.update(`ch8.dataset.v1\0${contentHash(source.splits)}\0${formatTokenizerSpec(source.tokenizer)}\0${embeddingSource}\0${vocabHash}`);
+  h.update(
+    `ch8.dataset.v1\0${contentHash(dataset.splits)}\0${formatTokenizerSpec(dataset.tokenizer)}\0${embeddingSource}\0${vocabHash}`,
+  );
   return `ds-${h.digest('hex').slice(0, 20)}`;
 }
 
-export async function prepareDataset(source: LoadedSource, embedding: EmbeddingClient, options: PrepareOptions): Promise<PreparedDataset> {
+/**
+ * Prunes and maps `dataset`. Embedding-service failures as typed errors (`dependencyError`: unreachable or too slow
+ * DependencyUnavailableError, its NOT_FOUND NotFoundError, ...); a vocabulary that is malformed or does not hash to
+ * what LoadTable reported -> VocabularyMismatchError.
+ */
+export async function prepareDataset(
+  dataset: LoadedDataset,
+  embedding: EmbeddingClient,
+  options: PrepareOptions,
+): Promise<PreparedDataset> {
   const started = performance.now();
-  const tokenize = getTokenizer(source.tokenizer);
-  const words = new Set<string>();
-  for (const s of source.splits) collectWords(s.rows, tokenize, words);
+  const words = datasetWords(dataset);
   const call = { timeoutMs: options.timeoutMs, ...(options.signal ? { signal: options.signal } : {}) };
   let table;
   try {
-    const res = await embedding.loadTable({ source: options.embeddingSource, words: [...words].sort() }, call);
-    table = res.table;
+    table = (await embedding.loadTable({ source: options.embeddingSource, words }, call)).table;
   } catch (e) {
-    throw embeddingFailure(e, 'LoadTable');
+    throw dependencyError('embedding service', 'LoadTable', e);
   }
-  if (!table) throw new GrpcError(Code.INTERNAL, 'embedding service LoadTable returned no table');
-  let vocab;
+  if (!table) throw new Error('embedding service LoadTable returned no table');
+  let res;
   try {
-    vocab = await embedding.getVocabulary({ tableId: table.tableId }, call);
+    res = await embedding.getVocabulary({ tableId: table.tableId }, call);
   } catch (e) {
-    throw embeddingFailure(e, 'GetVocabulary');
+    throw dependencyError('embedding service', 'GetVocabulary', e);
   }
-  if (vocab.vocabHash !== table.vocabHash) {
-    throw new VocabularyMismatchError(`vocabulary hash ${vocab.vocabHash} of table ${table.tableId} differs from LoadTable's ${table.vocabHash}`);
+  let vocabulary: Vocabulary;
+  try {
+    vocabulary = new Vocabulary(res.tokens, res.dim);
+  } catch (e) {
+    if (!isInvalidInput(e)) throw e;
+    throw new VocabularyMismatchError(
+      `the vocabulary of table ${table.tableId} is malformed: ${e.detail}`,
+      {},
+      { cause: e },
+    );
   }
-  const ids = new Map<string, number>();
-  for (let i = 1; i < vocab.tokens.length; i++) {
-    const t = vocab.tokens[i] as string;
-    if (!ids.has(t)) ids.set(t, i);
+  if (vocabulary.hash !== table.vocabHash) {
+    throw new VocabularyMismatchError(
+      `the vocabulary of table ${table.tableId} hashes to ${vocabulary.hash}, LoadTable reported ${table.vocabHash}`,
+    );
   }
-  const idOf = (t: string) => ids.get(t);
-  const splits = source.splits.map((s) => {
-    const { examples, stats } = prepareSplit(s.rows, { tokenize, idOf });
-    return { name: s.name, examples, stats };
-  });
-  const id = datasetId(source, options.embeddingSource, table.vocabHash);
   return {
-    id,
-    name: options.name === '' ? source.description : options.name,
-    description: source.description,
+    id: datasetId(dataset, options.embeddingSource, table.vocabHash),
+    name: options.name === '' ? dataset.description : options.name,
+    description: dataset.description,
     tableId: table.tableId,
     vocabHash: table.vocabHash,
-    tokens: vocab.tokens,
-    dim: vocab.dim,
-    tokenizer: source.tokenizer,
-    splits,
+    tokens: vocabulary.tokens,
+    dim: vocabulary.dim,
+    tokenizer: dataset.tokenizer,
+    splits: prepareSplits(dataset, vocabulary),
     prepareSeconds: (performance.now() - started) / 1000,
   };
 }

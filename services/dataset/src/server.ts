@@ -10,10 +10,12 @@ import { InvalidInputError, NotFoundError } from '@ch8/errors';
 import { createClient } from '@ch8/service-kit/client';
 import type { Logger } from '@ch8/service-kit/logger';
 import { createServer, type Ch8Server } from '@ch8/service-kit/server';
+import { loadDataset } from '@ch8/datasets/dataset';
+import { datasetSpecFromProto } from '@ch8/datasets/proto';
 import { formatTokenizerSpec } from '@ch8/tokenizer';
 import type { DatasetConfig } from './config.ts';
+import { resolveSpecPaths } from './paths.ts';
 import { prepareDataset, type EmbeddingClient, type PreparedDataset, type PreparedSplit } from './prepare.ts';
-import { loadSource } from './sources.ts';
 import { produceBatches, streamPlan, type StreamHooks } from './stream.ts';
 
 export interface DatasetDeps {
@@ -71,17 +73,26 @@ export function createDatasetServer(deps: DatasetDeps): { server: Ch8Server; clo
   const splitOf = (d: PreparedDataset, name: string): PreparedSplit => {
     const s = d.splits.find((x) => x.name === name);
     if (!s) {
-      throw new InvalidInputError(`data set ${d.id} has no split ${JSON.stringify(name)} (splits: ${d.splits.map((x) => x.name).join(', ')})`, {
-        field: 'split',
-      });
+      throw new InvalidInputError(
+        `data set ${d.id} has no split ${JSON.stringify(name)} (splits: ${d.splits.map((x) => x.name).join(', ')})`,
+        {
+          field: 'split',
+        },
+      );
     }
     return s;
   };
 
-  const server = createServer({ name: 'dataset', logger: deps.logger, maxBufferedResponses: config.maxBufferedBatches }).add(DatasetService, {
+  const server = createServer({
+    name: 'dataset',
+    logger: deps.logger,
+    maxBufferedResponses: config.maxBufferedBatches,
+  }).add(DatasetService, {
     async prepareDataset(req, ctx) {
-      const source = await loadSource(req.source, req.tokenizer, config.dataRoots);
-      const prepared = await prepareDataset(source, embedding, {
+      // The request as a spec (checked), its paths confined to the data roots, then the one library reader.
+      const spec = await resolveSpecPaths(datasetSpecFromProto(req), config.dataRoots);
+      const dataset = await loadDataset(spec);
+      const prepared = await prepareDataset(dataset, embedding, {
         embeddingSource: req.embedding?.source ?? '',
         name: req.name,
         timeoutMs: config.embeddingTimeoutMs,
