@@ -19,7 +19,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EmbeddingService } from '@ch8/contracts/embedding';
 import { parseEmbeddingConfig } from '@ch8/embedding-service/config';
-import { assembleMatrix } from '@ch8/embedding-service/matrix';
+import { assembleMatrix } from '@ch8/embeddings/matrix-stream';
 import { createEmbeddingServer } from '@ch8/embedding-service/server';
 import { readTable } from '@ch8/embeddings/table-file';
 import { seededFloats } from '@ch8/embeddings/write';
@@ -55,7 +55,6 @@ async function time(runs: number, warmup: number, fn: () => Promise<unknown> | u
   }
   return { median_ms: round(median(xs)), min_ms: round(Math.min(...xs)), max_ms: round(Math.max(...xs)), runs };
 }
-
 
 // --- The source: word2vec binary, SOURCE_WORDS seeded vectors; every second word is requested ------------------
 const dir = await mkdtemp(join(tmpdir(), 'ch8-bench-embgrpc-'));

@@ -4,13 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { EmbeddingService, VectorFormat, type StreamMatrixResponse } from '@ch8/contracts/embedding';
+import { assembleMatrix } from '@ch8/embeddings/matrix-stream';
 import { vocabularyHash } from '@ch8/embeddings/vocabulary';
 import { randomEntries, vectorFileBytes, writeVectorFile } from '@ch8/embeddings/write';
 import { createClient, type Client } from '@ch8/service-kit/client';
 import { createLogger } from '@ch8/service-kit/logger';
 import { Code, GrpcError } from '@ch8/service-kit/status';
 import { parseEmbeddingConfig } from './config.ts';
-import { assembleMatrix } from './matrix.ts';
 import { createEmbeddingServer } from './server.ts';
 
 const DIM = 8;

@@ -3,12 +3,12 @@
  * write the table file, look tokens up in it. In-process by default; with --addr the same work goes to a running
  * embedding service (prune -> LoadTable with the words, lookup -> Lookup on --table-id).
  */
-import { assembleMatrix } from '@ch8/embedding-service/matrix';
 import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { EmbeddingService, VectorFormat as ProtoFormat, type TableInfo } from '@ch8/contracts/embedding';
 import { InvalidInputError } from '@ch8/errors';
 import { VECTOR_FORMATS, type VectorFormat } from '@ch8/embeddings/format';
+import { assembleMatrix } from '@ch8/embeddings/matrix-stream';
 import { defaultVectorsPath, pruneVectors, type Progress } from '@ch8/embeddings/prune';
 import { lookupReport, pruneReport, type LookupEntry, type PruneReport } from '@ch8/embeddings/report';
 import type { EmbeddingTable } from '@ch8/embeddings/table';

@@ -1,12 +1,25 @@
 /**
- * Reassembling the chunks of StreamMatrix into one Float32Array (client side), with the checks that catch a
- * broken stream: a first chunk with the table's size, rows in order, no gap, no overlap, no overrun.
+ * Reassembling a matrix sent in row chunks (the embedding service's StreamMatrix) into one Float32Array, with the
+ * checks that catch a broken stream: a first chunk with the table's size, rows in order, no gap, no overlap, no
+ * overrun. The chunk type is structural, so a StreamMatrixResponse fits without this package knowing the contracts.
  */
 import { endianness } from 'node:os';
-import type { StreamMatrixResponse } from '@ch8/contracts/embedding';
 import { InvalidInputError } from '@ch8/errors';
 
 const LITTLE_ENDIAN = endianness() === 'LE';
+
+/** One chunk: rows [rowStart, rowStart + rowCount) as little-endian float32 bytes. */
+export interface MatrixChunk {
+  rowStart: number;
+  rowCount: number;
+  dim: number;
+  /** 4 * rowCount * dim bytes. */
+  data: Uint8Array;
+  /** Rows of the whole matrix; read from the first chunk only. */
+  vocabSize: number;
+  /** Vocabulary hash of the table; read from the first chunk only. */
+  vocabHash: string;
+}
 
 export interface AssembledMatrix {
   /** vocabSize x dim, row-major. */
@@ -14,11 +27,18 @@ export interface AssembledMatrix {
   vocabSize: number;
   dim: number;
   vocabHash: string;
+  /** Chunks read. */
   chunks: number;
 }
 
-/** Reads a StreamMatrix response stream to its end into one Float32Array (one allocation, one copy per chunk). */
-export async function assembleMatrix(chunks: AsyncIterable<StreamMatrixResponse>): Promise<AssembledMatrix> {
+/**
+ * Reads a chunk stream to its end into one Float32Array (one allocation, one copy per chunk). A first chunk without
+ * dim, a chunk that does not continue the matrix (wrong dim, rows out of order, a gap, an overlap, an overrun, a
+ * byte count that is not its rows), no chunk at all or a stream that ends early -> InvalidInputError.
+ */
+export async function assembleMatrix(
+  chunks: AsyncIterable<MatrixChunk> | Iterable<MatrixChunk>,
+): Promise<AssembledMatrix> {
   let out: Float32Array | undefined;
   let bytes: Uint8Array | undefined;
   let vocabSize = 0;
@@ -28,7 +48,7 @@ export async function assembleMatrix(chunks: AsyncIterable<StreamMatrixResponse>
   let n = 0;
   for await (const c of chunks) {
     if (out === undefined || bytes === undefined) {
-      if (c.dim === 0) throw new InvalidInputError('the first chunk has no dim', { field: 'dim' });
+      if (c.dim === 0) throw new InvalidInputError('the first chunk has no dim', { entry: 1, field: 'dim' });
       vocabSize = c.vocabSize;
       dim = c.dim;
       vocabHash = c.vocabHash;
@@ -44,9 +64,7 @@ export async function assembleMatrix(chunks: AsyncIterable<StreamMatrixResponse>
     ) {
       throw new InvalidInputError(
         `chunk ${n} (rows ${c.rowStart}+${c.rowCount}, ${c.data.length} bytes) does not continue the matrix at row ${next}`,
-        {
-          entry: n,
-        },
+        { entry: n },
       );
     }
     bytes.set(c.data, 4 * c.rowStart * dim);
