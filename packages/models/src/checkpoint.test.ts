@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '@ch8/backend/select';
 import { InvalidInputError } from '@ch8/errors';
-import { createModel, type TrainingState } from './model.ts';
+import { createModel, type SentimentModel, type TrainingState } from './model.ts';
 import { decodeTrainingState, encodeTrainingState } from './checkpoint.ts';
 import type { ModelConfigInput } from './config.ts';
 import { batchOf, tinyConfig, tinyEmbeddings } from './fixtures.ts';
@@ -32,6 +32,16 @@ const SCHEDULE = [
 ];
 const K = 3;
 
+/** Trains on the schedule's steps `from`..`to` - 1, halving the learning rate after step 2 (a schedule). */
+function trainSteps(m: SentimentModel, from: number, to: number): number[] {
+  const losses: number[] = [];
+  for (let i = from; i < to; i++) {
+    losses.push(m.trainStep(SCHEDULE[i]!).loss);
+    if (i === 1) m.setLearningRate(m.learningRate / 2);
+  }
+  return losses;
+}
+
 function sameArray(a: ArrayLike<number>, b: ArrayLike<number>, what: string): void {
   assert.equal(a.length, b.length, `${what}: length`);
   for (let i = 0; i < a.length; i++) {
@@ -43,6 +53,7 @@ function sameArray(a: ArrayLike<number>, b: ArrayLike<number>, what: string): vo
 function sameState(a: TrainingState, b: TrainingState, what: string): void {
   assert.deepEqual(a.config, b.config);
   assert.equal(a.step, b.step, `${what}: step`);
+  assert.equal(a.learningRate, b.learningRate, `${what}: learningRate`);
   sameArray(a.params, b.params, `${what}: params`);
   sameArray(a.embeddings, b.embeddings, `${what}: embeddings`);
   assert.equal(a.adam === undefined, b.adam === undefined);
@@ -82,12 +93,12 @@ for (const backend of ['cpu', 'wasm'] as const) {
       // The restored model starts from other embeddings and weights: the state must replace all of them.
       const resumed = createModel(config, { embeddings: tinyEmbeddings(99) });
       try {
-        const wholeLosses = SCHEDULE.map((b) => whole.trainStep(b).loss);
-        const firstLosses = SCHEDULE.slice(0, K).map((b) => first.trainStep(b).loss);
+        const wholeLosses = trainSteps(whole, 0, SCHEDULE.length);
+        const firstLosses = trainSteps(first, 0, K);
         const bytes = encodeTrainingState(await first.getTrainingState());
         resumed.setTrainingState(decodeTrainingState(bytes, 'ckpt.bin'));
-        assert.equal(resumed.steps, K);
-        const restLosses = SCHEDULE.slice(K).map((b) => resumed.trainStep(b).loss);
+        assert.deepEqual([resumed.steps, resumed.learningRate], [K, first.learningRate]);
+        const restLosses = trainSteps(resumed, K, SCHEDULE.length);
         sameArray([...firstLosses, ...restLosses], wholeLosses, `${what}: losses`);
         sameState(await resumed.getTrainingState(), await whole.getTrainingState(), what);
         // Reads that bring the rows up to date agree too.
@@ -125,6 +136,31 @@ test('the beta powers are tfjs float32 products, not Math.pow: a state keeps the
   }
 });
 
+test('setLearningRate: both optimizers take the new rate (as a model built with it); bad rates are refused', async () => {
+  await selectBackend({ prefer: 'wasm' });
+  for (const kind of ['bow-finetune', 'cnn'] as const) {
+    const changed = createModel(tinyConfig(kind, { learningRate: 0.01 }), { embeddings: tinyEmbeddings() });
+    const built = createModel(tinyConfig(kind, { learningRate: 0.003 }), { embeddings: tinyEmbeddings() });
+    try {
+      changed.setLearningRate(0.003);
+      const a = SCHEDULE.map((b) => changed.trainStep(b).loss);
+      const b = SCHEDULE.map((x) => built.trainStep(x).loss);
+      sameArray(a, b, `${kind}: losses`);
+      const [wa, wb] = [changed.getWeights(), built.getWeights()];
+      wa.forEach((w, i) => sameArray(w.values, wb[i]!.values, `${kind}: ${w.name}`));
+      for (const bad of [0, -1, Number.NaN, Infinity]) {
+        assert.throws(
+          () => changed.setLearningRate(bad),
+          (e: unknown) => e instanceof InvalidInputError && e.field === 'learningRate',
+        );
+      }
+    } finally {
+      changed.dispose();
+      built.dispose();
+    }
+  }
+});
+
 test('a state before the first step restores; a state during a step is refused', async () => {
   await selectBackend({ prefer: 'wasm' });
   const config = tinyConfig('bow-finetune');
@@ -159,6 +195,7 @@ test('setTrainingState checks everything first and names the field', async () =>
       [{ ...s, config: { ...s.config, hidden: 5 } }, 'config.hidden'],
       [{ ...s, config: { ...s.config, learningRate: 0.5 } }, 'config.learningRate'],
       [{ ...s, step: -1 }, 'step'],
+      [{ ...s, learningRate: 0 }, 'learningRate'],
       [{ ...s, params: s.params.subarray(1) }, 'params'],
       [{ ...s, embeddings: new Float32Array(3) }, 'embeddings'],
       [{ ...s, embeddings: s.embeddings.map((v, i) => (i === 0 ? 1 : v)) }, 'embeddings'],
@@ -239,6 +276,11 @@ test('decodeTrainingState: corrupt, truncated, foreign or inconsistent bytes are
       reseal((h) => ((h.config as Record<string, unknown>).kind = 'nope')),
       /kind/,
       'config.kind',
+    );
+    rejects(
+      reseal((h) => (h.learningRate = 'fast')),
+      /positive/,
+      'learningRate',
     );
     rejects(
       reseal((h) => (h.step = -2)),

@@ -40,6 +40,7 @@ interface Header {
   formatVersion: number;
   config: ModelConfig;
   step: number;
+  learningRate: number;
   adam: { iterations: number; accBeta1: number; accBeta2: number } | null;
   embeddingAdam: { t: number } | null;
   arrays: ArrayEntry[];
@@ -94,6 +95,7 @@ export function encodeTrainingState(state: TrainingState): Buffer {
     formatVersion: TRAINING_STATE_VERSION,
     config: state.config,
     step: state.step,
+    learningRate: state.learningRate,
     adam:
       state.adam === undefined
         ? null
@@ -169,6 +171,9 @@ export function decodeTrainingState(bytes: Uint8Array, file?: string): TrainingS
     throw e;
   }
   if (!isCount(raw.step)) throw bad('must be a non-negative integer', 'step');
+  const lr = raw.learningRate;
+  if (typeof lr !== 'number' || !(lr > 0) || !Number.isFinite(lr))
+    throw bad('must be a positive number', 'learningRate');
   const dataStart = PREFIX + headerBytes;
   const dataBytes = body.length - dataStart;
   if (raw.dataBytes !== dataBytes)
@@ -224,6 +229,7 @@ export function decodeTrainingState(bytes: Uint8Array, file?: string): TrainingS
   return {
     config,
     step: raw.step,
+    learningRate: lr,
     params: get('params'),
     embeddings: get('embeddings'),
     adam: isRecord(adam)

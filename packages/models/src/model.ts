@@ -64,6 +64,8 @@ export interface TrainingState {
   config: ModelConfig;
   /** Training steps taken; dropout masks derive from the seed and this count. */
   step: number;
+  /** The learning rate of the next step (differs from `config.learningRate` after `setLearningRate`). */
+  learningRate: number;
   /** The flat dense parameter vector, parameters in build order (the order of `getWeights()`). */
   params: Float32Array;
   /**
@@ -104,6 +106,7 @@ let modelCounter = 0;
 
 /** The private fields of tfjs 4.22's AdamOptimizer that hold its state (see tfjs-core's adam_optimizer.js). */
 interface TfjsAdamInternals {
+  learningRate: number;
   accBeta1: tf.Variable;
   accBeta2: tf.Variable;
   accumulatedFirstMoment: { originalName: string; variable: tf.Variable }[];
@@ -204,12 +207,15 @@ export class SentimentModel {
   private optimizer: tf.Optimizer | undefined;
   private embeddingOptimizer: SparseRowAdam | undefined;
   private stepCount = 0;
+  /** The learning rate in effect (config.learningRate until setLearningRate). */
+  private lr: number;
   private busy = false;
   private rowViews: Float32Array[] | undefined;
   private disposed = false;
 
   constructor(input: ModelConfigInput, options: CreateModelOptions = {}) {
     this.config = resolveConfig(input);
+    this.lr = this.config.learningRate;
     const { vocabSize: V, dim: d, seed } = this.config;
     this.net = buildNet(this.config);
     if (options.embeddings !== undefined) {
@@ -241,6 +247,26 @@ export class SentimentModel {
   /** Training steps taken so far. */
   get steps(): number {
     return this.stepCount;
+  }
+
+  /** The learning rate of the next step: `config.learningRate` unless changed by {@link setLearningRate}. */
+  get learningRate(): number {
+    return this.lr;
+  }
+
+  /**
+   * Changes the learning rate of both optimizers from the next step on (a schedule, e.g. decay on a plateau).
+   * In dense embedding-Adam mode the rows' pending moves are applied first with the old rate. A checkpoint taken
+   * afterwards carries the new rate. Refused while a step runs; not positive and finite: InvalidInputError.
+   */
+  setLearningRate(learningRate: number): void {
+    this.checkIdle();
+    if (!(typeof learningRate === 'number' && learningRate > 0 && Number.isFinite(learningRate))) {
+      throw new InvalidInputError(`must be a positive number, got ${learningRate}`, { field: 'learningRate' });
+    }
+    this.embeddingOptimizer?.setLearningRate(this.table, learningRate);
+    if (this.optimizer !== undefined) adamInternals(this.optimizer).learningRate = learningRate;
+    this.lr = learningRate;
   }
 
   /** Number of dense (non-embedding) parameters. */
@@ -371,7 +397,8 @@ export class SentimentModel {
   }
 
   private ensureOptimizers(): void {
-    const { finetune, learningRate, vocabSize, dim } = this.config;
+    const { finetune, vocabSize, dim } = this.config;
+    const learningRate = this.lr;
     this.optimizer ??= tf.train.adam(learningRate, 0.9, 0.999, 1e-8);
     if (finetune)
       this.embeddingOptimizer ??= new SparseRowAdam(vocabSize, dim, learningRate, this.config.embeddingOptimizer);
@@ -692,6 +719,7 @@ export class SentimentModel {
     // Take everything now: a step started while the reads are pending must not change what is returned. Clones
     // share their data with the originals (no copy); assigning a variable leaves the clone's data alone.
     const step = this.stepCount;
+    const learningRate = this.lr;
     const embeddings = Float32Array.from(this.table);
     const embeddingAdam = this.embeddingOptimizer?.getState();
     const adam = this.optimizer === undefined ? undefined : adamInternals(this.optimizer);
@@ -715,6 +743,7 @@ export class SentimentModel {
       return {
         config: structuredClone(this.config),
         step,
+        learningRate,
         params: Float32Array.from(params!),
         embeddings,
         adam: started
@@ -752,7 +781,11 @@ export class SentimentModel {
     if (!Number.isInteger(state.step) || state.step < 0)
       throw bad('step', `must be a non-negative integer, got ${state.step}`);
     const P = this.theta.size;
-    const { vocabSize: V, dim: d, finetune, learningRate } = this.config;
+    const { vocabSize: V, dim: d, finetune } = this.config;
+    const learningRate = state.learningRate;
+    if (!(typeof learningRate === 'number' && learningRate > 0 && Number.isFinite(learningRate))) {
+      throw bad('learningRate', `must be a positive number, got ${learningRate}`);
+    }
     const floats = (x: unknown, n: number, field: string): void => {
       if (!(x instanceof Float32Array) || x.length !== n) throw bad(field, `must be a Float32Array of ${n} values`);
     };
@@ -800,6 +833,7 @@ export class SentimentModel {
       this.optimizer = optimizer;
     }
     this.embeddingOptimizer = embeddingOptimizer;
+    this.lr = learningRate;
     tf.tidy(() => this.theta.assign(tf.tensor1d(state.params)));
     this.table.set(state.embeddings);
     this.stepCount = state.step;

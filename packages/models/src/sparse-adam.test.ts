@@ -118,3 +118,46 @@ test('stepRows on summed rows equals step on positions; getState/setState contin
     assert.throws(() => b.stepRows(tb, Int32Array.from([1]), new Float32Array(3)), field('rowGrad'));
   }
 });
+
+test('dense mode with a learning-rate change follows dense Adam whose rate changes at that step', () => {
+  const rows = 4;
+  const d = 2;
+  const init = Float32Array.from({ length: rows * d }, (_, i) => (i < d ? 0 : Math.sin(i * 3)));
+  const table = Float32Array.from(init);
+  const ref = Float64Array.from(init);
+  const m = new Float64Array(rows * d);
+  const v = new Float64Array(rows * d);
+  const opt = new SparseRowAdam(rows, d, 0.02, 'dense');
+  const schedule = [[1, 2], [1], [3], [1], [2], [2, 3]];
+  schedule.forEach((ids, s) => {
+    const t = s + 1;
+    const lr = t <= 3 ? 0.02 : 0.005;
+    if (t === 4) {
+      const before = Float32Array.from(table);
+      opt.setLearningRate(table, 0.005);
+      assert.notDeepEqual(table, before, 'pending moves applied with the old rate');
+    }
+    const g = new Float64Array(rows * d);
+    for (const id of ids) for (let j = 0; j < d; j++) g[id * d + j] = Math.cos(t * 5 + id + j);
+    for (let i = d; i < rows * d; i++) {
+      m[i] = 0.9 * m[i]! + 0.1 * g[i]!;
+      v[i] = 0.999 * v[i]! + 0.001 * g[i]! * g[i]!;
+      ref[i]! -= ((lr / (1 - 0.9 ** t)) * m[i]!) / (Math.sqrt(v[i]!) / Math.sqrt(1 - 0.999 ** t) + 1e-8);
+    }
+    const idArr = Int32Array.from(ids);
+    opt.catchUpRows(table, idArr);
+    const tokenGrad = new Float32Array(ids.length * d);
+    ids.forEach((id, r) => tokenGrad.set(Float32Array.from(g.subarray(id * d, (id + 1) * d)), r * d));
+    opt.step(
+      table,
+      idArr,
+      Int32Array.from(ids, (_, r) => r + 1),
+      tokenGrad,
+    );
+  });
+  opt.flush(table);
+  for (let i = 0; i < rows * d; i++) {
+    assert.ok(Math.abs(table[i]! - ref[i]!) < 1e-5, `entry ${i}: ${table[i]} vs dense ${ref[i]}`);
+  }
+  assert.equal(opt.learningRate, 0.005);
+});

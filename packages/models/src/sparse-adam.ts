@@ -38,7 +38,7 @@ export class SparseRowAdam {
   constructor(
     readonly rows: number,
     readonly dim: number,
-    readonly learningRate: number,
+    private lr: number,
     readonly mode: SparseAdamMode = 'dense',
     readonly beta1 = 0.9,
     readonly beta2 = 0.999,
@@ -53,6 +53,25 @@ export class SparseRowAdam {
     return this.t;
   }
 
+  /** The learning rate of the next step. */
+  get learningRate(): number {
+    return this.lr;
+  }
+
+  /**
+   * Changes the learning rate from the next step on. Dense mode first applies every row's pending moves with the
+   * old rate (they belong to steps already taken), so `table` is brought up to date here.
+   */
+  setLearningRate(table: Float32Array, lr: number): void {
+    if (!(typeof lr === 'number' && lr > 0 && Number.isFinite(lr))) {
+      throw new InvalidInputError(`must be a positive number, got ${lr}`, { field: 'learningRate' });
+    }
+    if (lr === this.lr) return;
+    this.flush(table);
+    this.lr = lr;
+    this.sizes = new Float64Array(0);
+  }
+
   private sizes = new Float64Array(0);
 
   /** Adam's step size at step s (cached): lr * sqrt(1 - beta2^s) / (1 - beta1^s). */
@@ -61,8 +80,7 @@ export class SparseRowAdam {
       const next = new Float64Array(Math.max(1024, s * 2));
       next.set(this.sizes);
       for (let u = this.sizes.length; u < next.length; u++) {
-        next[u] =
-          u === 0 ? 0 : (this.learningRate * Math.sqrt(1 - Math.pow(this.beta2, u))) / (1 - Math.pow(this.beta1, u));
+        next[u] = u === 0 ? 0 : (this.lr * Math.sqrt(1 - Math.pow(this.beta2, u))) / (1 - Math.pow(this.beta1, u));
       }
       this.sizes = next;
     }
@@ -177,7 +195,7 @@ export class SparseRowAdam {
         m[o + j] = mj;
         v[o + j] = vj;
         // PyTorch Adam: p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)
-        table[o + j]! -= ((this.learningRate / bc1) * mj) / (Math.sqrt(vj) / sqrtBc2 + eps);
+        table[o + j]! -= ((this.lr / bc1) * mj) / (Math.sqrt(vj) / sqrtBc2 + eps);
       }
     }
   }
