@@ -72,7 +72,14 @@ export interface EpochRecord {
   devLoss?: number;
   devAccuracy?: number;
   trainExamplesPerSecond: number;
+  /** Wall time of the epoch, scoring included. */
   seconds: number;
+  /** Training wall time of the epoch (steps and waits for data). */
+  trainSeconds?: number;
+  /** Share of trainSeconds spent waiting for batches. */
+  dataWaitShare?: number;
+  /** Adam's learning rate in this epoch. */
+  learningRate?: number;
 }
 
 export interface WeightEntry {
@@ -339,7 +346,7 @@ function checkEpochs(c: Checker, raw: unknown): EpochRecord[] {
       r,
       f,
       ['epoch', 'trainLoss', 'trainAccuracy', 'trainExamplesPerSecond', 'seconds'],
-      ['devLoss', 'devAccuracy'],
+      ['devLoss', 'devAccuracy', 'trainSeconds', 'dataWaitShare', 'learningRate'],
     );
     const epoch = c.integer(e.epoch, `${f}.epoch`, 1);
     if (epoch <= previous) throw c.bad(`${f}.epoch`, `must be greater than the previous epoch ${previous}`);
@@ -353,6 +360,10 @@ function checkEpochs(c: Checker, raw: unknown): EpochRecord[] {
     };
     if (e.devLoss !== undefined) out.devLoss = c.number(e.devLoss, `${f}.devLoss`, 0);
     if (e.devAccuracy !== undefined) out.devAccuracy = c.probability(e.devAccuracy, `${f}.devAccuracy`);
+    if (e.trainSeconds !== undefined) out.trainSeconds = c.number(e.trainSeconds, `${f}.trainSeconds`, 0);
+    if (e.dataWaitShare !== undefined) out.dataWaitShare = c.probability(e.dataWaitShare, `${f}.dataWaitShare`);
+    if (e.learningRate !== undefined)
+      out.learningRate = c.number(e.learningRate, `${f}.learningRate`, Number.MIN_VALUE);
     return out;
   });
 }
