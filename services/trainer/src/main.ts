@@ -8,9 +8,24 @@ const logger = createLogger({ level: config.logLevel, bindings: { service: 'trai
 await runService({
   logger,
   start: async () => {
-    const { server, close } = createTrainerServer({ config, logger });
-    await server.listen(config.address);
-    server.ready();
-    return { server, close };
+    const trainer = createTrainerServer({ config, logger });
+    // On SIGTERM/SIGINT the run workers stop after their current step right away, while runService drains the
+    // server (watch streams end once the workers stopped) and then calls close() again (the same promise).
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => void trainer.close());
+    try {
+      await trainer.server.listen(config.address);
+    } catch (e) {
+      // Runs restored from the state directory may have started already: stop them (they stay resumable).
+      await trainer.close();
+      throw e;
+    }
+    trainer.server.ready();
+    logger.info('trainer ready', {
+      state_dir: config.stateDir,
+      model_repository: config.modelRepository,
+      max_concurrent_runs: config.maxConcurrentRuns,
+      backend: config.backend,
+    });
+    return trainer;
   },
 });
