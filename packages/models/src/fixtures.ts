@@ -26,9 +26,6 @@ export function batchOf(rows: readonly number[][], labels?: readonly number[], m
   return maxLength === undefined ? batch : widen(batch, maxLength);
 }
 
-/** @deprecated Old name of {@link batchOf} (io.test.ts still uses it); no collate of its own. */
-export const collate = batchOf;
-
 /** The same batch with its rows padded to `T` (>= maxLength) columns. */
 export function widen(batch: Batch, T: number): Batch {
   if (T < batch.maxLength) throw new Error(`cannot narrow ${batch.maxLength} columns to ${T}`);
