@@ -1,20 +1,21 @@
 /**
- * `ch8 data stats` and `ch8 data show` (problems 71 and 75). In-process by default: read the TSVs (or the builtin
- * review sets), tokenize, prune the vectors to the words with @ch8/embeddings (cached), map to ids, drop OOV tokens
- * and empty examples. With --addr the same work goes to a running dataset service.
+ * `ch8 data stats` and `ch8 data show` (problems 71 and 75). The flags name a data set (`dataSpec`: --train/--dev
+ * TSVs or the builtin review sets); in-process by default, through @ch8/datasets/local's `prepareLocal` (read,
+ * tokenize, prune the vectors to the words through the cache, map to ids, drop OOV tokens and empty examples); with
+ * --addr the same spec goes to a running dataset service as a PrepareDataset request (`prepareRequest`).
  */
 import { resolve } from 'node:path';
-import { DatasetService, TokenizerKind, type DatasetInfo } from '@ch8/contracts/dataset';
+import { DatasetService, type DatasetInfo, type PrepareDatasetRequest } from '@ch8/contracts/dataset';
 import { decodeBatch } from '@ch8/batching/arrow';
 import { collate, type Batch } from '@ch8/batching/collate';
-import { loadSentimentFixtures } from '@ch8/datasets/sentiment-fixtures';
-import { collectWords, prepareSplit, type Example, type SplitStats } from '@ch8/datasets/prepare';
-import { readSst2Tsv, type LabelledRow } from '@ch8/datasets/sst2';
-import { loadOrBuildTable } from '@ch8/embeddings/cache';
+import type { DatasetSpec } from '@ch8/datasets/dataset';
+import { prepareLocal as prepareDataset, type LocalPreparation } from '@ch8/datasets/local';
+import type { SplitStats } from '@ch8/datasets/prepare';
+import { datasetSpecToProto } from '@ch8/datasets/proto';
 import { defaultVectorsPath } from '@ch8/embeddings/prune';
 import { InvalidInputError } from '@ch8/errors';
 import { createClient } from '@ch8/service-kit/client';
-import { CHAPTER_TOKENIZER, RAW_TOKENIZER, formatTokenizerSpec, getTokenizer, parseTokenizerSpec, type TokenizerSpec } from '@ch8/tokenizer';
+import { CHAPTER_TOKENIZER, formatTokenizerSpec, parseTokenizerSpec, type TokenizerSpec } from '@ch8/tokenizer';
 import { bool, int, str, type Parsed } from '../args.ts';
 import type { Command, CommandIO } from '../command.ts';
 
@@ -72,7 +73,10 @@ export interface ShowReport {
 
 /** The flags that choose the data and the vectors of an in-process preparation (`data`, `train`). */
 export const DATA_FLAGS = {
-  train: { type: 'string', help: 'SST-2 style TSV (header sentence<TAB>label); default: the builtin sentiment review sets' },
+  train: {
+    type: 'string',
+    help: 'SST-2 style TSV (header sentence<TAB>label); default: the builtin sentiment review sets',
+  },
   dev: { type: 'string', help: 'SST-2 style TSV for the dev split' },
   vectors: { type: 'string', help: 'vector file to prune (default: wink GloVe 100-d)' },
   'cache-dir': { type: 'string', help: 'pruned-table cache (default $CH8_CACHE_DIR or .cache/embeddings)' },
@@ -81,107 +85,78 @@ export const DATA_FLAGS = {
 
 const COMMON_FLAGS = {
   ...DATA_FLAGS,
-  vectors: { type: 'string', help: 'vector file to prune (default: wink GloVe 100-d); with --addr: as the embedding service sees it' },
+  vectors: {
+    type: 'string',
+    help: 'vector file to prune (default: wink GloVe 100-d); with --addr: as the embedding service sees it',
+  },
   addr: { type: 'string', help: 'HOST:PORT of a running dataset service: do the work there' },
   json: { type: 'boolean', help: 'one JSON document on standard output' },
 } as const;
 
-interface LocalSplit {
-  name: string;
-  rows: LabelledRow[];
-}
-
-export interface LocalData {
-  source: string;
-  tokenizer: TokenizerSpec;
-  splits: LocalSplit[];
-  /** TSVs given by the user (for --addr). */
-  files: Array<{ split: string; path: string }>;
-}
-
 function tokenizerFlag(args: Parsed): TokenizerSpec | undefined {
   const t = str(args, 'tokenizer');
   if (t === undefined) return undefined;
-  if (t !== 'chapter' && t !== 'raw') throw new InvalidInputError(`--tokenizer must be chapter or raw, got ${JSON.stringify(t)}`, { field: 'tokenizer' });
+  if (t !== 'chapter' && t !== 'raw')
+    throw new InvalidInputError(`--tokenizer must be chapter or raw, got ${JSON.stringify(t)}`, { field: 'tokenizer' });
   return parseTokenizerSpec(t);
 }
 
-async function readData(args: Parsed, io: CommandIO): Promise<LocalData> {
+/**
+ * The data set the flags name: --train / --dev are SST-2 style TSVs (columns `sentence` and `label`, chapter
+ * tokenizer), paths resolved against the working directory; neither: the builtin review sets (raw tokenizer).
+ * --tokenizer overrides the tokenizer. The same spec is prepared in process (`prepareLocal`) or sent to the dataset
+ * service (`prepareRequest`).
+ */
+export function dataSpec(args: Parsed, io: CommandIO): DatasetSpec {
+  const tokenizer = tokenizerFlag(args);
   const files: Array<{ split: string; path: string }> = [];
   for (const split of ['train', 'dev']) {
     const p = str(args, split);
     if (p !== undefined) files.push({ split, path: resolve(io.cwd, p) });
   }
-  const tokenizer = tokenizerFlag(args);
-  if (files.length > 0) {
-    const rows = await Promise.all(files.map((f) => readSst2Tsv(f.path)));
-    return {
-      source: files.map((f) => `${f.split}=${f.path}`).join(', '),
-      tokenizer: tokenizer ?? { ...CHAPTER_TOKENIZER },
-      splits: files.map((f, i) => ({ name: f.split, rows: rows[i] as LabelledRow[] })),
-      files,
-    };
-  }
-  const f = await loadSentimentFixtures();
-  const plain = (rows: readonly LabelledRow[]) => rows.map(({ text, label }) => ({ text, label }));
+  if (files.length === 0) return { kind: 'builtin', ...(tokenizer === undefined ? {} : { tokenizer }) };
   return {
-    source: `builtin sentiment review sets (${f.info.sources.join(', ')}), split seed ${f.info.seed}`,
-    tokenizer: tokenizer ?? { ...RAW_TOKENIZER },
-    splits: [
-      { name: 'train', rows: plain(f.train) },
-      { name: 'dev', rows: plain(f.dev) },
-      { name: 'test', rows: plain(f.test) },
-    ],
+    kind: 'tabular',
     files,
+    format: 'tsv',
+    textColumn: 'sentence',
+    labelColumn: 'label',
+    tokenizer: tokenizer ?? { ...CHAPTER_TOKENIZER },
   };
 }
 
-export interface LocalPrepared {
-  data: LocalData;
-  vectors: string;
-  tokens: readonly string[];
-  vocabHash: string;
-  dim: number;
-  /** The pruned matrix, tokens.length x dim, row 0 = <pad>. */
-  matrix: Float32Array;
-  cacheHit: boolean;
-  splits: Array<{ name: string; examples: Example[]; stats: SplitStats }>;
+/** --vectors resolved against the working directory, or undefined (the default source). */
+function vectorsFlag(args: Parsed, io: CommandIO): string | undefined {
+  const v = str(args, 'vectors');
+  return v === undefined ? undefined : resolve(io.cwd, v);
 }
 
-/** Reads, tokenizes and maps the data set in-process (the vectors pruned through the cache); `only` keeps one split. */
-export async function prepareLocal(args: Parsed, io: CommandIO, only?: string): Promise<LocalPrepared> {
-  const data = await readData(args, io);
-  if (only !== undefined) {
-    data.splits = data.splits.filter((s) => s.name === only);
-    if (data.splits.length === 0) throw new InvalidInputError(`no split ${JSON.stringify(only)} (give --${only} or use the builtin sets)`, { field: 'split' });
-  }
-  const tokenize = getTokenizer(data.tokenizer);
-  const words = new Set<string>();
-  for (const s of data.splits) collectWords(s.rows, tokenize, words);
-  const vectors = str(args, 'vectors') === undefined ? defaultVectorsPath() : resolve(io.cwd, str(args, 'vectors') as string);
-  const cacheDir = resolve(io.cwd, str(args, 'cache-dir') ?? io.env['CH8_CACHE_DIR'] ?? '.cache/embeddings');
-  io.log(`pruning ${vectors} to ${words.size} words (cache ${cacheDir}) ...`);
-  const { table, cacheHit, seconds } = await loadOrBuildTable({ source: vectors, words, cacheDir });
-  io.log(`vocabulary: ${table.vocab.size} tokens (dim ${table.dim}), ${cacheHit ? 'from the cache' : 'built'} in ${seconds.toFixed(2)} s`);
-  const vocab = table.vocab;
-  const idOf = (t: string) => vocab.idOf(t);
-  return {
-    data,
-    vectors,
-    tokens: vocab.tokens,
-    vocabHash: vocab.hash,
-    dim: table.dim,
-    matrix: table.matrix,
-    cacheHit,
-    splits: data.splits.map((s) => ({ name: s.name, ...prepareSplit(s.rows, { tokenize, idOf }) })),
-  };
+/** The PrepareDataset request for the data and vectors the flags name (what `prepareLocal` would prepare here). */
+export function prepareRequest(args: Parsed, io: CommandIO): PrepareDatasetRequest {
+  return datasetSpecToProto(dataSpec(args, io), { vectors: vectorsFlag(args, io) ?? '' });
+}
+
+/** An in-process preparation, plus the description and tokenizer under their former names. */
+export interface LocalPrepared extends LocalPreparation {
+  /** @deprecated use `description` and `tokenizer`. */
+  data: { source: string; tokenizer: TokenizerSpec };
+}
+
+/** Prepares the data set the flags name in process (@ch8/datasets/local), the pruned vectors cached under --cache-dir. */
+export async function prepareLocal(args: Parsed, io: CommandIO): Promise<LocalPrepared> {
+  const p = await prepareDataset(dataSpec(args, io), {
+    vectors: vectorsFlag(args, io) ?? defaultVectorsPath(),
+    cacheDir: resolve(io.cwd, str(args, 'cache-dir') ?? io.env['CH8_CACHE_DIR'] ?? '.cache/embeddings'),
+    log: io.log,
+  });
+  return { ...p, data: { source: p.description, tokenizer: p.tokenizer } };
 }
 
 /** What a local preparation used: the fields `data stats` and `train` report. */
-export function describePrepared(p: LocalPrepared) {
+export function describePrepared(p: LocalPreparation) {
   return {
-    source: p.data.source,
-    tokenizer: formatTokenizerSpec(p.data.tokenizer),
+    source: p.description,
+    tokenizer: formatTokenizerSpec(p.tokenizer),
     vectors: p.vectors,
     vocab_size: p.tokens.length,
     dim: p.dim,
@@ -189,28 +164,33 @@ export function describePrepared(p: LocalPrepared) {
   };
 }
 
+/** The split names a spec has, in order (for a usage error before any work). */
+function splitNames(spec: DatasetSpec): string[] {
+  if (spec.kind === 'tabular') return spec.files.map((f) => f.split);
+  return spec.kind === 'sst2' ? ['train', 'dev'] : ['train', 'dev', 'test'];
+}
+
+function checkSplit(spec: DatasetSpec, split: string): void {
+  if (!splitNames(spec).includes(split)) {
+    throw new InvalidInputError(`no split ${JSON.stringify(split)} (give --${split} or use the builtin sets)`, {
+      field: 'split',
+    });
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // The service path (--addr)
 
-async function prepareRemote(addr: string, args: Parsed, io: CommandIO): Promise<{ info: DatasetInfo; client: ReturnType<typeof createClient<typeof DatasetService>> }> {
-  const tokenizer = tokenizerFlag(args);
-  const files: Array<{ split: string; path: string }> = [];
-  for (const split of ['train', 'dev']) {
-    const p = str(args, split);
-    if (p !== undefined) files.push({ split, path: resolve(io.cwd, p) });
-  }
-  const vectors = str(args, 'vectors');
+async function prepareRemote(
+  addr: string,
+  args: Parsed,
+  io: CommandIO,
+): Promise<{ info: DatasetInfo; client: ReturnType<typeof createClient<typeof DatasetService>> }> {
+  const request = prepareRequest(args, io);
   const client = createClient(DatasetService, addr);
   io.log(`preparing on the dataset service at ${addr} ...`);
   try {
-    const res = await client.prepareDataset({
-      source:
-        files.length > 0
-          ? { kind: { case: 'tabular', value: { files, textColumn: 'sentence', labelColumn: 'label' } } }
-          : { kind: { case: 'builtin', value: {} } },
-      tokenizer: tokenizer === undefined ? (files.length > 0 ? TokenizerKind.CHAPTER : TokenizerKind.UNSPECIFIED) : tokenizer.kind === 'chapter' ? TokenizerKind.CHAPTER : TokenizerKind.RAW,
-      embedding: { source: vectors === undefined ? '' : resolve(io.cwd, vectors) },
-    });
+    const res = await client.prepareDataset(request);
     if (!res.dataset) throw new Error('the dataset service returned no data set');
     return { info: res.dataset, client };
   } catch (e) {
@@ -242,7 +222,10 @@ function statsHuman(r: StatsReport): string {
     `vectors    ${r.vectors}: |V| = ${r.vocab_size} (with <pad>), d = ${r.dim}, vocab hash ${r.vocab_hash.slice(0, 16)}`,
   ];
   if (r.dataset_id !== undefined) lines.push(`data set   ${r.dataset_id} (table ${r.table_id})`);
-  lines.push('', `${'split'.padEnd(8)}${'rows'.padStart(9)}${'kept'.padStart(9)}${'dropped'.padStart(9)}${'tokens'.padStart(10)}${'OOV'.padStart(9)}  length min/p50/p95/max (mean)`);
+  lines.push(
+    '',
+    `${'split'.padEnd(8)}${'rows'.padStart(9)}${'kept'.padStart(9)}${'dropped'.padStart(9)}${'tokens'.padStart(10)}${'OOV'.padStart(9)}  length min/p50/p95/max (mean)`,
+  );
   for (const s of r.splits) {
     const l = s.lengths;
     lines.push(
@@ -308,7 +291,12 @@ function batchReport(batch: Batch): NonNullable<ShowReport['batch']> {
 
 function showHuman(r: ShowReport): string {
   const lines = r.examples.map(chapterExample);
-  if (r.batch) lines.push('', `collated (${r.batch.input_ids.length} x ${r.batch.input_ids[0]?.length ?? 0}, longest first, PAD = 0):`, chapterBatch(r.batch));
+  if (r.batch)
+    lines.push(
+      '',
+      `collated (${r.batch.input_ids.length} x ${r.batch.input_ids[0]?.length ?? 0}, longest first, PAD = 0):`,
+      chapterBatch(r.batch),
+    );
   return lines.join('\n');
 }
 
@@ -347,7 +335,13 @@ export const dataStatsCommand: Command = {
           tokens: Number(s.tokens),
           oov_tokens: Number(s.oovTokens),
           oov_rate: s.tokens === 0n ? 0 : Number(s.oovTokens) / Number(s.tokens),
-          lengths: { min: s.lengths?.min ?? 0, max: s.lengths?.max ?? 0, mean: s.lengths?.mean ?? 0, p50: s.lengths?.p50 ?? 0, p95: s.lengths?.p95 ?? 0 },
+          lengths: {
+            min: s.lengths?.min ?? 0,
+            max: s.lengths?.max ?? 0,
+            mean: s.lengths?.mean ?? 0,
+            p50: s.lengths?.p50 ?? 0,
+            p95: s.lengths?.p95 ?? 0,
+          },
         })),
       };
     } else {
@@ -390,11 +384,22 @@ export const dataShowCommand: Command = {
           source: info.name,
           split,
           vocab_hash: info.vocabHash,
-          examples: res.examples.map((e) => ({ index: e.index, text: e.text, label: e.label, input_ids: [...e.inputIds], tokens: [...e.tokens] })),
+          examples: res.examples.map((e) => ({
+            index: e.index,
+            text: e.text,
+            label: e.label,
+            input_ids: [...e.inputIds],
+            tokens: [...e.tokens],
+          })),
         };
         if (bool(args, 'collate') && res.examples.length > 0) {
           // The first batch of an unshuffled epoch is exactly these examples, collated by the service.
-          for await (const m of client.streamBatches({ datasetId: info.datasetId, split, batchSize: res.examples.length, shuffle: false })) {
+          for await (const m of client.streamBatches({
+            datasetId: info.datasetId,
+            split,
+            batchSize: res.examples.length,
+            shuffle: false,
+          })) {
             report.batch = batchReport(decodeBatch(m.arrowIpc));
             break;
           }
@@ -403,12 +408,13 @@ export const dataShowCommand: Command = {
         client.close();
       }
     } else {
-      const p = await prepareLocal(args, io, split);
-      const s = p.splits[0]!;
+      checkSplit(dataSpec(args, io), split);
+      const p = await prepareLocal(args, io);
+      const s = p.splits.find((x) => x.name === split)!;
       const examples = s.examples.slice(0, n);
       report = {
         via: 'local',
-        source: p.data.source,
+        source: p.description,
         split,
         vocab_hash: p.vocabHash,
         examples: examples.map((e) => ({
