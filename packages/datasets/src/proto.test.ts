@@ -19,12 +19,15 @@ const fieldIs = (field: string) => (e: unknown) => isInvalidInput(e) && e.field 
 
 describe('datasetSpecToProto', () => {
   it('writes each kind as the request field by field', () => {
-    assert.deepEqual(datasetSpecToProto({ kind: 'sst2', dir: '/data/sst2' }), {
-      source: { kind: { case: 'sst2', value: { dir: '/data/sst2' } } },
-      tokenizer: TokenizerKind.UNSPECIFIED,
-      embedding: { source: '' },
-      name: '',
-    });
+    assert.deepEqual(
+      datasetSpecToProto({ kind: 'sst2', dir: '/data/sst2' }),
+      request({
+        source: { kind: { case: 'sst2', value: { dir: '/data/sst2' } } },
+        tokenizer: TokenizerKind.UNSPECIFIED,
+        embedding: { source: '' },
+        name: '',
+      }),
+    );
     assert.deepEqual(
       datasetSpecToProto(
         {
@@ -40,7 +43,7 @@ describe('datasetSpecToProto', () => {
         },
         { vectors: '/v/glove.txt', name: 'mine' },
       ),
-      {
+      request({
         source: {
           kind: {
             case: 'tabular',
@@ -58,13 +61,21 @@ describe('datasetSpecToProto', () => {
         tokenizer: TokenizerKind.CHAPTER,
         embedding: { source: '/v/glove.txt' },
         name: 'mine',
-      },
+      }),
     );
+    const builtin = datasetSpecToProto({
+      kind: 'builtin',
+      sets: ['imdb'],
+      seed: 7,
+      tokenizer: { kind: 'raw', version: 1 },
+    });
     assert.deepEqual(
-      datasetSpecToProto({ kind: 'builtin', sets: ['imdb'], seed: 7, tokenizer: { kind: 'raw', version: 1 } }).source,
-      {
-        kind: { case: 'builtin', value: { sets: ['imdb'], splitSeed: 7 } },
-      },
+      builtin,
+      request({
+        source: { kind: { case: 'builtin', value: { sets: ['imdb'], splitSeed: 7 } } },
+        tokenizer: TokenizerKind.RAW,
+        embedding: { source: '' },
+      }),
     );
   });
 

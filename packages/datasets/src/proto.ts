@@ -3,12 +3,12 @@
  * checks its paths against its data roots and calls `loadDataset`), and a client (the trainer, `ch8 data --addr`)
  * writes the spec it would prepare in-process into a request, so both sides read exactly the same data set.
  */
-import type { MessageInitShape } from '@bufbuild/protobuf';
+import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import {
+  PrepareDatasetRequestSchema,
   TabularFormat as WireFormat,
   TokenizerKind,
   type PrepareDatasetRequest,
-  type PrepareDatasetRequestSchema,
 } from '@ch8/contracts/dataset';
 import { InvalidInputError, isInvalidInput } from '@ch8/errors';
 import {
@@ -20,7 +20,7 @@ import {
 } from '@ch8/tokenizer';
 import { checkDatasetSpec, type DatasetSpec, type FixtureSource, type TabularFormat } from './dataset.ts';
 
-/** A PrepareDatasetRequest as the generated client takes it. */
+/** A PrepareDatasetRequest as the generated client takes it (a message is one too). */
 export type PrepareDatasetInit = MessageInitShape<typeof PrepareDatasetRequestSchema>;
 
 const FROM_WIRE_FORMAT: Record<number, TabularFormat | undefined> = {
@@ -117,12 +117,13 @@ export interface ToProtoOptions {
 }
 
 /**
- * The PrepareDatasetRequest that makes the dataset service read exactly `spec` (paths as they are: the service
+ * The PrepareDatasetRequest (a message: usable as the init of a request field or a call) that makes the dataset
+ * service read exactly `spec` (paths as they are: the service
  * resolves relative ones against its data roots). Only what a request can carry: a tokenizer of another version
  * than this build's (the request names kinds only) or a builtin seed outside 0 .. 2^32 - 1 -> InvalidInputError;
  * a bad spec as `checkDatasetSpec` says.
  */
-export function datasetSpecToProto(spec: DatasetSpec, options: ToProtoOptions = {}): PrepareDatasetInit {
+export function datasetSpecToProto(spec: DatasetSpec, options: ToProtoOptions = {}): PrepareDatasetRequest {
   checkDatasetSpec(spec);
   let tokenizer = TokenizerKind.UNSPECIFIED;
   if (spec.tokenizer !== undefined) {
@@ -163,5 +164,10 @@ export function datasetSpecToProto(spec: DatasetSpec, options: ToProtoOptions = 
       };
       break;
   }
-  return { source, tokenizer, embedding: { source: options.vectors ?? '' }, name: options.name ?? '' };
+  return create(PrepareDatasetRequestSchema, {
+    source,
+    tokenizer,
+    embedding: { source: options.vectors ?? '' },
+    name: options.name ?? '',
+  });
 }
