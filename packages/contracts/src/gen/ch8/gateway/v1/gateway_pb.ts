@@ -2,38 +2,40 @@
 // @generated from file ch8/gateway/v1/gateway.proto (package ch8.gateway.v1, syntax proto3)
 /* eslint-disable */
 
-// Gateway: serves predictions from exported models. This is the simple text API; the same models are also served
-// through the Open Inference Protocol (inference.GRPCInferenceService).
+// Gateway: serves predictions from the models of a versioned model repository. This is the simple text API; the
+// same models are also served through the Open Inference Protocol (inference.GRPCInferenceService).
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file ch8/gateway/v1/gateway.proto.
  */
 export const file_ch8_gateway_v1_gateway: GenFile = /*@__PURE__*/
-  fileDesc("ChxjaDgvZ2F0ZXdheS92MS9nYXRld2F5LnByb3RvEg5jaDguZ2F0ZXdheS52MSJKCg5QcmVkaWN0UmVxdWVzdBISCgptb2RlbF9uYW1lGAEgASgJEhUKDW1vZGVsX3ZlcnNpb24YAiABKAkSDQoFdGV4dHMYAyADKAkiZgoKUHJlZGljdGlvbhINCgVsYWJlbBgBIAEoCRIQCghsYWJlbF9pZBgCIAEoDRITCgtwcm9iYWJpbGl0eRgDIAEoAhIOCgZ0b2tlbnMYBCADKAkSEgoKb292X3Rva2VucxgFIAMoCSJtCg9QcmVkaWN0UmVzcG9uc2USEgoKbW9kZWxfbmFtZRgBIAEoCRIVCg1tb2RlbF92ZXJzaW9uGAIgASgJEi8KC3ByZWRpY3Rpb25zGAMgAygLMhouY2g4LmdhdGV3YXkudjEuUHJlZGljdGlvbiKFAQoKTW9kZWxFbnRyeRIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAkSDAoEa2luZBgDIAEoCRISCgp2b2NhYl9oYXNoGAQgASgJEhEKCXRva2VuaXplchgFIAEoCRIUCgxkZXZfYWNjdXJhY3kYBiABKAESDQoFcmVhZHkYByABKAgiEwoRTGlzdE1vZGVsc1JlcXVlc3QiQAoSTGlzdE1vZGVsc1Jlc3BvbnNlEioKBm1vZGVscxgBIAMoCzIaLmNoOC5nYXRld2F5LnYxLk1vZGVsRW50cnkiFQoTUmVsb2FkTW9kZWxzUmVxdWVzdCJCChRSZWxvYWRNb2RlbHNSZXNwb25zZRIqCgZtb2RlbHMYASADKAsyGi5jaDguZ2F0ZXdheS52MS5Nb2RlbEVudHJ5MowCCg5HYXRld2F5U2VydmljZRJKCgdQcmVkaWN0Eh4uY2g4LmdhdGV3YXkudjEuUHJlZGljdFJlcXVlc3QaHy5jaDguZ2F0ZXdheS52MS5QcmVkaWN0UmVzcG9uc2USUwoKTGlzdE1vZGVscxIhLmNoOC5nYXRld2F5LnYxLkxpc3RNb2RlbHNSZXF1ZXN0GiIuY2g4LmdhdGV3YXkudjEuTGlzdE1vZGVsc1Jlc3BvbnNlElkKDFJlbG9hZE1vZGVscxIjLmNoOC5nYXRld2F5LnYxLlJlbG9hZE1vZGVsc1JlcXVlc3QaJC5jaDguZ2F0ZXdheS52MS5SZWxvYWRNb2RlbHNSZXNwb25zZWIGcHJvdG8z");
+  fileDesc("ChxjaDgvZ2F0ZXdheS92MS9nYXRld2F5LnByb3RvEg5jaDguZ2F0ZXdheS52MSJKCg5QcmVkaWN0UmVxdWVzdBISCgptb2RlbF9uYW1lGAEgASgJEhUKDW1vZGVsX3ZlcnNpb24YAiABKAkSDQoFdGV4dHMYAyADKAkijAEKClByZWRpY3Rpb24SDQoFbGFiZWwYASABKAkSEAoIbGFiZWxfaWQYAiABKA0SEwoLcHJvYmFiaWxpdHkYAyABKAISDgoGdG9rZW5zGAQgAygJEhIKCm9vdl90b2tlbnMYBSADKAkSFgoObm9fa25vd25fdG9rZW4YBiABKAgSDAoEdGV4dBgHIAEoCSJtCg9QcmVkaWN0UmVzcG9uc2USEgoKbW9kZWxfbmFtZRgBIAEoCRIVCg1tb2RlbF92ZXJzaW9uGAIgASgJEi8KC3ByZWRpY3Rpb25zGAMgAygLMhouY2g4LmdhdGV3YXkudjEuUHJlZGljdGlvbiLaAQoKTW9kZWxFbnRyeRIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAkSDAoEa2luZBgDIAEoCRISCgp2b2NhYl9oYXNoGAQgASgJEhEKCXRva2VuaXplchgFIAEoCRIUCgxkZXZfYWNjdXJhY3kYBiABKAESDQoFcmVhZHkYByABKAgSKwoFc3RhdGUYCCABKA4yHC5jaDguZ2F0ZXdheS52MS5WZXJzaW9uU3RhdGUSDQoFZXJyb3IYCSABKAkSFwoPZGVmYXVsdF92ZXJzaW9uGAogASgIIkUKDVZlcnNpb25Qb2xpY3kSGAoOcGlubmVkX3ZlcnNpb24YASABKA1IABIQCgZsYXRlc3QYAiABKA1IAEIICgZjaG9pY2UiZAoLTW9kZWxQb2xpY3kSEgoKbW9kZWxfbmFtZRgBIAEoCRItCgZwb2xpY3kYAiABKAsyHS5jaDguZ2F0ZXdheS52MS5WZXJzaW9uUG9saWN5EhIKCm92ZXJyaWRkZW4YAyABKAgiEwoRTGlzdE1vZGVsc1JlcXVlc3QihgEKEkxpc3RNb2RlbHNSZXNwb25zZRIqCgZtb2RlbHMYASADKAsyGi5jaDguZ2F0ZXdheS52MS5Nb2RlbEVudHJ5Ei0KCHBvbGljaWVzGAIgAygLMhsuY2g4LmdhdGV3YXkudjEuTW9kZWxQb2xpY3kSFQoNZGVmYXVsdF9tb2RlbBgDIAEoCSIVChNSZWxvYWRNb2RlbHNSZXF1ZXN0IkIKFFJlbG9hZE1vZGVsc1Jlc3BvbnNlEioKBm1vZGVscxgBIAMoCzIaLmNoOC5nYXRld2F5LnYxLk1vZGVsRW50cnkiXAoXU2V0VmVyc2lvblBvbGljeVJlcXVlc3QSEgoKbW9kZWxfbmFtZRgBIAEoCRItCgZwb2xpY3kYAiABKAsyHS5jaDguZ2F0ZXdheS52MS5WZXJzaW9uUG9saWN5InMKGFNldFZlcnNpb25Qb2xpY3lSZXNwb25zZRIrCgZwb2xpY3kYASABKAsyGy5jaDguZ2F0ZXdheS52MS5Nb2RlbFBvbGljeRIqCgZtb2RlbHMYAiADKAsyGi5jaDguZ2F0ZXdheS52MS5Nb2RlbEVudHJ5KrUBCgxWZXJzaW9uU3RhdGUSHQoZVkVSU0lPTl9TVEFURV9VTlNQRUNJRklFRBAAEhsKF1ZFUlNJT05fU1RBVEVfQVZBSUxBQkxFEAESGQoVVkVSU0lPTl9TVEFURV9MT0FESU5HEAISFwoTVkVSU0lPTl9TVEFURV9SRUFEWRADEhsKF1ZFUlNJT05fU1RBVEVfVU5MT0FESU5HEAQSGAoUVkVSU0lPTl9TVEFURV9GQUlMRUQQBTLzAgoOR2F0ZXdheVNlcnZpY2USSgoHUHJlZGljdBIeLmNoOC5nYXRld2F5LnYxLlByZWRpY3RSZXF1ZXN0Gh8uY2g4LmdhdGV3YXkudjEuUHJlZGljdFJlc3BvbnNlElMKCkxpc3RNb2RlbHMSIS5jaDguZ2F0ZXdheS52MS5MaXN0TW9kZWxzUmVxdWVzdBoiLmNoOC5nYXRld2F5LnYxLkxpc3RNb2RlbHNSZXNwb25zZRJZCgxSZWxvYWRNb2RlbHMSIy5jaDguZ2F0ZXdheS52MS5SZWxvYWRNb2RlbHNSZXF1ZXN0GiQuY2g4LmdhdGV3YXkudjEuUmVsb2FkTW9kZWxzUmVzcG9uc2USZQoQU2V0VmVyc2lvblBvbGljeRInLmNoOC5nYXRld2F5LnYxLlNldFZlcnNpb25Qb2xpY3lSZXF1ZXN0GiguY2g4LmdhdGV3YXkudjEuU2V0VmVyc2lvblBvbGljeVJlc3BvbnNlYgZwcm90bzM");
 
 /**
  * @generated from message ch8.gateway.v1.PredictRequest
  */
 export type PredictRequest = Message<"ch8.gateway.v1.PredictRequest"> & {
   /**
-   * Empty: the gateway's default model.
+   * Empty: the gateway's default model (configured, or the only one).
    *
    * @generated from field: string model_name = 1;
    */
   modelName: string;
 
   /**
-   * Empty: the latest loaded version.
+   * Empty: the model's newest serving version (the pinned one when pinned).
    *
    * @generated from field: string model_version = 2;
    */
   modelVersion: string;
 
   /**
+   * Raw texts, one prediction each, in order.
+   *
    * @generated from field: repeated string texts = 3;
    */
   texts: string[];
@@ -51,7 +53,7 @@ export const PredictRequestSchema: GenMessage<PredictRequest> = /*@__PURE__*/
  */
 export type Prediction = Message<"ch8.gateway.v1.Prediction"> & {
   /**
-   * "positive" or "negative".
+   * "positive" when probability > 0.5, else "negative" (the manifest's labels).
    *
    * @generated from field: string label = 1;
    */
@@ -72,18 +74,33 @@ export type Prediction = Message<"ch8.gateway.v1.Prediction"> & {
   probability: number;
 
   /**
-   * Tokens that were mapped to ids and used.
+   * Tokens that were mapped to ids and used, in order.
    *
    * @generated from field: repeated string tokens = 4;
    */
   tokens: string[];
 
   /**
-   * Tokens the vocabulary lacks (dropped).
+   * Tokens the vocabulary lacks (dropped), in order.
    *
    * @generated from field: repeated string oov_tokens = 5;
    */
   oovTokens: string[];
+
+  /**
+   * True when no token of the text is in the model's vocabulary: the model was not run, and the answer is
+   * label "negative", label_id 0, probability 0.5.
+   *
+   * @generated from field: bool no_known_token = 6;
+   */
+  noKnownToken: boolean;
+
+  /**
+   * The text as sent.
+   *
+   * @generated from field: string text = 7;
+   */
+  text: string;
 };
 
 /**
@@ -98,6 +115,8 @@ export const PredictionSchema: GenMessage<Prediction> = /*@__PURE__*/
  */
 export type PredictResponse = Message<"ch8.gateway.v1.PredictResponse"> & {
   /**
+   * The model and version that answered every text of the call.
+   *
    * @generated from field: string model_name = 1;
    */
   modelName: string;
@@ -135,7 +154,7 @@ export type ModelEntry = Message<"ch8.gateway.v1.ModelEntry"> & {
   version: string;
 
   /**
-   * Model id of the zoo (bow-finetune, cnn, ...).
+   * Model id of the zoo (bow-finetune, cnn, ...); empty when the manifest could not be read.
    *
    * @generated from field: string kind = 3;
    */
@@ -147,19 +166,44 @@ export type ModelEntry = Message<"ch8.gateway.v1.ModelEntry"> & {
   vocabHash: string;
 
   /**
+   * The raw-text tokenizer, e.g. "raw@1".
+   *
    * @generated from field: string tokenizer = 5;
    */
   tokenizer: string;
 
   /**
+   * Dev accuracy recorded in the manifest; 0 when unknown.
+   *
    * @generated from field: double dev_accuracy = 6;
    */
   devAccuracy: number;
 
   /**
+   * state == READY.
+   *
    * @generated from field: bool ready = 7;
    */
   ready: boolean;
+
+  /**
+   * @generated from field: ch8.gateway.v1.VersionState state = 8;
+   */
+  state: VersionState;
+
+  /**
+   * Why loading failed (FAILED only).
+   *
+   * @generated from field: string error = 9;
+   */
+  error: string;
+
+  /**
+   * True for the version that answers requests that name no version.
+   *
+   * @generated from field: bool default_version = 10;
+   */
+  defaultVersion: boolean;
 };
 
 /**
@@ -168,6 +212,72 @@ export type ModelEntry = Message<"ch8.gateway.v1.ModelEntry"> & {
  */
 export const ModelEntrySchema: GenMessage<ModelEntry> = /*@__PURE__*/
   messageDesc(file_ch8_gateway_v1_gateway, 3);
+
+/**
+ * Which versions of a model serve. Empty (no choice set): the gateway's configured default.
+ *
+ * @generated from message ch8.gateway.v1.VersionPolicy
+ */
+export type VersionPolicy = Message<"ch8.gateway.v1.VersionPolicy"> & {
+  /**
+   * @generated from oneof ch8.gateway.v1.VersionPolicy.choice
+   */
+  choice: {
+    /**
+     * Serve exactly this version (rollback); newer versions are not loaded.
+     *
+     * @generated from field: uint32 pinned_version = 1;
+     */
+    value: number;
+    case: "pinnedVersion";
+  } | {
+    /**
+     * Serve the newest N versions that load (N >= 1); the newest answers requests that name no version.
+     *
+     * @generated from field: uint32 latest = 2;
+     */
+    value: number;
+    case: "latest";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message ch8.gateway.v1.VersionPolicy.
+ * Use `create(VersionPolicySchema)` to create a new message.
+ */
+export const VersionPolicySchema: GenMessage<VersionPolicy> = /*@__PURE__*/
+  messageDesc(file_ch8_gateway_v1_gateway, 4);
+
+/**
+ * @generated from message ch8.gateway.v1.ModelPolicy
+ */
+export type ModelPolicy = Message<"ch8.gateway.v1.ModelPolicy"> & {
+  /**
+   * @generated from field: string model_name = 1;
+   */
+  modelName: string;
+
+  /**
+   * The policy in force (never empty here: the configured default is shown as `latest`).
+   *
+   * @generated from field: ch8.gateway.v1.VersionPolicy policy = 2;
+   */
+  policy?: VersionPolicy | undefined;
+
+  /**
+   * True when the policy was set through SetVersionPolicy (it lasts until the gateway restarts).
+   *
+   * @generated from field: bool overridden = 3;
+   */
+  overridden: boolean;
+};
+
+/**
+ * Describes the message ch8.gateway.v1.ModelPolicy.
+ * Use `create(ModelPolicySchema)` to create a new message.
+ */
+export const ModelPolicySchema: GenMessage<ModelPolicy> = /*@__PURE__*/
+  messageDesc(file_ch8_gateway_v1_gateway, 5);
 
 /**
  * @generated from message ch8.gateway.v1.ListModelsRequest
@@ -180,16 +290,30 @@ export type ListModelsRequest = Message<"ch8.gateway.v1.ListModelsRequest"> & {
  * Use `create(ListModelsRequestSchema)` to create a new message.
  */
 export const ListModelsRequestSchema: GenMessage<ListModelsRequest> = /*@__PURE__*/
-  messageDesc(file_ch8_gateway_v1_gateway, 4);
+  messageDesc(file_ch8_gateway_v1_gateway, 6);
 
 /**
  * @generated from message ch8.gateway.v1.ListModelsResponse
  */
 export type ListModelsResponse = Message<"ch8.gateway.v1.ListModelsResponse"> & {
   /**
+   * One entry per version, by model name then version.
+   *
    * @generated from field: repeated ch8.gateway.v1.ModelEntry models = 1;
    */
   models: ModelEntry[];
+
+  /**
+   * @generated from field: repeated ch8.gateway.v1.ModelPolicy policies = 2;
+   */
+  policies: ModelPolicy[];
+
+  /**
+   * The model that answers requests that name no model; empty when there is none.
+   *
+   * @generated from field: string default_model = 3;
+   */
+  defaultModel: string;
 };
 
 /**
@@ -197,7 +321,7 @@ export type ListModelsResponse = Message<"ch8.gateway.v1.ListModelsResponse"> & 
  * Use `create(ListModelsResponseSchema)` to create a new message.
  */
 export const ListModelsResponseSchema: GenMessage<ListModelsResponse> = /*@__PURE__*/
-  messageDesc(file_ch8_gateway_v1_gateway, 5);
+  messageDesc(file_ch8_gateway_v1_gateway, 7);
 
 /**
  * @generated from message ch8.gateway.v1.ReloadModelsRequest
@@ -210,7 +334,7 @@ export type ReloadModelsRequest = Message<"ch8.gateway.v1.ReloadModelsRequest"> 
  * Use `create(ReloadModelsRequestSchema)` to create a new message.
  */
 export const ReloadModelsRequestSchema: GenMessage<ReloadModelsRequest> = /*@__PURE__*/
-  messageDesc(file_ch8_gateway_v1_gateway, 6);
+  messageDesc(file_ch8_gateway_v1_gateway, 8);
 
 /**
  * @generated from message ch8.gateway.v1.ReloadModelsResponse
@@ -227,14 +351,116 @@ export type ReloadModelsResponse = Message<"ch8.gateway.v1.ReloadModelsResponse"
  * Use `create(ReloadModelsResponseSchema)` to create a new message.
  */
 export const ReloadModelsResponseSchema: GenMessage<ReloadModelsResponse> = /*@__PURE__*/
-  messageDesc(file_ch8_gateway_v1_gateway, 7);
+  messageDesc(file_ch8_gateway_v1_gateway, 9);
+
+/**
+ * @generated from message ch8.gateway.v1.SetVersionPolicyRequest
+ */
+export type SetVersionPolicyRequest = Message<"ch8.gateway.v1.SetVersionPolicyRequest"> & {
+  /**
+   * @generated from field: string model_name = 1;
+   */
+  modelName: string;
+
+  /**
+   * No choice set: back to the configured default (unpin).
+   *
+   * @generated from field: ch8.gateway.v1.VersionPolicy policy = 2;
+   */
+  policy?: VersionPolicy | undefined;
+};
+
+/**
+ * Describes the message ch8.gateway.v1.SetVersionPolicyRequest.
+ * Use `create(SetVersionPolicyRequestSchema)` to create a new message.
+ */
+export const SetVersionPolicyRequestSchema: GenMessage<SetVersionPolicyRequest> = /*@__PURE__*/
+  messageDesc(file_ch8_gateway_v1_gateway, 10);
+
+/**
+ * @generated from message ch8.gateway.v1.SetVersionPolicyResponse
+ */
+export type SetVersionPolicyResponse = Message<"ch8.gateway.v1.SetVersionPolicyResponse"> & {
+  /**
+   * @generated from field: ch8.gateway.v1.ModelPolicy policy = 1;
+   */
+  policy?: ModelPolicy | undefined;
+
+  /**
+   * The model's versions once the policy was applied.
+   *
+   * @generated from field: repeated ch8.gateway.v1.ModelEntry models = 2;
+   */
+  models: ModelEntry[];
+};
+
+/**
+ * Describes the message ch8.gateway.v1.SetVersionPolicyResponse.
+ * Use `create(SetVersionPolicyResponseSchema)` to create a new message.
+ */
+export const SetVersionPolicyResponseSchema: GenMessage<SetVersionPolicyResponse> = /*@__PURE__*/
+  messageDesc(file_ch8_gateway_v1_gateway, 11);
+
+/**
+ * The state of one version of a model.
+ *
+ * @generated from enum ch8.gateway.v1.VersionState
+ */
+export enum VersionState {
+  /**
+   * @generated from enum value: VERSION_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * In the repository, not wanted by the model's policy.
+   *
+   * @generated from enum value: VERSION_STATE_AVAILABLE = 1;
+   */
+  AVAILABLE = 1,
+
+  /**
+   * Being loaded and warmed up.
+   *
+   * @generated from enum value: VERSION_STATE_LOADING = 2;
+   */
+  LOADING = 2,
+
+  /**
+   * Loaded and answering requests.
+   *
+   * @generated from enum value: VERSION_STATE_READY = 3;
+   */
+  READY = 3,
+
+  /**
+   * No longer wanted: finishing its in-flight requests before it is unloaded.
+   *
+   * @generated from enum value: VERSION_STATE_UNLOADING = 4;
+   */
+  UNLOADING = 4,
+
+  /**
+   * Failed to load; `error` says why. Retried when its files change.
+   *
+   * @generated from enum value: VERSION_STATE_FAILED = 5;
+   */
+  FAILED = 5,
+}
+
+/**
+ * Describes the enum ch8.gateway.v1.VersionState.
+ */
+export const VersionStateSchema: GenEnum<VersionState> = /*@__PURE__*/
+  enumDesc(file_ch8_gateway_v1_gateway, 0);
 
 /**
  * @generated from service ch8.gateway.v1.GatewayService
  */
 export const GatewayService: GenService<{
   /**
-   * Classifies raw texts (tokenized with the model's own tokenizer). Concurrent calls are batched together.
+   * Classifies raw texts (tokenized with the model's own raw-text tokenizer). Concurrent calls for one model are
+   * batched together. Every text of one call is answered by the same model version.
    *
    * @generated from rpc ch8.gateway.v1.GatewayService.Predict
    */
@@ -244,6 +470,8 @@ export const GatewayService: GenService<{
     output: typeof PredictResponseSchema;
   },
   /**
+   * The versions the gateway knows: serving, loading, failed (with the reason) or on disk but not loaded.
+   *
    * @generated from rpc ch8.gateway.v1.GatewayService.ListModels
    */
   listModels: {
@@ -252,7 +480,8 @@ export const GatewayService: GenService<{
     output: typeof ListModelsResponseSchema;
   },
   /**
-   * Rescans the model repository: new versions are loaded, then swapped in without dropping requests.
+   * Rescans the model repository now (it is also polled): new versions are loaded, warmed up and swapped in
+   * without dropping requests; versions no longer wanted drain their in-flight requests, then unload.
    *
    * @generated from rpc ch8.gateway.v1.GatewayService.ReloadModels
    */
@@ -260,6 +489,17 @@ export const GatewayService: GenService<{
     methodKind: "unary";
     input: typeof ReloadModelsRequestSchema;
     output: typeof ReloadModelsResponseSchema;
+  },
+  /**
+   * Sets which versions of a model serve: pin one (rollback), keep the newest N, or (no policy) go back to the
+   * gateway's configured default. Applied at once (the versions are loaded before the call returns).
+   *
+   * @generated from rpc ch8.gateway.v1.GatewayService.SetVersionPolicy
+   */
+  setVersionPolicy: {
+    methodKind: "unary";
+    input: typeof SetVersionPolicyRequestSchema;
+    output: typeof SetVersionPolicyResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_ch8_gateway_v1_gateway, 0);
