@@ -196,7 +196,7 @@ export class RunManager {
     if (queued >= 0) {
       this.queue.splice(queued, 1);
       this.emit(e, { case: 'message', value: 'cancelled before it started' });
-      this.finish(e, RunState.CANCELLED);
+      await this.finish(e, RunState.CANCELLED);
     } else if (e.worker !== undefined && e.stop === undefined) {
       e.stop = 'cancel';
       e.worker.send({ type: 'cancel' });
@@ -242,9 +242,10 @@ export class RunManager {
     void this.store.saveRun(e.run);
   }
 
-  private finish(e: Entry, state: RunState): void {
+  /** Removes the run's checkpoints, then sets the final state: a run seen final has no checkpoint left on disk. */
+  private async finish(e: Entry, state: RunState): Promise<void> {
+    await this.store.removeCheckpoints(e.run.runId);
     this.setState(e, state);
-    void this.store.removeCheckpoints(e.run.runId);
     this.options.logger.info('run ended', {
       run_id: e.run.runId,
       state: RunState[state],
@@ -295,11 +296,10 @@ export class RunManager {
       checkpointDir: this.store.checkpointDirOf(run.runId),
       exportFault: this.options.exportFault ?? null,
     };
+    /** The worker has said (or shown, by exiting) how the run ends; later messages are ignored. */
     let ended = false;
-    /** The worker is done with the run: release its slot, start the next. */
+    /** The run's outcome is recorded: release the worker's slot, start the next run. */
     const release = (): void => {
-      if (ended) return;
-      ended = true;
       this.active.delete(e);
       const w = e.worker;
       e.worker = undefined;
@@ -311,15 +311,20 @@ export class RunManager {
     e.worker = this.startWorkerFn(job, {
       onMessage: (m) => {
         if (ended) return;
-        this.onWorkerMessage(e, m, log);
-        if (m.type === 'done' || m.type === 'failed' || m.type === 'aborted') release();
+        const outcome = this.onWorkerMessage(e, m, log);
+        if (outcome !== undefined) {
+          ended = true;
+          void outcome.then(release);
+        }
       },
       onExit: (code, error) => {
         if (ended) return;
+        ended = true;
+        let outcome: Promise<void>;
         if (e.stop === 'interrupt') {
-          this.interrupted(e);
+          outcome = this.interrupted(e);
         } else if (e.stop === 'cancel') {
-          this.finish(e, RunState.CANCELLED);
+          outcome = this.finish(e, RunState.CANCELLED);
         } else {
           log.error('the run worker exited without a result', {
             exit_code: code,
@@ -327,23 +332,24 @@ export class RunManager {
           });
           run.error = `the run's worker thread exited unexpectedly (exit code ${code})`;
           run.errorCode = 'INTERNAL';
-          this.finish(e, RunState.FAILED);
+          outcome = this.finish(e, RunState.FAILED);
         }
-        release();
+        void outcome.then(release);
       },
     });
   }
 
-  private interrupted(e: Entry): void {
+  private async interrupted(e: Entry): Promise<void> {
     this.emit(e, {
       case: 'message',
       value: 'interrupted: the trainer is shutting down; the run resumes from its last checkpoint when it starts again',
     });
-    void this.store.saveRun(e.run);
     this.options.logger.info('run interrupted by the shutdown', { run_id: e.run.runId });
+    await this.store.saveRun(e.run);
   }
 
-  private onWorkerMessage(e: Entry, m: FromWorker, log: Logger): void {
+  /** Applies a worker's message to the run; for the last message (done / failed / aborted), the recording of the outcome. */
+  private onWorkerMessage(e: Entry, m: FromWorker, log: Logger): Promise<void> | undefined {
     const run = e.run;
     switch (m.type) {
       case 'log':
@@ -402,8 +408,7 @@ export class RunManager {
         run.resumedFromEpoch = s.resumedFromEpoch;
         run.exported = create(ExportedModelSchema, m.exported);
         this.emit(e, { case: 'exported', value: run.exported });
-        this.finish(e, RunState.SUCCEEDED);
-        return;
+        return this.finish(e, RunState.SUCCEEDED);
       }
       case 'failed':
         run.errorCode = m.error.code;
@@ -412,12 +417,9 @@ export class RunManager {
             ? `internal error during ${m.phase} (details in the trainer's log)`
             : m.error.message;
         this.emit(e, { case: 'message', value: `failed during ${m.phase}: ${run.error}` });
-        this.finish(e, RunState.FAILED);
-        return;
+        return this.finish(e, RunState.FAILED);
       case 'aborted':
-        if (e.stop === 'interrupt') this.interrupted(e);
-        else this.finish(e, RunState.CANCELLED);
-        return;
+        return e.stop === 'interrupt' ? this.interrupted(e) : this.finish(e, RunState.CANCELLED);
     }
   }
 
@@ -451,7 +453,7 @@ export class RunManager {
         const s = statusOf(err);
         run.errorCode = codeName(s.code);
         run.error = `cannot resume: ${s.internal ? 'internal error' : s.details}`;
-        this.finish(e, RunState.FAILED);
+        void this.finish(e, RunState.FAILED);
         continue;
       }
       if (wasRunning) {

@@ -334,6 +334,7 @@ describe('run lifecycle (scripted workers)', () => {
         RunState.RUNNING,
         RunState.PENDING,
       ]);
+      const failedWatch = watchAll(t.client, ids[1]!);
       workers.post(ids[1]!, {
         type: 'failed',
         phase: 'data',
@@ -343,12 +344,15 @@ describe('run lifecycle (scripted workers)', () => {
           code: 'UNAVAILABLE',
         },
       });
+      await failedWatch;
       const failed = (await t.client.getRun({ runId: ids[1]! })).run!;
       assert.equal(failed.state, RunState.FAILED);
       assert.equal(failed.errorCode, 'UNAVAILABLE');
       assert.match(failed.error, /gone/);
       assert.equal(workers.started.length, 3);
+      const crashWatch = watchAll(t.client, ids[0]!);
       workers.of(ids[0]!).callbacks.onExit(1, new Error('out of memory'));
+      await crashWatch;
       const crashed = (await t.client.getRun({ runId: ids[0]! })).run!;
       assert.equal(crashed.state, RunState.FAILED);
       assert.equal(crashed.errorCode, 'INTERNAL');
