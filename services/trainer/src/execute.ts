@@ -16,7 +16,7 @@ import { directoryCheckpointStore } from '@ch8/training/checkpoints';
 import type { DataFeed } from '@ch8/training/feed';
 import { exportRun } from '@ch8/training/export';
 import { openGrpcFeed } from '@ch8/training/grpc-feed';
-import { train, type CheckpointStore, type TrainResult } from '@ch8/training/run';
+import { train, type CheckpointStore } from '@ch8/training/run';
 import type { CrossError, FromWorker, RunJob } from './protocol.ts';
 
 /** An error as it crosses the thread: typed errors keep their message, anything else is INTERNAL (its message stays in the log). */
@@ -39,15 +39,6 @@ function exportHooks(job: RunJob, signal: AbortSignal): ExportHooks {
       if (signal.aborted) throw new CancelledError('cancelled before the export was complete');
     },
   };
-}
-
-/**
- * Local adapter (to drop once @ch8/training/export does it): the manifest's metrics.epochs takes EpochRecord's
- * fields only and refuses EpochEvent's extra trainSeconds / dataWaitShare / learningRate.
- */
-function manifestEpochs(result: TrainResult): TrainResult {
-  const epochs = result.epochs.map(({ trainSeconds: _s, dataWaitShare: _w, learningRate: _l, ...record }) => record);
-  return { ...result, epochs: epochs as TrainResult['epochs'] };
 }
 
 export async function executeRun(job: RunJob, signal: AbortSignal, post: (m: FromWorker) => void): Promise<void> {
@@ -99,7 +90,7 @@ export async function executeRun(job: RunJob, signal: AbortSignal, post: (m: Fro
 
     phase = 'export';
     if (signal.aborted) throw new CancelledError('cancelled');
-    const exported = await exportRun(job.modelRepository, manifestEpochs(result), {
+    const exported = await exportRun(job.modelRepository, result, {
       feed: feed.info,
       backend,
       runId: job.runId,
