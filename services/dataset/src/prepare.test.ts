@@ -216,7 +216,7 @@ test('embedding service down: UNAVAILABLE and nothing registered', async () => {
   const addr = `127.0.0.1:${await server.listen('127.0.0.1:0')}`;
   const client = createClient(DatasetService, addr);
   try {
-    await rejectsWith(client.prepareDataset({ source: { kind: { case: 'sst2', value: { dir: 'sst2' } } } }), Code.UNAVAILABLE, /embedding service unavailable/);
+    await rejectsWith(client.prepareDataset({ source: { kind: { case: 'sst2', value: { dir: 'sst2' } } } }), Code.UNAVAILABLE, /embedding service LoadTable/);
     assert.equal((await client.listDatasets({})).datasets.length, 0);
   } finally {
     client.close();

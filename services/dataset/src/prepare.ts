@@ -11,8 +11,8 @@ import { prepareSplits, type Example, type SplitStats } from '@ch8/datasets/prep
 import { Vocabulary } from '@ch8/embeddings/vocabulary';
 import { VocabularyMismatchError, isInvalidInput } from '@ch8/errors';
 import type { Client } from '@ch8/service-kit/client';
+import { dependencyError } from '@ch8/service-kit/status';
 import { formatTokenizerSpec, type TokenizerSpec } from '@ch8/tokenizer';
-import { dependencyError } from './upstream.ts';
 
 export type EmbeddingClient = Pick<Client<typeof EmbeddingService>, 'loadTable' | 'getVocabulary'>;
 
@@ -65,9 +65,9 @@ export function datasetId(dataset: LoadedDataset, embeddingSource: string, vocab
 }
 
 /**
- * Prunes and maps `dataset`. Embedding-service failures as typed errors (`dependencyError`: unreachable or too slow
- * DependencyUnavailableError, its NOT_FOUND NotFoundError, ...); a vocabulary that is malformed or does not hash to
- * what LoadTable reported -> VocabularyMismatchError.
+ * Prunes and maps `dataset`. Embedding-service failures as typed errors (the kit's `dependencyError`: unreachable,
+ * too slow or failing DependencyUnavailableError, its NOT_FOUND NotFoundError, ...); a vocabulary that is malformed
+ * or does not hash to what LoadTable reported -> VocabularyMismatchError.
  */
 export async function prepareDataset(
   dataset: LoadedDataset,
@@ -81,14 +81,14 @@ export async function prepareDataset(
   try {
     table = (await embedding.loadTable({ source: options.embeddingSource, words }, call)).table;
   } catch (e) {
-    throw dependencyError('embedding service', 'LoadTable', e);
+    throw dependencyError(e, 'embedding service LoadTable');
   }
   if (!table) throw new Error('embedding service LoadTable returned no table');
   let res;
   try {
     res = await embedding.getVocabulary({ tableId: table.tableId }, call);
   } catch (e) {
-    throw dependencyError('embedding service', 'GetVocabulary', e);
+    throw dependencyError(e, 'embedding service GetVocabulary');
   }
   let vocabulary: Vocabulary;
   try {
