@@ -1,6 +1,8 @@
+import { selectBackend } from '@ch8/backend/select';
 import { createLogger } from '@ch8/service-kit/logger';
 import { runService } from '@ch8/service-kit/run';
 import { parseGatewayConfig } from './config.ts';
+import { startMetricsServer, type MetricsServer } from './metrics.ts';
 import { createGatewayServer } from './server.ts';
 
 const config = parseGatewayConfig(process.env);
@@ -8,10 +10,39 @@ const logger = createLogger({ level: config.logLevel, bindings: { service: 'gate
 await runService({
   logger,
   start: async () => {
-    const { server, close } = createGatewayServer({ config, logger });
-    await server.listen(config.address);
-    // inference.GRPCInferenceService reports SERVING only once a model is loaded.
-    server.ready(['inference.GRPCInferenceService']);
-    return { server, close };
+    // Every model is loaded on this one backend, chosen before the first load.
+    const backend = await selectBackend({ prefer: config.backend, log: (line) => logger.debug(line) });
+    logger.info('compute backend', { backend: backend.backend, device: backend.device, fallbacks: backend.fallbacks });
+    let metricsServer: MetricsServer | undefined;
+    const gateway = createGatewayServer({ config, logger });
+    try {
+      if (config.metricsAddress !== 'off') {
+        metricsServer = await startMetricsServer(config.metricsAddress, gateway.metrics.registry);
+        logger.info('metrics listening', { address: metricsServer.address, url: metricsServer.url });
+      }
+      await gateway.server.listen(config.address);
+    } catch (e) {
+      await metricsServer?.close();
+      await gateway.close();
+      throw e;
+    }
+    // "" is SERVING from now on; the GatewayService and inference entries follow the models (at least one ready).
+    gateway.server.ready();
+    void gateway.loaded.then(() =>
+      logger.info('gateway ready', {
+        model_repository: config.modelRepository,
+        models: gateway.store.readyModelNames(),
+        poll_ms: config.pollIntervalMs,
+        max_batch: config.maxBatch,
+        max_delay_ms: config.maxDelayMs,
+      }),
+    );
+    return {
+      server: gateway.server,
+      close: async () => {
+        await metricsServer?.close();
+        await gateway.close();
+      },
+    };
   },
 });

@@ -1,36 +1,278 @@
-import { GatewayService } from '@ch8/contracts/gateway';
+/**
+ * The gateway server: the text API (ch8.gateway.v1.GatewayService) and the Open Inference Protocol
+ * (inference.GRPCInferenceService) over the models of a repository, with dynamic batching, hot reload, version
+ * policies, health gated on a ready model, and Prometheus metrics.
+ */
+import { GatewayService, VersionState, type ModelEntry } from '@ch8/contracts/gateway';
 import { GRPCInferenceService } from '@ch8/contracts/inference';
-import { createServer, type Ch8Server } from '@ch8/service-kit/server';
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import type { ModelEntrySchema } from '@ch8/contracts/gateway';
+import { InvalidInputError, NotFoundError } from '@ch8/errors';
+import { createServer, type CallContext, type Ch8Server } from '@ch8/service-kit/server';
 import type { Logger } from '@ch8/service-kit/logger';
-import { NotFoundError } from '@ch8/errors';
-import type { GatewayConfig } from './config.ts';
+import { codeName, statusOf } from '@ch8/service-kit/status';
+import type { GatewayConfig, VersionPolicy } from './config.ts';
+import { createGatewayMetrics, type GatewayMetrics } from './metrics.ts';
+import { encodeOutputs, PLATFORM, requestedOutputs, textsOf } from './oip.ts';
+import { ModelStore, type VersionStatus } from './store.ts';
+import { checkTexts } from './text.ts';
 
 export interface GatewayDeps {
   config: GatewayConfig;
   logger: Logger;
+  /** Process-level metrics (CPU, memory, event loop) in the registry; default true (tests turn them off). */
+  defaultMetrics?: boolean;
+}
+
+export interface Gateway {
+  server: Ch8Server;
+  store: ModelStore;
+  metrics: GatewayMetrics;
+  /** Resolves once the first scan of the repository finished (models loaded or failed). */
+  loaded: Promise<void>;
+  close(): Promise<void>;
 }
 
 export const SERVER_NAME = 'ch8-gateway';
 export const SERVER_VERSION = '0.1.0';
+/** Health entries that are SERVING only while at least one model is ready. */
+export const MODEL_GATED_SERVICES = [GatewayService.typeName, GRPCInferenceService.typeName] as const;
 
-const unknownModel = (name: string): never => {
-  throw new NotFoundError(`no model ${JSON.stringify(name)} is loaded`, { field: 'model_name' });
+const STATE: Record<VersionStatus['state'], VersionState> = {
+  available: VersionState.AVAILABLE,
+  loading: VersionState.LOADING,
+  ready: VersionState.READY,
+  unloading: VersionState.UNLOADING,
+  failed: VersionState.FAILED,
 };
 
-export function createGatewayServer(deps: GatewayDeps): { server: Ch8Server; close: () => Promise<void> } {
-  const server = createServer({ name: 'gateway', logger: deps.logger })
+function entryOf(s: VersionStatus): MessageInitShape<typeof ModelEntrySchema> {
+  return {
+    name: s.name,
+    version: String(s.version),
+    kind: s.kind ?? '',
+    vocabHash: s.vocabHash ?? '',
+    tokenizer: s.tokenizer ?? '',
+    devAccuracy: s.devAccuracy ?? 0,
+    ready: s.state === 'ready',
+    state: STATE[s.state],
+    error: s.error ?? '',
+    defaultVersion: s.isDefault,
+  };
+}
+
+function policyMessage(p: VersionPolicy) {
+  return {
+    choice:
+      p.kind === 'pinned'
+        ? { case: 'pinnedVersion' as const, value: p.version }
+        : { case: 'latest' as const, value: p.count },
+  };
+}
+
+export function createGatewayServer(deps: GatewayDeps): Gateway {
+  const { config, logger } = deps;
+  const metrics = createGatewayMetrics({ defaultMetrics: deps.defaultMetrics ?? true });
+  const limits = { maxTexts: config.maxTextsPerCall, maxTextBytes: config.maxTextBytes };
+  let marked = false;
+  let stopping = false;
+
+  const syncHealth = () => {
+    if (!marked || stopping) return;
+    const status = store.anyReady() ? 'SERVING' : 'NOT_SERVING';
+    for (const s of MODEL_GATED_SERVICES) inner.setStatus(s, status);
+  };
+  const store: ModelStore = new ModelStore({
+    root: config.modelRepository,
+    logger,
+    batching: { maxBatch: config.maxBatch, maxDelayMs: config.maxDelayMs, maxQueue: config.maxQueue },
+    keepVersions: config.keepVersions,
+    policies: config.versionPolicies,
+    defaultModel: config.defaultModel,
+    drainTimeoutMs: config.drainTimeoutMs,
+    observer: (name) => metrics.observer(name),
+    onChange: () => {
+      metrics.setLoaded(store.loadedCounts());
+      syncHealth();
+    },
+    onFailure: (name) => metrics.loadFailure(name),
+  });
+
+  /** Wraps a handler: latency and status code per method and model. */
+  const timed =
+    <Req, Res>(method: string, fn: (req: Req, ctx: CallContext, label: { model: string }) => Promise<Res>) =>
+    async (req: Req, ctx: CallContext): Promise<Res> => {
+      const started = performance.now();
+      const label = { model: '' };
+      try {
+        const res = await fn(req, ctx, label);
+        metrics.request(method, label.model, 'OK', (performance.now() - started) / 1000);
+        return res;
+      } catch (e) {
+        metrics.request(method, label.model, codeName(statusOf(e).code), (performance.now() - started) / 1000);
+        throw e;
+      }
+    };
+
+  const list = async (): Promise<MessageInitShape<typeof ModelEntrySchema>[]> => (await store.list()).map(entryOf);
+
+  const inner = createServer({ name: 'gateway', logger })
     .add(GatewayService, {
-      predict: (req) => unknownModel(req.modelName),
-      listModels: async () => ({ models: [] }),
-      reloadModels: async () => ({ models: [] }),
+      predict: timed('Predict', async (req, ctx, label) => {
+        const version = ModelStore.parseVersion(req.modelVersion);
+        const name = store.resolveName(req.modelName);
+        label.model = name;
+        checkTexts(req.texts, limits, 'texts');
+        const lease = store.acquire(name, version);
+        try {
+          const model = lease.model;
+          const predictions = await model.predict(req.texts, { deadline: ctx.deadline, signal: ctx.signal });
+          metrics.texts(name, String(model.version), predictions.length);
+          return {
+            modelName: name,
+            modelVersion: String(model.version),
+            predictions: predictions.map((p, i) => ({
+              text: req.texts[i]!,
+              label: p.label,
+              labelId: p.labelId,
+              probability: p.probability,
+              tokens: p.tokens,
+              oovTokens: p.oov,
+              noKnownToken: p.noKnownToken,
+            })),
+          };
+        } finally {
+          lease.release();
+        }
+      }),
+      listModels: timed('ListModels', async () => ({
+        models: await list(),
+        policies: store.policies().map((p) => ({
+          modelName: p.name,
+          policy: policyMessage(p.policy),
+          overridden: p.overridden,
+        })),
+        defaultModel: store.defaultModelName(),
+      })),
+      reloadModels: timed('ReloadModels', async () => {
+        await store.reconcile();
+        return { models: await list() };
+      }),
+      setVersionPolicy: timed('SetVersionPolicy', async (req, _ctx, label) => {
+        const name = store.resolveName(req.modelName);
+        label.model = name;
+        const choice = req.policy?.choice;
+        let policy: VersionPolicy | undefined;
+        if (choice?.case === 'pinnedVersion') {
+          if (choice.value < 1) throw new InvalidInputError('must be >= 1', { field: 'policy.pinned_version' });
+          policy = { kind: 'pinned', version: choice.value };
+        } else if (choice?.case === 'latest') {
+          if (choice.value < 1) throw new InvalidInputError('must be >= 1', { field: 'policy.latest' });
+          policy = { kind: 'latest', count: choice.value };
+        }
+        const status = await store.setPolicy(name, policy);
+        return {
+          policy: { modelName: status.name, policy: policyMessage(status.policy), overridden: status.overridden },
+          models: (await list()).filter((m: Partial<ModelEntry>) => m.name === name),
+        };
+      }),
     })
     .add(GRPCInferenceService, {
-      serverLive: async () => ({ live: true }),
-      serverReady: async () => ({ ready: false }),
-      modelReady: async () => ({ ready: false }),
-      serverMetadata: async () => ({ name: SERVER_NAME, version: SERVER_VERSION, extensions: [] }),
-      modelMetadata: (req) => unknownModel(req.name),
-      modelInfer: (req) => unknownModel(req.modelName),
+      serverLive: timed('ServerLive', async () => ({ live: true })),
+      serverReady: timed('ServerReady', async () => ({ ready: store.anyReady() })),
+      modelReady: timed('ModelReady', async (req, _ctx, label) => {
+        const version = ModelStore.parseVersion(req.version, 'version');
+        // An unknown model is not ready (not an error), as in Triton.
+        if (req.name !== '' && !store.has(req.name)) return { ready: false };
+        const name = store.resolveName(req.name, 'name');
+        label.model = name;
+        return { ready: store.find(name, version) !== undefined };
+      }),
+      serverMetadata: timed('ServerMetadata', async () => ({
+        name: SERVER_NAME,
+        version: SERVER_VERSION,
+        extensions: [],
+      })),
+      modelMetadata: timed('ModelMetadata', async (req, _ctx, label) => {
+        const version = ModelStore.parseVersion(req.version, 'version');
+        const name = store.resolveName(req.name, 'name');
+        label.model = name;
+        const model = store.find(name, version);
+        if (model === undefined) {
+          throw new NotFoundError(
+            `${version === undefined ? 'no version' : `version ${version}`} of model ${name} is ready (ready: ${store.readyVersions(name).join(', ') || 'none'})`,
+            { field: 'version' },
+          );
+        }
+        const tensor = (t: { name: string; datatype: string; shape: number[] }) => ({
+          name: t.name,
+          datatype: t.datatype,
+          shape: t.shape.map((d) => BigInt(d)),
+        });
+        return {
+          name,
+          versions: store.readyVersions(name).map(String),
+          platform: PLATFORM,
+          inputs: model.manifest.signature.inputs.map(tensor),
+          outputs: model.manifest.signature.outputs.map(tensor),
+        };
+      }),
+      modelInfer: timed('ModelInfer', async (req, ctx, label) => {
+        const version = ModelStore.parseVersion(req.modelVersion);
+        const name = store.resolveName(req.modelName);
+        label.model = name;
+        const texts = textsOf(req);
+        const outputs = requestedOutputs(req);
+        checkTexts(texts, limits, `inputs[0] (${req.inputs[0]!.name})`);
+        const lease = store.acquire(name, version);
+        try {
+          const model = lease.model;
+          const predictions = await model.predict(texts, { deadline: ctx.deadline, signal: ctx.signal });
+          metrics.texts(name, String(model.version), predictions.length);
+          const encoded = encodeOutputs(outputs, predictions);
+          return {
+            modelName: name,
+            modelVersion: String(model.version),
+            id: req.id,
+            outputs: encoded.outputs,
+            rawOutputContents: encoded.raw,
+          };
+        } finally {
+          lease.release();
+        }
+      }),
     });
-  return { server, close: async () => {} };
+
+  // The server as callers see it: `ready()` leaves the model-gated entries to the store, shutdown stops that.
+  const server: Ch8Server = {
+    add(service, handlers) {
+      inner.add(service, handlers);
+      return server;
+    },
+    listen: (address) => inner.listen(address),
+    setStatus: (service, status) => inner.setStatus(service, status),
+    ready(except = []) {
+      inner.ready([...except, ...MODEL_GATED_SERVICES]);
+      marked = true;
+      syncHealth();
+    },
+    shutdown(graceMs) {
+      stopping = true;
+      return inner.shutdown(graceMs);
+    },
+    get inFlight() {
+      return inner.inFlight;
+    },
+    logger: inner.logger,
+    grpc: inner.grpc,
+  };
+
+  const loaded = store.startPolling(config.pollIntervalMs);
+  return {
+    server,
+    store,
+    metrics,
+    loaded,
+    close: () => store.close(),
+  };
 }
