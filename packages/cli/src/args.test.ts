@@ -11,7 +11,10 @@ const spec: Flags = {
 };
 
 test('values, switches, multi-valued flags and positionals', () => {
-  const p = parseArgs(['--source', 'a.bin', '--words-from', 'x.tsv', 'y.tsv', '--json', '--n=4', '--', '--literal'], spec);
+  const p = parseArgs(
+    ['--source', 'a.bin', '--words-from', 'x.tsv', 'y.tsv', '--json', '--n=4', '--', '--literal'],
+    spec,
+  );
   assert.equal(str(p, 'source'), 'a.bin');
   assert.deepEqual(list(p, 'words-from'), ['x.tsv', 'y.tsv']);
   assert.equal(p.flags['json'], true);

@@ -75,7 +75,8 @@ export function int(p: Parsed, name: string, fallback: number, min = -Infinity):
   const v = str(p, name);
   if (v === undefined) return fallback;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new InvalidInputError(`--${name} must be an integer >= ${min}, got ${JSON.stringify(v)}`, { field: name });
+  if (!Number.isInteger(n) || n < min)
+    throw new InvalidInputError(`--${name} must be an integer >= ${min}, got ${JSON.stringify(v)}`, { field: name });
   return n;
 }
 

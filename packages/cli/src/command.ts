@@ -13,6 +13,8 @@ export interface CommandIO {
   /** The working directory the user ran the command from (paths resolve against it). */
   cwd: string;
   env: Record<string, string | undefined>;
+  /** Standard error when it is a terminal (live progress lines); undefined otherwise. */
+  terminal?: { write(text: string): void; columns(): number };
 }
 
 export interface Command {

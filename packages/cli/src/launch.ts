@@ -41,7 +41,10 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-export async function startStack(extraEnv: Record<string, string> = {}, names: readonly ServiceName[] = SERVICE_NAMES): Promise<Stack> {
+export async function startStack(
+  extraEnv: Record<string, string> = {},
+  names: readonly ServiceName[] = SERVICE_NAMES,
+): Promise<Stack> {
   const env: Record<string, string> = {};
   for (const n of SERVICE_NAMES) env[`CH8_${n.toUpperCase()}_ADDR`] = `127.0.0.1:${await freePort()}`;
   const services = {} as Record<ServiceName, RunningService>;
@@ -63,9 +66,9 @@ export async function startStack(extraEnv: Record<string, string> = {}, names: r
     services,
     env,
     async stop() {
-      for (const s of Object.values(services)) if (s.child.exitCode === null && s.child.signalCode === null) s.child.kill('SIGTERM');
+      for (const s of Object.values(services))
+        if (s.child.exitCode === null && s.child.signalCode === null) s.child.kill('SIGTERM');
       await Promise.all(Object.values(services).map((s) => s.exit));
     },
   };
 }
-

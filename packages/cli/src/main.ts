@@ -68,6 +68,14 @@ async function main(argv: string[]): Promise<number> {
     json,
     cwd,
     env: process.env,
+    ...(process.stderr.isTTY
+      ? {
+          terminal: {
+            write: (text: string) => void process.stderr.write(text),
+            columns: () => process.stderr.columns ?? 80,
+          },
+        }
+      : {}),
     log: (line) => void process.stderr.write(line + '\n'),
     result(value, human) {
       if (emitted) throw new Error('a command emits one result');
@@ -79,15 +87,21 @@ async function main(argv: string[]): Promise<number> {
   try {
     args = parseArgs(rest, command.flags);
   } catch (e) {
-    process.stderr.write(`ch8 ${command.name}: ${(e as Error).message}\n${helpText(`usage: ${command.usage}`, command.flags)}\n`);
+    process.stderr.write(
+      `ch8 ${command.name}: ${(e as Error).message}\n${helpText(`usage: ${command.usage}`, command.flags)}\n`,
+    );
     return 2;
   }
   try {
     return await command.run(args, io);
   } catch (e) {
-    const message = isKnownError(e) || (e as Error)?.name === 'GrpcError' ? (e as Error).message : String((e as Error)?.stack ?? e);
+    const message =
+      isKnownError(e) || (e as Error)?.name === 'GrpcError' ? (e as Error).message : String((e as Error)?.stack ?? e);
     process.stderr.write(`ch8 ${command.name}: ${message}\n`);
-    if (json && !emitted) process.stdout.write(JSON.stringify({ ok: false, error: { name: (e as Error)?.name, message: (e as Error)?.message } }) + '\n');
+    if (json && !emitted)
+      process.stdout.write(
+        JSON.stringify({ ok: false, error: { name: (e as Error)?.name, message: (e as Error)?.message } }) + '\n',
+      );
     return isKnownError(e) && (e as Error).name === 'InvalidInputError' ? 2 : 1;
   }
 }

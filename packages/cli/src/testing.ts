@@ -11,7 +11,11 @@ export interface CommandRun {
   logs: string[];
 }
 
-export async function runCommand(command: Command, argv: string[], options: { cwd: string; env?: Record<string, string | undefined> }): Promise<CommandRun> {
+export async function runCommand(
+  command: Command,
+  argv: string[],
+  options: { cwd: string; env?: Record<string, string | undefined> },
+): Promise<CommandRun> {
   let value: unknown;
   let emitted = false;
   let text = '';

@@ -11,7 +11,15 @@ interface DemoResult {
   seconds: number;
   services: Array<{ service: string; address: string; status: string }>;
   /** The model trained in-process on the builtin review sets (null when the stack was not healthy). */
-  training: { model: string; backend: string; device: string; epochs: number; dev_accuracy: number | null; saved: string | null; seconds: number } | null;
+  training: {
+    model: string;
+    backend: string;
+    device: string;
+    epochs: number;
+    dev_accuracy: number | null;
+    model_dir: string | null;
+    seconds: number;
+  } | null;
 }
 
 /** Runs `ch8 train` with `argv`, its logs going to `io`, and returns its report instead of printing it. */
@@ -31,17 +39,20 @@ export const demoCommand: Command = {
   name: 'demo',
   summary: 'start the four services, wait until all are SERVING, train and export a model on the builtin data, stop',
   problems: [],
-  usage: 'ch8 demo [--model bow-frozen] [--out DIR] [--json] [--keep]',
+  usage: 'ch8 demo [--model bow-frozen] [--models DIR] [--json] [--keep]',
   flags: {
     model: { type: 'string', help: 'the model to train (default bow-frozen; any of ch8 train --model)' },
-    out: { type: 'string', help: 'where to export the model (default .cache/demo/<model>, replaced each run)' },
+    models: {
+      type: 'string',
+      help: 'model repository to export into (default .cache/demo/models; each run adds a version)',
+    },
     json: { type: 'boolean', help: 'one JSON document on standard output' },
     keep: { type: 'boolean', help: 'leave the stack running until Ctrl-C' },
   },
   async run(args, io) {
     const t0 = Date.now();
     const model = modelFlag(args);
-    const out = resolve(io.cwd, str(args, 'out') ?? `.cache/demo/${model}`);
+    const out = resolve(io.cwd, str(args, 'models') ?? '.cache/demo/models');
     const stack = await startStack({ CH8_LOG_LEVEL: 'warn' });
     try {
       io.log(`starting ${SERVICE_NAMES.map((n) => `${n}@${stack.services[n].address}`).join(', ')}`);
@@ -50,7 +61,8 @@ export const demoCommand: Command = {
         SERVICE_NAMES.map(async (n) => {
           const end = Date.now() + 60_000;
           let s = 'UNREACHABLE';
-          while (Date.now() < end && (s = await checkHealth(stack.services[n].address, '', 1000)) !== 'SERVING') await sleep(200);
+          while (Date.now() < end && (s = await checkHealth(stack.services[n].address, '', 1000)) !== 'SERVING')
+            await sleep(200);
           status[n] = s;
           io.log(`${n} ${s}`);
         }),
@@ -58,14 +70,14 @@ export const demoCommand: Command = {
       const healthy = SERVICE_NAMES.every((n) => status[n] === 'SERVING');
       let training: DemoResult['training'] = null;
       if (healthy) {
-        const t = await trainQuietly(['--model', model, '--epochs', '3', '--out', out, '--overwrite'], io);
+        const t = await trainQuietly(['--model', model, '--epochs', '3', '--models', out], io);
         training = {
-          model: t.model.kind,
-          backend: t.backend.backend,
-          device: t.backend.device,
+          model: t.model,
+          backend: t.backend,
+          device: t.device,
           epochs: t.epochs.length,
           dev_accuracy: t.dev_accuracy,
-          saved: t.saved,
+          model_dir: t.model_dir,
           seconds: t.seconds,
         };
       }
@@ -80,7 +92,7 @@ export const demoCommand: Command = {
           ...r.services.map((s) => `${s.service.padEnd(10)} ${s.address.padEnd(18)} ${s.status}`),
           r.training === null
             ? 'no model trained: the stack is not healthy'
-            : `trained ${r.training.model} on ${r.training.backend} for ${r.training.epochs} epochs: dev accuracy ${r.training.dev_accuracy?.toFixed(4)}, exported to ${r.training.saved}`,
+            : `trained ${r.training.model} on ${r.training.backend} for ${r.training.epochs} epochs: dev accuracy ${r.training.dev_accuracy?.toFixed(4)}, exported to ${r.training.model_dir}`,
           `${r.ok ? 'ok' : 'FAILED'} in ${r.seconds.toFixed(1)} s`,
         ].join('\n'),
       );

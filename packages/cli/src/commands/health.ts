@@ -33,7 +33,8 @@ export const healthCommand: Command = {
         const services: Record<string, ServingState> = {};
         if (status !== 'UNREACHABLE') {
           services[SERVICE_TYPE[service]] = await checkHealth(address, SERVICE_TYPE[service]);
-          if (service === 'gateway') services['inference.GRPCInferenceService'] = await checkHealth(address, 'inference.GRPCInferenceService');
+          if (service === 'gateway')
+            services['inference.GRPCInferenceService'] = await checkHealth(address, 'inference.GRPCInferenceService');
         }
         return { service, address, status, services };
       }),

@@ -2,8 +2,23 @@
 import type { Command } from '../command.ts';
 import { dataShowCommand, dataStatsCommand } from './data.ts';
 import { demoCommand } from './demo.ts';
+import { evalCommand } from './eval.ts';
 import { healthCommand } from './health.ts';
+import { runsCancelCommand, runsListCommand, runsShowCommand, runsWatchCommand } from './runs.ts';
 import { trainCommand } from './train.ts';
 import { vectorsLookupCommand, vectorsPruneCommand } from './vectors.ts';
 
-export const COMMANDS: readonly Command[] = [demoCommand, healthCommand, dataStatsCommand, dataShowCommand, trainCommand, vectorsPruneCommand, vectorsLookupCommand];
+export const COMMANDS: readonly Command[] = [
+  demoCommand,
+  healthCommand,
+  dataStatsCommand,
+  dataShowCommand,
+  trainCommand,
+  evalCommand,
+  runsListCommand,
+  runsShowCommand,
+  runsWatchCommand,
+  runsCancelCommand,
+  vectorsPruneCommand,
+  vectorsLookupCommand,
+];

@@ -1,227 +1,390 @@
 /**
- * `ch8 train` (problems 72-74, 76-79): trains one model of the zoo in-process on a data set (SST-2 TSVs or the
- * builtin review sets) with the pruned pretrained vectors, shows the loss while it trains, scores dev after every
- * epoch and, with --out, exports the model (atomically) with its vocabulary, tokenizer and metrics.
+ * `ch8 train` (problems 72-74, 76-79): trains one model of the zoo with @ch8/training's pipeline, in-process by
+ * default or through a running trainer service with --addr. Either way it shows progress while it trains (a live
+ * line on a terminal), scores dev after every epoch, stops early on a dev plateau with --patience, and exports the
+ * best epoch's weights as the next version of `--name` in the model repository (`--models`, default
+ * `$CH8_HOME/models` or `.cache/models` in the workspace). Ctrl-C cancels: nothing is exported.
  *
- * The compute backend is chosen at start (--backend, default $CH8_BACKEND or auto) and reported with the result;
- * `--backend webgpu` trains on a GPU through Vulkan/Dawn (problem 77), on a software adapter too when named.
+ * In-process, --train/--dev are local files; with --addr they are paths on the services' data roots (default: the
+ * builtin review sets), and the trainer reaches the embedding and dataset services through its own configuration.
  */
-import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import process from 'node:process';
-import type { BatchExample } from '@ch8/batching/collate';
-import { epochBatches, type Bucketing } from '@ch8/batching/plan';
-import { BACKENDS, selectBackend, type BackendInfo, type BackendPreference } from '@ch8/backend/select';
-import { InvalidInputError } from '@ch8/errors';
-import { MODEL_KINDS, isModelKind, type ModelConfig, type ModelKind } from '@ch8/models/config';
-import { saveModel } from '@ch8/models/io';
-import { createModel } from '@ch8/models/model';
-import { fit, type EpochProgress } from '@ch8/models/train';
+import { selectBackend, type BackendInfo } from '@ch8/backend/select';
+import { RunState, TrainerService, type Run } from '@ch8/contracts/trainer';
+import { InvalidInputError, CancelledError } from '@ch8/errors';
+import { MODEL_KINDS, isModelKind, type ModelKind } from '@ch8/models/config';
+import { createClient } from '@ch8/service-kit/client';
+import { ch8Home } from '@ch8/service-kit/config';
+import { resolveTrainingConfig, type TrainingConfig, type TrainingConfigInput } from '@ch8/training/config';
+import { exportRun } from '@ch8/training/export';
+import { localFeed } from '@ch8/training/feed';
+import { trainingConfigToProto } from '@ch8/training/proto';
+import { train, type EpochEvent } from '@ch8/training/run';
 import { bool, int, str, type Parsed } from '../args.ts';
-import type { Command } from '../command.ts';
-import { DATA_FLAGS, describePrepared, prepareLocal } from './data.ts';
+import type { Command, CommandIO } from '../command.ts';
+import { createProgress, type Progress } from '../progress.ts';
+import { runView, stateName, type RunView } from '../runs.ts';
+import { DATA_FLAGS, describePrepared, prepareLocal, prepareRequest } from './data.ts';
 
 export interface EpochReport {
   epoch: number;
   train_loss: number;
   train_accuracy: number;
-  train_examples: number;
-  train_seconds: number;
-  examples_per_second: number;
   dev_loss?: number;
   dev_accuracy?: number;
+  train_examples_per_second: number;
+  seconds: number;
+  data_wait_share: number;
+  learning_rate: number;
+}
+
+export interface SplitReport {
+  examples: number;
+  dropped: number;
+  loss: number;
+  accuracy: number;
+  precision: number;
+  recall: number;
+  f1: number;
+  confusion: number[][];
 }
 
 export interface TrainReport {
-  model: ModelConfig;
-  backend: BackendInfo;
-  data: { source: string; tokenizer: string; vectors: string; vocab_size: number; dim: number; vocab_hash: string; train_examples: number; dev_examples: number };
-  training: { epochs: number; batch_size: number; bucketing: Bucketing; seed: number; max_batches: number | null };
+  /** "local" or the trainer's address. */
+  via: string;
+  run_id: string | null;
+  model: string;
+  training: TrainingConfig;
+  backend: string;
+  device: string;
+  data: Record<string, unknown>;
   epochs: EpochReport[];
-  /** Dev accuracy after the last epoch (null without a dev split). */
+  best_epoch: number;
+  /** Dev accuracy of the best epoch (the exported weights); null without a dev split. */
   dev_accuracy: number | null;
+  /** Scores of the exported weights per split. */
+  splits: Record<string, SplitReport>;
+  /** Of the best epoch. */
+  train_examples_per_second: number;
+  data_wait_share: number;
   seconds: number;
-  /** The exported model directory, when --out was given. */
-  saved: string | null;
-}
-
-const BUCKETINGS: readonly Bucketing[] = ['none', 'chunk', 'global'];
-
-function backendFlag(args: Parsed, env: Record<string, string | undefined>): BackendPreference {
-  const b = str(args, 'backend') ?? env['CH8_BACKEND'] ?? 'auto';
-  if (b !== 'auto' && !(BACKENDS as readonly string[]).includes(b)) {
-    throw new InvalidInputError(`--backend must be auto or one of ${BACKENDS.join(', ')}, got ${JSON.stringify(b)}`, { field: 'backend' });
-  }
-  return b as BackendPreference;
+  /** The exported version directory (absolute), its name and version; null with --no-export. */
+  model_dir: string | null;
+  model_name: string | null;
+  model_version: number | null;
 }
 
 /** --model, checked: one of the zoo's kinds (default bow-frozen). */
 export function modelFlag(args: Parsed): ModelKind {
   const kind = str(args, 'model') ?? 'bow-frozen';
-  if (!isModelKind(kind)) throw new InvalidInputError(`--model must be one of ${MODEL_KINDS.join(', ')}, got ${JSON.stringify(kind)}`, { field: 'model' });
+  if (!isModelKind(kind))
+    throw new InvalidInputError(`--model must be one of ${MODEL_KINDS.join(', ')}, got ${JSON.stringify(kind)}`, {
+      field: 'model',
+    });
   return kind;
 }
 
-function numberFlag(args: Parsed, name: string): number | undefined {
+function numberFlag(args: Parsed, name: string, ok: (n: number) => boolean, what: string): number | undefined {
   const v = str(args, name);
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidInputError(`--${name} must be a positive number, got ${JSON.stringify(v)}`, { field: name });
+  if (v.trim() === '' || !Number.isFinite(n) || !ok(n))
+    throw new InvalidInputError(`--${name} must be ${what}, got ${JSON.stringify(v)}`, { field: name });
   return n;
 }
 
-function epochReport(p: EpochProgress): EpochReport {
-  const r: EpochReport = {
-    epoch: p.epoch + 1,
-    train_loss: p.trainLoss,
-    train_accuracy: p.trainAccuracy,
-    train_examples: p.trainExamples,
-    train_seconds: p.trainSeconds,
-    examples_per_second: p.examplesPerSecond,
+/** The run's config from the flags; errors name the flag. */
+function trainingConfig(args: Parsed, env: Record<string, string | undefined>): TrainingConfig {
+  const model = modelFlag(args);
+  const lr = numberFlag(args, 'lr', (n) => n > 0, 'a positive number');
+  const dropout = numberFlag(args, 'dropout', (n) => n >= 0 && n < 1, 'a number in [0, 1)');
+  const lrDecay = numberFlag(args, 'lr-decay', (n) => n > 0 && n <= 1, 'a number in (0, 1]');
+  const input: TrainingConfigInput = {
+    model,
+    epochs: int(args, 'epochs', 3, 1),
+    batchSize: int(args, 'batch-size', 64, 0),
+    seed: int(args, 'seed', 1, 0),
+    patience: int(args, 'patience', 0, 0),
+    bucketing: (str(args, 'bucketing') ?? 'chunk') as TrainingConfig['bucketing'],
+    maxBatchesPerEpoch: int(args, 'max-batches', 0, 0),
+    backend: (str(args, 'backend') ?? env['CH8_BACKEND'] ?? 'auto') as TrainingConfig['backend'],
+    exportName: str(args, 'name') ?? model,
+    ...(lr === undefined ? {} : { learningRate: lr }),
+    ...(dropout === undefined ? {} : { dropout }),
+    ...(lrDecay === undefined ? {} : { lrDecay }),
   };
-  if (p.eval !== undefined) {
-    r.dev_loss = p.eval.loss;
-    r.dev_accuracy = p.eval.accuracy;
+  try {
+    return resolveTrainingConfig(input);
+  } catch (e) {
+    // Name the flag the user typed, not the contract's field.
+    if (e instanceof InvalidInputError) {
+      const flag = FLAG_OF[e.field ?? ''] ?? e.field;
+      throw new InvalidInputError(`--${flag} ${e.detail}`, { field: flag });
+    }
+    throw e;
+  }
+}
+
+const FLAG_OF: Record<string, string> = {
+  model: 'model',
+  learning_rate: 'lr',
+  batch_size: 'batch-size',
+  epochs: 'epochs',
+  seed: 'seed',
+  early_stopping_patience: 'patience',
+  bucketing: 'bucketing',
+  export_name: 'name',
+  backend: 'backend',
+  dropout: 'dropout',
+  max_batches_per_epoch: 'max-batches',
+  lr_decay: 'lr-decay',
+  embedding_mode: 'model',
+};
+
+function epochReport(e: EpochEvent): EpochReport {
+  const r: EpochReport = {
+    epoch: e.epoch,
+    train_loss: e.trainLoss,
+    train_accuracy: e.trainAccuracy,
+    train_examples_per_second: e.trainExamplesPerSecond,
+    seconds: e.seconds,
+    data_wait_share: e.dataWaitShare,
+    learning_rate: e.learningRate,
+  };
+  if (e.devAccuracy !== undefined) {
+    r.dev_loss = e.devLoss!;
+    r.dev_accuracy = e.devAccuracy;
   }
   return r;
 }
 
 function human(r: TrainReport): string {
+  const t = r.training;
   const lines = [
-    `model      ${r.model.kind} (embeddings ${r.model.finetune ? 'fine-tuned' : 'frozen'}, lr ${r.model.learningRate}, seed ${r.model.seed})`,
-    `backend    ${r.backend.backend}: ${r.backend.device}`,
-    `data       ${r.data.source}: train ${r.data.train_examples}, dev ${r.data.dev_examples}, |V| ${r.data.vocab_size}, d ${r.data.dim}`,
+    `model      ${r.model} (embeddings ${t.finetune ? 'fine-tuned' : 'frozen'}, batch ${t.batchSize === 0 ? 'full' : t.batchSize}, seed ${t.seed})${r.run_id ? `, run ${r.run_id} on ${r.via}` : ''}`,
+    `backend    ${r.backend}: ${r.device}`,
     '',
     'epoch  train loss  train acc  dev loss  dev acc     ex/s',
   ];
   for (const e of r.epochs) {
-    const dev = e.dev_accuracy === undefined ? `${'-'.padStart(8)}  ${'-'.padStart(7)}` : `${e.dev_loss!.toFixed(4).padStart(8)}  ${e.dev_accuracy.toFixed(4).padStart(7)}`;
-    lines.push(`${String(e.epoch).padStart(5)}  ${e.train_loss.toFixed(4).padStart(10)}  ${e.train_accuracy.toFixed(4).padStart(9)}  ${dev}  ${Math.round(e.examples_per_second).toString().padStart(7)}`);
+    const dev =
+      e.dev_accuracy === undefined
+        ? `${'-'.padStart(8)}  ${'-'.padStart(7)}`
+        : `${e.dev_loss!.toFixed(4).padStart(8)}  ${e.dev_accuracy.toFixed(4).padStart(7)}`;
+    const mark = e.epoch === r.best_epoch ? ' *' : '';
+    lines.push(
+      `${String(e.epoch).padStart(5)}  ${e.train_loss.toFixed(4).padStart(10)}  ${e.train_accuracy.toFixed(4).padStart(9)}  ${dev}  ${Math.round(e.train_examples_per_second).toString().padStart(7)}${mark}`,
+    );
   }
-  lines.push('', r.saved === null ? `done in ${r.seconds.toFixed(1)} s (not saved: give --out DIR)` : `saved to ${r.saved} in ${r.seconds.toFixed(1)} s`);
+  lines.push('');
+  for (const [name, s] of Object.entries(r.splits)) {
+    lines.push(
+      `${name.padEnd(6)} accuracy ${s.accuracy.toFixed(4)}  precision ${s.precision.toFixed(4)}  recall ${s.recall.toFixed(4)}  F1 ${s.f1.toFixed(4)}  confusion ${JSON.stringify(s.confusion)}`,
+    );
+  }
+  lines.push(
+    '',
+    r.model_dir === null
+      ? `best epoch ${r.best_epoch} (*), done in ${r.seconds.toFixed(1)} s (not exported)`
+      : `best epoch ${r.best_epoch} (*) exported as ${r.model_name} version ${r.model_version}: ${r.model_dir} (${r.seconds.toFixed(1)} s)`,
+  );
   return lines.join('\n');
+}
+
+/** Ctrl-C aborts the returned signal (once); `dispose` removes the handler. */
+function interruptible(): { signal: AbortSignal; dispose: () => void } {
+  const abort = new AbortController();
+  const onSigint = (): void => abort.abort(new Error('interrupted'));
+  process.once('SIGINT', onSigint);
+  return { signal: abort.signal, dispose: () => process.removeListener('SIGINT', onSigint) };
+}
+
+async function trainLocally(
+  args: Parsed,
+  io: CommandIO,
+  config: TrainingConfig,
+  progress: Progress,
+): Promise<TrainReport> {
+  const t0 = performance.now();
+  const repository = resolve(io.cwd, str(args, 'models') ?? resolve(ch8Home(io.env, io.cwd), 'models'));
+  const backend: BackendInfo = await selectBackend({ prefer: config.backend, log: io.log });
+  io.log(`backend ${backend.backend}: ${backend.device}`);
+  const p = await prepareLocal(args, io);
+  const feed = localFeed(p);
+  const { signal, dispose } = interruptible();
+  try {
+    io.log(
+      `training ${config.model} (${config.finetune ? 'fine-tuned' : 'frozen'} embeddings), ${config.epochs} epochs at most`,
+    );
+    const result = await train(config, feed, {
+      signal,
+      events: {
+        onStep: (s) => progress.step({ ...s, epochs: config.epochs, elapsed: s.seconds }),
+        onEpoch: (e) => progress.epoch({ ...e, examplesPerSecond: e.trainExamplesPerSecond }),
+        onMessage: (m) => progress.log(m),
+      },
+    });
+    const exported = bool(args, 'no-export')
+      ? undefined
+      : await exportRun(repository, result, { feed: feed.info, backend, data: describePrepared(p) });
+    if (exported !== undefined)
+      progress.log(`exported ${exported.name} version ${exported.version} to ${exported.path}`);
+    const best = result.epochs.find((e) => e.epoch === result.bestEpoch)!;
+    return {
+      via: 'local',
+      run_id: null,
+      model: config.model,
+      training: config,
+      backend: backend.backend,
+      device: backend.device,
+      data: { ...describePrepared(p), splits: feed.info.splits },
+      epochs: result.epochs.map(epochReport),
+      best_epoch: result.bestEpoch,
+      dev_accuracy: result.devAccuracy,
+      splits: Object.fromEntries(
+        Object.entries(result.splits).map(([k, s]) => [k, { ...s, confusion: s.confusion.map((row) => [...row]) }]),
+      ),
+      train_examples_per_second: best.trainExamplesPerSecond,
+      data_wait_share: result.dataWaitShare,
+      seconds: (performance.now() - t0) / 1000,
+      model_dir: exported?.path ?? null,
+      model_name: exported?.name ?? null,
+      model_version: exported?.version ?? null,
+    };
+  } finally {
+    dispose();
+    progress.done();
+  }
+}
+
+async function trainRemotely(
+  addr: string,
+  args: Parsed,
+  io: CommandIO,
+  config: TrainingConfig,
+  progress: Progress,
+): Promise<TrainReport> {
+  const t0 = performance.now();
+  if (str(args, 'models') !== undefined)
+    throw new InvalidInputError("--models is the trainer service's own setting (CH8_MODEL_REPOSITORY) with --addr", {
+      field: 'models',
+    });
+  if (bool(args, 'no-export'))
+    throw new InvalidInputError('--no-export is not available with --addr: a run through the service always exports', {
+      field: 'no-export',
+    });
+  const client = createClient(TrainerService, addr);
+  const { signal, dispose } = interruptible();
+  try {
+    const started = await client.startRun({
+      config: { ...trainingConfigToProto(config), data: prepareRequest(args, io) },
+    });
+    const runId = started.run!.runId;
+    io.log(`run ${runId} started on ${addr}`);
+    const cancel = (): void => void client.cancelRun({ runId }).catch(() => {});
+    signal.addEventListener('abort', cancel, { once: true });
+    let epochStart = performance.now();
+    for await (const ev of client.watchRun({ runId })) {
+      const e = ev.event;
+      if (e.case === 'step') {
+        progress.step({
+          ...e.value,
+          epochs: config.epochs,
+          stepsInEpoch: e.value.stepsInEpoch,
+          elapsed: (performance.now() - epochStart) / 1000,
+        });
+      } else if (e.case === 'epochEnd') {
+        epochStart = performance.now();
+        progress.epoch({ ...e.value, examplesPerSecond: e.value.trainExamplesPerSecond });
+      } else if (e.case === 'message') {
+        progress.log(e.value);
+      } else if (e.case === 'state') {
+        progress.log(`run ${runId}: ${stateName(e.value)}`);
+      } else if (e.case === 'exported') {
+        progress.log(`exported ${e.value.name} version ${e.value.version} to ${e.value.path}`);
+      }
+    }
+    const run = (await client.getRun({ runId })).run as Run;
+    if (run.state === RunState.CANCELLED || signal.aborted)
+      throw new CancelledError(`run ${runId} was cancelled; nothing was exported`);
+    if (run.state !== RunState.SUCCEEDED)
+      throw new Error(`run ${runId} ${stateName(run.state)}: ${run.errorCode ? `${run.errorCode}: ` : ''}${run.error}`);
+    const v: RunView = runView(run);
+    const best = v.epochs.find((e) => e.epoch === v.best_epoch);
+    return {
+      via: addr,
+      run_id: runId,
+      model: config.model,
+      training: config,
+      backend: v.backend,
+      device: v.device,
+      data: { dataset_id: v.dataset_id },
+      epochs: v.epochs,
+      best_epoch: v.best_epoch,
+      dev_accuracy: config.devSplit === null ? null : v.dev_accuracy,
+      splits: v.splits,
+      train_examples_per_second: best?.train_examples_per_second ?? 0,
+      data_wait_share: v.data_wait_share,
+      seconds: (performance.now() - t0) / 1000,
+      model_dir: v.model_dir,
+      model_name: v.model_name,
+      model_version: v.model_version,
+    };
+  } finally {
+    dispose();
+    progress.done();
+    client.close();
+  }
 }
 
 export const trainCommand: Command = {
   name: 'train',
-  summary: 'train a zoo model in-process (loss while training, dev accuracy per epoch), optionally export it',
+  summary: 'train a zoo model (in-process, or through the trainer service with --addr) and export the best epoch',
   problems: [72, 73, 74, 76, 77, 78, 79],
-  usage: 'ch8 train [--model bow-frozen] [--epochs 3] [--batch-size 64] [--backend auto] [--train TSV --dev TSV] [--out DIR] [--json]',
+  usage:
+    'ch8 train [--model bow-frozen] [--epochs 3] [--patience N] [--batch-size 64] [--backend auto] [--train TSV --dev TSV] [--name NAME] [--addr HOST:PORT] [--json]',
   flags: {
     ...DATA_FLAGS,
     model: { type: 'string', help: `one of ${MODEL_KINDS.join(', ')} (default bow-frozen)` },
-    epochs: { type: 'string', help: 'passes over the train split (default 3)' },
-    'batch-size': { type: 'string', help: 'examples per step (default 64; 1 trains on one example at a time)' },
+    epochs: { type: 'string', help: 'passes over the train split at most (default 3)' },
+    patience: { type: 'string', help: 'stop after this many epochs without a better dev accuracy (default 0 = never)' },
+    'batch-size': {
+      type: 'string',
+      help: 'examples per step (default 64; 0 = the whole train split per step, problem 73)',
+    },
     lr: { type: 'string', help: 'Adam learning rate (default 1e-2 for bow-frozen, 1e-3 otherwise)' },
+    'lr-decay': {
+      type: 'string',
+      help: 'multiply the learning rate by this after an epoch without a better dev accuracy (default 1)',
+    },
+    dropout: { type: 'string', help: "dropout before the output layer (default the model's, 0.5)" },
     seed: { type: 'string', help: 'seed of the initial weights, dropout and batch order (default 1)' },
     bucketing: { type: 'string', help: 'none, chunk or global: group examples of similar length (default chunk)' },
-    'max-batches': { type: 'string', help: 'stop each epoch after this many batches (quick runs)' },
-    backend: { type: 'string', help: `auto or one of ${BACKENDS.join(', ')} (default $CH8_BACKEND or auto)` },
-    'log-every': { type: 'string', help: 'log the training loss every N steps (default: about 10 lines per epoch)' },
-    out: { type: 'string', help: 'export the trained model to this directory (written atomically)' },
-    overwrite: { type: 'boolean', help: 'replace an existing --out directory' },
+    'max-batches': { type: 'string', help: 'stop each epoch after this many batches (quick runs; default 0 = all)' },
+    backend: {
+      type: 'string',
+      help: 'auto, tfjs-node-gpu, tfjs-node, webgpu, wasm or cpu (default $CH8_BACKEND or auto)',
+    },
+    name: { type: 'string', help: 'export name in the model repository (default the model id)' },
+    models: { type: 'string', help: 'model repository (default $CH8_HOME/models, or .cache/models in the workspace)' },
+    'no-export': { type: 'boolean', help: 'train and score only' },
+    addr: {
+      type: 'string',
+      help: 'HOST:PORT of a running trainer service: train there (--train/--dev then name files on its data roots)',
+    },
     json: { type: 'boolean', help: 'one JSON document on standard output' },
   },
   async run(args, io) {
-    const t0 = performance.now();
     // Every flag is checked before any work starts.
-    const kind = modelFlag(args);
-    const epochs = int(args, 'epochs', 3, 1);
-    const batchSize = int(args, 'batch-size', 64, 1);
-    const seed = int(args, 'seed', 1);
-    const maxBatches = int(args, 'max-batches', Number.POSITIVE_INFINITY, 1);
-    const logEvery = str(args, 'log-every') === undefined ? undefined : int(args, 'log-every', 1, 1);
-    const bucketing = (str(args, 'bucketing') ?? 'chunk') as Bucketing;
-    if (!BUCKETINGS.includes(bucketing)) throw new InvalidInputError(`--bucketing must be one of ${BUCKETINGS.join(', ')}, got ${JSON.stringify(bucketing)}`, { field: 'bucketing' });
-    const learningRate = numberFlag(args, 'lr');
-    const prefer = backendFlag(args, io.env);
-    const out = str(args, 'out') === undefined ? undefined : resolve(io.cwd, str(args, 'out') as string);
-    const overwrite = bool(args, 'overwrite');
-    if (out !== undefined && !overwrite && existsSync(out)) {
-      throw new InvalidInputError('--out already exists (pass --overwrite to replace it)', { file: out, field: 'out' });
-    }
-
-    const backend = await selectBackend({ prefer, log: io.log });
-    io.log(`backend ${backend.backend}: ${backend.device}`);
-    const p = await prepareLocal(args, io);
-    const trainSplit = p.splits.find((s) => s.name === 'train');
-    const devSplit = p.splits.find((s) => s.name === 'dev');
-    if (trainSplit === undefined) throw new InvalidInputError('--dev needs --train (or neither, for the builtin review sets)', { field: 'train' });
-    if (trainSplit.examples.length === 0) {
-      throw new InvalidInputError('the train split has no examples left after dropping OOV tokens and empty examples', { field: 'train' });
-    }
-    const train: readonly BatchExample[] = trainSplit.examples;
-    const dev: readonly BatchExample[] = devSplit?.examples ?? [];
-    const steps = Math.min(Math.ceil(train.length / batchSize), maxBatches);
-    const every = logEvery ?? Math.max(1, Math.floor(steps / 10));
-
-    const model = createModel(
-      { kind, vocabSize: p.tokens.length, dim: p.dim, seed, ...(learningRate === undefined ? {} : { learningRate }) },
-      { embeddings: p.matrix },
-    );
-    // Ctrl-C stops after the current step: nothing is exported, the process exits 1 with a clear message.
-    const abort = new AbortController();
-    const onSigint = (): void => abort.abort(new Error('interrupted'));
-    process.once('SIGINT', onSigint);
-    try {
-      io.log(`training ${kind} (${model.config.finetune ? 'fine-tuned' : 'frozen'} embeddings) on ${train.length} examples, ${steps} steps per epoch, dev ${dev.length}`);
-      const history = await fit(model, {
-        epochs,
-        batches: function* (epoch) {
-          let n = 0;
-          for (const batch of epochBatches(train, { batchSize, seed, epoch, bucketing })) {
-            if (n++ >= maxBatches) return;
-            yield batch;
-          }
-        },
-        ...(dev.length > 0 ? { evalBatches: () => epochBatches(dev, { batchSize: 256, shuffle: false }) } : {}),
-        stepEvery: every,
-        onStep: (s) => io.log(`epoch ${s.epoch + 1} step ${s.step}/${steps}: loss ${s.loss.toFixed(4)} (${Math.round(s.examplesPerSecond)} ex/s)`),
-        onEpoch: (e) =>
-          io.log(
-            `epoch ${e.epoch + 1}: train loss ${e.trainLoss.toFixed(4)}, acc ${e.trainAccuracy.toFixed(4)}` +
-              (e.eval ? `; dev loss ${e.eval.loss.toFixed(4)}, acc ${e.eval.accuracy.toFixed(4)}` : '') +
-              ` (${Math.round(e.examplesPerSecond)} ex/s)`,
-          ),
-        signal: abort.signal,
-      });
-      const reports = history.map(epochReport);
-      const report: TrainReport = {
-        model: model.config,
-        backend,
-        data: {
-          ...describePrepared(p),
-          train_examples: train.length,
-          dev_examples: dev.length,
-        },
-        training: { epochs, batch_size: batchSize, bucketing, seed, max_batches: Number.isFinite(maxBatches) ? maxBatches : null },
-        epochs: reports,
-        dev_accuracy: reports.at(-1)?.dev_accuracy ?? null,
-        seconds: 0,
-        saved: null,
-      };
-      if (out !== undefined) {
-        await saveModel(model, out, {
-          vocabHash: p.vocabHash,
-          overwrite,
-          metadata: {
-            vocabulary: p.tokens,
-            tokenizer: report.data.tokenizer,
-            data: report.data,
-            training: report.training,
-            backend: { backend: backend.backend, device: backend.device },
-            epochs: reports,
-          },
-        });
-        report.saved = out;
-        io.log(`exported to ${out}`);
-      }
-      report.seconds = (performance.now() - t0) / 1000;
-      io.result(report, human);
-      return 0;
-    } finally {
-      process.removeListener('SIGINT', onSigint);
-      model.dispose();
-    }
+    const config = trainingConfig(args, io.env);
+    const progress = createProgress(io);
+    const addr = str(args, 'addr');
+    const report =
+      addr === undefined
+        ? await trainLocally(args, io, config, progress)
+        : await trainRemotely(addr, args, io, config, progress);
+    io.result(report, human);
+    return 0;
   },
 };

@@ -1,0 +1,150 @@
+/**
+ * `ch8 runs list|show|watch|cancel`: the trainer service's runs (default address 127.0.0.1:50053 or
+ * $CH8_TRAINER_ADDR). `watch` replays a run's events and follows it live until it ends (exit 0 when it SUCCEEDED).
+ */
+import { RunState, TrainerService } from '@ch8/contracts/trainer';
+import { InvalidInputError } from '@ch8/errors';
+import { createClient } from '@ch8/service-kit/client';
+import { str, type Parsed } from '../args.ts';
+import type { Command, CommandIO } from '../command.ts';
+import { createProgress } from '../progress.ts';
+import { runView, stateName, type RunView } from '../runs.ts';
+
+const FLAGS = {
+  addr: { type: 'string', help: 'HOST:PORT of the trainer service (default $CH8_TRAINER_ADDR or 127.0.0.1:50053)' },
+  json: { type: 'boolean', help: 'one JSON document on standard output' },
+} as const;
+
+function trainer(args: Parsed, io: CommandIO) {
+  return createClient(TrainerService, str(args, 'addr') ?? io.env['CH8_TRAINER_ADDR'] ?? '127.0.0.1:50053');
+}
+
+function runId(args: Parsed): string {
+  const [id, ...rest] = args.positionals;
+  if (id === undefined || rest.length > 0) throw new InvalidInputError('give exactly one RUN_ID', { field: 'run_id' });
+  return id;
+}
+
+function line(r: RunView): string {
+  const acc = r.best_epoch > 0 ? `dev ${r.dev_accuracy.toFixed(4)} (epoch ${r.best_epoch})` : '';
+  const where = r.model_dir ?? (r.error ? `${r.error_code ?? ''} ${r.error}`.trim() : '');
+  return `${r.run_id.padEnd(34)} ${r.state.padEnd(10)} ${r.model.padEnd(13)} ${String(r.epochs.length).padStart(3)} ep  ${acc.padEnd(24)} ${where}`;
+}
+
+function detail(r: RunView): string {
+  const lines = [
+    line(r),
+    `  backend ${r.backend || '-'}: ${r.device || '-'}; data set ${r.dataset_id || '-'}; data wait ${(100 * r.data_wait_share).toFixed(1)}%`,
+  ];
+  for (const e of r.epochs) {
+    const dev =
+      e.dev_accuracy === undefined ? '' : `  dev loss ${e.dev_loss?.toFixed(4)} acc ${e.dev_accuracy.toFixed(4)}`;
+    lines.push(
+      `  epoch ${e.epoch}: train loss ${e.train_loss.toFixed(4)} acc ${e.train_accuracy.toFixed(4)}${dev}  ${Math.round(e.train_examples_per_second)} ex/s`,
+    );
+  }
+  for (const [name, s] of Object.entries(r.splits))
+    lines.push(
+      `  ${name}: accuracy ${s.accuracy.toFixed(4)} P ${s.precision.toFixed(4)} R ${s.recall.toFixed(4)} F1 ${s.f1.toFixed(4)} ${JSON.stringify(s.confusion)}`,
+    );
+  return lines.join('\n');
+}
+
+export const runsListCommand: Command = {
+  name: 'runs list',
+  summary: "the trainer service's runs, newest last",
+  problems: [],
+  usage: 'ch8 runs list [--addr HOST:PORT] [--json]',
+  flags: FLAGS,
+  async run(args, io) {
+    const client = trainer(args, io);
+    try {
+      const res = await client.listRuns({});
+      io.result({ runs: res.runs.map(runView) }, (v: { runs: RunView[] }) =>
+        v.runs.length === 0 ? 'no runs' : v.runs.map(line).join('\n'),
+      );
+      return 0;
+    } finally {
+      client.close();
+    }
+  },
+};
+
+export const runsShowCommand: Command = {
+  name: 'runs show',
+  summary: 'one run: state, per-epoch metrics, final scores, export',
+  problems: [],
+  usage: 'ch8 runs show RUN_ID [--addr HOST:PORT] [--json]',
+  flags: FLAGS,
+  async run(args, io) {
+    const id = runId(args);
+    const client = trainer(args, io);
+    try {
+      const res = await client.getRun({ runId: id });
+      io.result(runView(res.run!), detail);
+      return 0;
+    } finally {
+      client.close();
+    }
+  },
+};
+
+export const runsWatchCommand: Command = {
+  name: 'runs watch',
+  summary: "follow a run's progress until it ends (past events first)",
+  problems: [],
+  usage: 'ch8 runs watch RUN_ID [--addr HOST:PORT] [--json]',
+  flags: FLAGS,
+  async run(args, io) {
+    const id = runId(args);
+    const client = trainer(args, io);
+    const progress = createProgress(io);
+    try {
+      let epochs = 0;
+      let epochStart = performance.now();
+      for await (const ev of client.watchRun({ runId: id })) {
+        const e = ev.event;
+        if (e.case === 'step')
+          progress.step({
+            ...e.value,
+            epochs: Math.max(epochs, e.value.epoch),
+            elapsed: (performance.now() - epochStart) / 1000,
+          });
+        else if (e.case === 'epochEnd') {
+          epochs = e.value.epoch;
+          epochStart = performance.now();
+          progress.epoch({ ...e.value, examplesPerSecond: e.value.trainExamplesPerSecond });
+        } else if (e.case === 'state') progress.log(`${stateName(e.value)}`);
+        else if (e.case === 'message') progress.log(e.value);
+        else if (e.case === 'exported')
+          progress.log(`exported ${e.value.name} version ${e.value.version} to ${e.value.path}`);
+      }
+      progress.done();
+      const run = (await client.getRun({ runId: id })).run!;
+      io.result(runView(run), detail);
+      return run.state === RunState.SUCCEEDED ? 0 : 1;
+    } finally {
+      progress.done();
+      client.close();
+    }
+  },
+};
+
+export const runsCancelCommand: Command = {
+  name: 'runs cancel',
+  summary: 'cancel a pending or running run (it exports nothing)',
+  problems: [],
+  usage: 'ch8 runs cancel RUN_ID [--addr HOST:PORT] [--json]',
+  flags: FLAGS,
+  async run(args, io) {
+    const id = runId(args);
+    const client = trainer(args, io);
+    try {
+      const res = await client.cancelRun({ runId: id });
+      io.result(runView(res.run!), line);
+      return 0;
+    } finally {
+      client.close();
+    }
+  },
+};
