@@ -30,6 +30,9 @@ export interface EnqueueOptions {
   signal?: AbortSignal;
 }
 
+/** A call aborted this close to its deadline is taken as past it (clocks of client and server copies differ). */
+const DEADLINE_SLACK_MS = 50;
+
 interface Pending<T, R> {
   items: readonly T[];
   results: R[];
@@ -99,7 +102,8 @@ export class Batcher<T, R> {
     }
     return new Promise<R[]>((resolve, reject) => {
       const signal = options.signal;
-      const onAbort = () => this.#drop(pending, Date.now() >= deadline ? 'deadline' : 'cancelled');
+      // The client cancels at its own deadline, which the server's copy trails by the transit time.
+      const onAbort = () => this.#drop(pending, Date.now() >= deadline - DEADLINE_SLACK_MS ? 'deadline' : 'cancelled');
       const pending: Pending<T, R> = {
         items,
         results: new Array<R>(items.length),

@@ -103,13 +103,22 @@ export function manifestFor(model: SentimentModel, tokens: readonly string[] = T
   };
 }
 
-/** Exports `model` as the next version of `name` under `root`; returns the version. */
-export async function exportVersion(root: string, name: string, model: SentimentModel): Promise<number> {
+/**
+ * Exports `model` as the next version of `name` under `root`; returns the version. `spoil` may change the files in
+ * the temporary directory before it is renamed into place (a corrupt version that still appears atomically).
+ */
+export async function exportVersion(
+  root: string,
+  name: string,
+  model: SentimentModel,
+  spoil?: (tmpDir: string) => Promise<void>,
+): Promise<number> {
   const exported = await exportModel(
     root,
     name,
     { config: model.config, weights: await model.getWeightsAsync() },
     manifestFor(model),
+    spoil === undefined ? {} : { hooks: { beforeRename: spoil } },
   );
   return exported.version;
 }
