@@ -13,9 +13,9 @@ import { registerTrainingKernels } from './kernels.ts';
 import { activateWasm } from './wasm.ts';
 import type { WebgpuAdapterInfo } from '@ch8/webgpu/setup';
 
-export const BACKENDS = ['tfjs-node-gpu', 'tfjs-node', 'webgpu', 'wasm', 'cpu'] as const;
-export type BackendName = (typeof BACKENDS)[number];
-export type BackendPreference = 'auto' | BackendName;
+import { BACKENDS, type BackendName, type BackendPreference } from './names.ts';
+
+export { BACKENDS, type BackendName, type BackendPreference };
 
 /** What `initWebgpu` from @ch8/webgpu reports about the adapter it opened. */
 export type { WebgpuAdapterInfo };
@@ -244,6 +244,9 @@ export async function selectBackend(opts: SelectBackendOptions = {}): Promise<Ba
       field: 'prefer',
     });
   }
+  // Production mode: tfjs's console notes (the cpu backend's "looks like you are running TensorFlow.js in Node.js"
+  // banner) would break the services' JSON log lines and the CLI's clean standard error.
+  tf.env().set('PROD', true);
   const allowSoftwareGpu = opts.allowSoftwareGpu ?? prefer === 'webgpu';
   const log = opts.log ?? (() => {});
   const order: readonly BackendName[] = prefer === 'auto' ? BACKENDS : [prefer];

@@ -2,7 +2,7 @@
  * A training run's configuration: what the trainer service's RunConfig and `ch8 train`'s flags both resolve to.
  * Every field is checked here, once, before any work starts; errors name the field as the contract spells it.
  */
-import { BACKENDS, type BackendPreference } from '@ch8/backend/select';
+import { BACKENDS, type BackendPreference } from '@ch8/backend/names';
 import type { Bucketing } from '@ch8/batching/plan';
 import { InvalidInputError } from '@ch8/errors';
 import { checkModelName } from '@ch8/model-repository/names';

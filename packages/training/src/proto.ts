@@ -7,7 +7,7 @@ import { Bucketing as WireBucketing } from '@ch8/contracts/dataset';
 import { EmbeddingMode, type RunConfig, type RunConfigSchema } from '@ch8/contracts/trainer';
 import type { Bucketing } from '@ch8/batching/plan';
 import { InvalidInputError } from '@ch8/errors';
-import type { BackendPreference } from '@ch8/backend/select';
+import type { BackendPreference } from '@ch8/backend/names';
 import { MAX_SEED, resolveTrainingConfig, type TrainingConfig } from './config.ts';
 
 const FROM_WIRE: Record<number, Bucketing | undefined> = {

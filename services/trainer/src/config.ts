@@ -1,4 +1,5 @@
 import { isAbsolute, join, resolve } from 'node:path';
+import { BACKENDS } from '@ch8/backend/names';
 import { ch8Home, parseConfig, type FieldSpec } from '@ch8/service-kit/config';
 
 export const trainerConfigSpec = {
@@ -46,7 +47,7 @@ export const trainerConfigSpec = {
   backend: {
     env: 'CH8_BACKEND',
     kind: 'enum',
-    values: ['auto', 'tfjs-node-gpu', 'tfjs-node', 'webgpu', 'wasm', 'cpu'] as const,
+    values: ['auto', ...BACKENDS] as const,
     default: 'auto',
     doc: 'compute backend of a run whose config says "auto" (or nothing)',
   },

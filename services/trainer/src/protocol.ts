@@ -2,7 +2,7 @@
  * What crosses between the trainer's main thread and a run's worker thread (structured-clone plain data only).
  */
 import type { JsonValue } from '@bufbuild/protobuf';
-import type { BackendPreference } from '@ch8/backend/select';
+import type { BackendPreference } from '@ch8/backend/names';
 import type { SplitMetrics } from '@ch8/model-repository/manifest';
 import type { TrainingConfig } from '@ch8/training/config';
 import type { EpochEvent, StepEvent, StopReason } from '@ch8/training/run';

@@ -20,7 +20,7 @@ import {
   type WatchRunResponse,
 } from '@ch8/contracts/trainer';
 import { DependencyUnavailableError, FailedPreconditionError, InvalidInputError, NotFoundError } from '@ch8/errors';
-import type { BackendPreference } from '@ch8/backend/select';
+import type { BackendPreference } from '@ch8/backend/names';
 import type { Logger } from '@ch8/service-kit/logger';
 import { codeName, statusOf } from '@ch8/service-kit/status';
 import type { TrainingConfig } from '@ch8/training/config';
