@@ -4,7 +4,16 @@ import { dataShowCommand, dataStatsCommand } from './data.ts';
 import { demoCommand } from './demo.ts';
 import { evalCommand } from './eval.ts';
 import { healthCommand } from './health.ts';
+import {
+  modelsKeepCommand,
+  modelsListCommand,
+  modelsPinCommand,
+  modelsReloadCommand,
+  modelsUnpinCommand,
+} from './models.ts';
+import { predictCommand } from './predict.ts';
 import { runsCancelCommand, runsListCommand, runsShowCommand, runsWatchCommand } from './runs.ts';
+import { serveCommand } from './serve.ts';
 import { trainCommand } from './train.ts';
 import { vectorsLookupCommand, vectorsPruneCommand } from './vectors.ts';
 
@@ -19,6 +28,13 @@ export const COMMANDS: readonly Command[] = [
   runsShowCommand,
   runsWatchCommand,
   runsCancelCommand,
+  serveCommand,
+  predictCommand,
+  modelsListCommand,
+  modelsPinCommand,
+  modelsUnpinCommand,
+  modelsKeepCommand,
+  modelsReloadCommand,
   vectorsPruneCommand,
   vectorsLookupCommand,
 ];
