@@ -104,6 +104,17 @@ describe('Arrow IPC', () => {
     assert.deepEqual(plain(decodeBatch(big.subarray(3))), plain(b));
   });
 
+  it('decodes correctly from unaligned bytes inside a larger Node Buffer (a gRPC bytes field), whose slice is a view', () => {
+    const b = randomBatch(7, 13, 21);
+    const bytes = encodeBatch(b);
+    const frame = Buffer.alloc(bytes.length + 64, 0xab);
+    frame.set(bytes, 9);
+    const field = frame.subarray(9, 9 + bytes.length);
+    assert.ok(Buffer.isBuffer(field) && field.byteOffset % 4 !== 0);
+    assert.deepEqual(plain(decodeBatch(field)), plain(b));
+    assert.deepEqual(plain(decodeBatch(field)), plain(decodeBatchWithReader(field)));
+  });
+
   it('writes the documented schema', () => {
     const bytes = encodeBatch(randomBatch(3, 4, 12));
     const reader = RecordBatchReader.from(bytes);

@@ -219,7 +219,9 @@ function viewAt<T extends Int32Array | Float32Array>(
 ): T {
   const offset = bytes.byteOffset + at;
   if (offset % Kind.BYTES_PER_ELEMENT === 0) return new Kind(bytes.buffer, offset, n);
-  const copy = bytes.slice(at, at + n * Kind.BYTES_PER_ELEMENT);
+  // A copy into a fresh buffer. Not `bytes.slice`: on a Node Buffer (what a gRPC message's bytes field is) slice
+  // returns a view into the same memory, still misaligned, and reading `copy.buffer` from 0 would read other bytes.
+  const copy = new Uint8Array(bytes.subarray(at, at + n * Kind.BYTES_PER_ELEMENT));
   return new Kind(copy.buffer, 0, n);
 }
 
