@@ -1,4 +1,5 @@
-import { parseConfig, type FieldSpec } from '@ch8/service-kit/config';
+import { isAbsolute, join, resolve } from 'node:path';
+import { ch8Home, parseConfig, type FieldSpec } from '@ch8/service-kit/config';
 
 export const embeddingConfigSpec = {
   address: { env: 'CH8_EMBEDDING_ADDR', kind: 'string', default: '127.0.0.1:50051', doc: 'address to listen on' },
@@ -8,7 +9,12 @@ export const embeddingConfigSpec = {
     default: [],
     doc: 'directories vector sources may be read from over gRPC (comma-separated); the default source is always allowed',
   },
-  cacheDir: { env: 'CH8_CACHE_DIR', kind: 'string', default: '.cache/embeddings', doc: 'pruned-table cache directory' },
+  cacheDir: {
+    env: 'CH8_CACHE_DIR',
+    kind: 'string',
+    default: '',
+    doc: 'pruned-table cache directory (default <CH8_HOME>/embeddings)',
+  },
   readChunkBytes: {
     env: 'CH8_EMBEDDING_READ_CHUNK_BYTES',
     kind: 'int',
@@ -16,11 +22,25 @@ export const embeddingConfigSpec = {
     default: 1024 * 1024,
     doc: 'read window when loading a source; smaller windows stall other calls less (each window is parsed in one go)',
   },
-  logLevel: { env: 'CH8_LOG_LEVEL', kind: 'enum', values: ['debug', 'info', 'warn', 'error'] as const, default: 'info', doc: 'log level' },
+  logLevel: {
+    env: 'CH8_LOG_LEVEL',
+    kind: 'enum',
+    values: ['debug', 'info', 'warn', 'error'] as const,
+    default: 'info',
+    doc: 'log level',
+  },
 } satisfies Record<string, FieldSpec>;
 
 export type EmbeddingConfig = ReturnType<typeof parseEmbeddingConfig>;
 
-export function parseEmbeddingConfig(env: Record<string, string | undefined>) {
-  return parseConfig(embeddingConfigSpec, env);
+/** Parses the settings from `env`; the cache defaults to `<CH8_HOME>/embeddings`, never to the package folder. */
+export function parseEmbeddingConfig(env: Record<string, string | undefined>, cwd: string = process.cwd()) {
+  const c = parseConfig(embeddingConfigSpec, env);
+  const cacheDir =
+    c.cacheDir === ''
+      ? join(ch8Home(env, cwd), 'embeddings')
+      : isAbsolute(c.cacheDir)
+        ? c.cacheDir
+        : resolve(cwd, c.cacheDir);
+  return { ...c, cacheDir };
 }

@@ -4,7 +4,7 @@
  * tokenize, prune the vectors to the words through the cache, map to ids, drop OOV tokens and empty examples); with
  * --addr the same spec goes to a running dataset service as a PrepareDataset request (`prepareRequest`).
  */
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { DatasetService, type DatasetInfo, type PrepareDatasetRequest } from '@ch8/contracts/dataset';
 import { decodeBatch } from '@ch8/batching/arrow';
 import { collate, type Batch } from '@ch8/batching/collate';
@@ -15,6 +15,7 @@ import { datasetSpecToProto } from '@ch8/datasets/proto';
 import { defaultVectorsPath } from '@ch8/embeddings/prune';
 import { InvalidInputError } from '@ch8/errors';
 import { createClient } from '@ch8/service-kit/client';
+import { ch8Home } from '@ch8/service-kit/config';
 import { CHAPTER_TOKENIZER, formatTokenizerSpec, parseTokenizerSpec, type TokenizerSpec } from '@ch8/tokenizer';
 import { bool, int, str, type Parsed } from '../args.ts';
 import type { Command, CommandIO } from '../command.ts';
@@ -79,7 +80,10 @@ export const DATA_FLAGS = {
   },
   dev: { type: 'string', help: 'SST-2 style TSV for the dev split' },
   vectors: { type: 'string', help: 'vector file to prune (default: wink GloVe 100-d)' },
-  'cache-dir': { type: 'string', help: 'pruned-table cache (default $CH8_CACHE_DIR or .cache/embeddings)' },
+  'cache-dir': {
+    type: 'string',
+    help: 'pruned-table cache (default $CH8_CACHE_DIR, or $CH8_HOME/embeddings: .cache/embeddings in the workspace)',
+  },
   tokenizer: { type: 'string', help: 'chapter or raw (default: chapter for TSVs, raw for the builtin sets)' },
 } as const;
 
@@ -146,7 +150,10 @@ export interface LocalPrepared extends LocalPreparation {
 export async function prepareLocal(args: Parsed, io: CommandIO): Promise<LocalPrepared> {
   const p = await prepareDataset(dataSpec(args, io), {
     vectors: vectorsFlag(args, io) ?? defaultVectorsPath(),
-    cacheDir: resolve(io.cwd, str(args, 'cache-dir') ?? io.env['CH8_CACHE_DIR'] ?? '.cache/embeddings'),
+    cacheDir: resolve(
+      io.cwd,
+      str(args, 'cache-dir') ?? io.env['CH8_CACHE_DIR'] ?? join(ch8Home(io.env, io.cwd), 'embeddings'),
+    ),
     log: io.log,
   });
   return { ...p, data: { source: p.description, tokenizer: p.tokenizer } };
