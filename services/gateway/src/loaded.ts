@@ -126,14 +126,24 @@ export class LoadedVersion {
   async predict(texts: readonly string[], options: EnqueueOptions = {}): Promise<TextPrediction[]> {
     if (this.#disposed) throw new FailedPreconditionError(`model ${this.name} version ${this.version} was unloaded`);
     const encoded = texts.map((t) => encodeText(t, this.#tokenize, this.#ids));
-    const known: Int32Array[] = [];
-    for (const e of encoded) if (e.ids.length > 0) known.push(e.ids);
-    const probabilities = known.length > 0 ? await this.#batcher.enqueue(known, options) : [];
+    // Texts with known tokens, longest first: the model calls a long request is cut into then hold texts of similar
+    // lengths, so little of each call is padding.
+    const order: number[] = [];
+    for (let i = 0; i < encoded.length; i++) if (encoded[i]!.ids.length > 0) order.push(i);
+    if (order.length > 1) order.sort((a, b) => encoded[b]!.ids.length - encoded[a]!.ids.length || a - b);
+    const computed =
+      order.length > 0
+        ? await this.#batcher.enqueue(
+            order.map((i) => encoded[i]!.ids),
+            options,
+          )
+        : [];
+    const probabilities = new Array<number>(encoded.length);
+    order.forEach((i, k) => (probabilities[i] = computed[k]!));
     const labels = this.manifest.labels;
-    let k = 0;
-    return encoded.map((e) => {
+    return encoded.map((e, i) => {
       const noKnownToken = e.ids.length === 0;
-      const probability = noKnownToken ? NO_KNOWN_TOKEN_PROBABILITY : probabilities[k++]!;
+      const probability = noKnownToken ? NO_KNOWN_TOKEN_PROBABILITY : probabilities[i]!;
       const labelId = probability > 0.5 ? 1 : 0;
       return { ...e, probability, labelId, label: labels[labelId], noKnownToken };
     });

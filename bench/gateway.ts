@@ -1,0 +1,365 @@
+/**
+ * Gateway load generator: gRPC over loopback to the gateway running as its own process (services/gateway, as
+ * deployed), on a scratch copy of a model repository. Phases (each after an untimed warm-up):
+ *   bow-single  single-text Predict calls from 32 concurrent callers to the bag-of-words model: requests/s, latency
+ *   bow-batch   Predict calls of many texts each (the batch text API): texts/s
+ *   cnn-single  single-text Predict calls from 32 concurrent callers to the cnn model
+ *   rollout     64 concurrent callers for 30 s; a new version of the bow model appears in the middle: failed calls
+ * Texts are SST-2 dev sentences (raw text as a user would send it is tokenized by the gateway). Reports the CPU the
+ * load generator itself used (this process) and the gateway's (its process), in cores. One JSON document on stdout.
+ *
+ *   pnpm bench:gateway --models DIR [--bow NAME] [--cnn NAME] [--phases bow-single,bow-batch,cnn-single,rollout]
+ *       [--seconds 10] [--rollout-seconds 30] [--batch-texts 1000] [--batch-callers 4] [--backend auto]
+ *       [--texts ../shared/data/sst2/dev.tsv] [--profile-gateway DIR (a V8 CPU profile of the gateway)]
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { cpus, loadavg } from 'node:os';
+import { cp, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { createServer as createNetServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { GatewayService } from '@ch8/contracts/gateway';
+import { EchoService } from '@ch8/contracts/testing';
+import { createClient } from '@ch8/service-kit/client';
+import { checkHealth } from '@ch8/service-kit/probes';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const root = resolve(here, '..');
+const argv = process.argv.slice(2);
+function flag(name: string): string | undefined {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1] : undefined;
+}
+const MODELS = flag('models');
+if (MODELS === undefined) {
+  process.stderr.write('usage: pnpm bench:gateway --models DIR [--bow NAME] [--cnn NAME] [--phases ...]\n');
+  process.exit(2);
+}
+const BOW = flag('bow') ?? 'bow-finetune';
+const CNN = flag('cnn') ?? 'cnn';
+const PHASES = (flag('phases') ?? 'echo-floor,bow-single,bow-batch,cnn-single,rollout').split(',');
+const SECONDS = Number(flag('seconds') ?? 10);
+const ROLLOUT_SECONDS = Number(flag('rollout-seconds') ?? 30);
+const WARMUP_SECONDS = 2;
+const BATCH_TEXTS = Number(flag('batch-texts') ?? 1000);
+const BATCH_CALLERS = Number(flag('batch-callers') ?? 4);
+const BACKEND = flag('backend') ?? 'auto';
+const TEXTS_FILE = resolve(flag('texts') ?? join(root, '..', 'shared', 'data', 'sst2', 'dev.tsv'));
+
+const loadAtStart = loadavg()[0]!;
+const log = (s: string) => void process.stderr.write(`[bench:gateway] ${s}\n`);
+const round = (x: number, digits = 1): number => Math.round(x * 10 ** digits) / 10 ** digits;
+
+async function freePort(): Promise<number> {
+  const s = createNetServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+/** CPU seconds (user + system) of a process from /proc (Linux), or NaN. */
+async function processCpuSeconds(pid: number): Promise<number> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return NaN;
+  }
+}
+
+const selfCpu = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+
+function percentile(sorted: Float64Array, q: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
+/** Prometheus text: sum of every sample of `name` (all label sets). */
+async function scrapeSum(url: string, name: string): Promise<number> {
+  const text = await (await fetch(url)).text();
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith(name + '{') || line.startsWith(name + ' '))
+      sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+// --- Texts and a scratch repository ------------------------------------------------------------------------------
+const texts = (await readFile(TEXTS_FILE, 'utf8'))
+  .split('\n')
+  .slice(1)
+  .map((l) => l.split('\t')[0]!.trim())
+  .filter((t) => t !== '');
+log(`${texts.length} texts from ${TEXTS_FILE}`);
+
+const scratch = await mkdtemp(join(tmpdir(), 'ch8-bench-gateway-'));
+async function newestVersion(dir: string): Promise<string> {
+  const vs = (await readdir(dir)).filter((e) => /^[1-9]\d*$/.test(e)).map(Number);
+  if (vs.length === 0) throw new Error(`no version under ${dir}`);
+  return String(Math.max(...vs));
+}
+/** Copies version `from` of `name` into the scratch repository as version `to`, atomically (temp dir + rename). */
+async function publish(name: string, fromDir: string, to: number): Promise<void> {
+  const tmp = join(scratch, name, `.tmp-bench-${to}`);
+  await cp(fromDir, tmp, { recursive: true });
+  const manifestFile = join(tmp, 'manifest.json');
+  const manifest = JSON.parse(await readFile(manifestFile, 'utf8'));
+  manifest.version = to;
+  await writeFile(manifestFile, JSON.stringify(manifest));
+  await rename(tmp, join(scratch, name, String(to)));
+}
+const sources: Record<string, string> = {};
+for (const name of new Set(PHASES.some((p) => p.startsWith('cnn')) ? [BOW, CNN] : [BOW])) {
+  const dir = join(resolve(MODELS), name);
+  sources[name] = join(dir, await newestVersion(dir));
+  await publish(name, sources[name], 1);
+}
+
+// --- The gateway, in its own process -----------------------------------------------------------------------------
+const address = `127.0.0.1:${await freePort()}`;
+const metricsAddress = `127.0.0.1:${await freePort()}`;
+const gatewayEnv = {
+  CH8_MODEL_REPOSITORY: scratch,
+  CH8_GATEWAY_ADDR: address,
+  CH8_GATEWAY_METRICS_ADDR: metricsAddress,
+  CH8_GATEWAY_POLL_MS: '1000',
+  CH8_BACKEND: BACKEND,
+  CH8_LOG_LEVEL: 'warn',
+};
+const passOn = Object.fromEntries(
+  Object.entries(process.env).filter(([k]) => k.startsWith('CH8_GATEWAY_MAX') || k === 'CH8_GATEWAY_DRAIN_MS'),
+);
+const PROFILE = flag('profile-gateway');
+const child: ChildProcess = spawn(
+  process.execPath,
+  [
+    ...(PROFILE !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${resolve(PROFILE)}`] : []),
+    '--import',
+    'tsx',
+    join(root, 'services', 'gateway', 'src', 'main.ts'),
+  ],
+  { cwd: root, env: { ...process.env, ...gatewayEnv, ...passOn }, stdio: ['ignore', 'ignore', 'inherit'] },
+);
+const stopChild = () => {
+  if (child.exitCode === null) child.kill('SIGTERM');
+};
+process.on('exit', stopChild);
+const metricsUrl = `http://${metricsAddress}/metrics`;
+
+interface PhaseResult {
+  [key: string]: unknown;
+}
+
+async function waitServing(): Promise<void> {
+  const end = Date.now() + 120_000;
+  while ((await checkHealth(address, 'ch8.gateway.v1.GatewayService')) !== 'SERVING') {
+    if (child.exitCode !== null) throw new Error(`the gateway exited with ${child.exitCode}`);
+    if (Date.now() > end) throw new Error('the gateway did not become SERVING within 120 s');
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/**
+ * `callers` loops calling `call` for `seconds` (after an untimed warm-up): calls, items, failures, latency
+ * percentiles, the CPU this process and the gateway used.
+ */
+async function load(
+  pid: number,
+  callers: number,
+  seconds: number,
+  call: (i: number) => Promise<{ items: number; version?: string }>,
+  during?: (elapsed: () => number) => Promise<void>,
+): Promise<PhaseResult> {
+  const loop = async (until: number, record: boolean, stats: Stats, caller: number) => {
+    let i = caller;
+    while (performance.now() < until) {
+      const t0 = performance.now();
+      try {
+        const r = await call(i);
+        if (record) {
+          stats.latencies.push(performance.now() - t0);
+          stats.items += r.items;
+          if (r.version !== undefined) stats.versions.set(r.version, (stats.versions.get(r.version) ?? 0) + 1);
+        }
+      } catch (e) {
+        if (record) {
+          stats.failures++;
+          if (stats.errors.length < 10) stats.errors.push(String(e));
+        }
+      }
+      i += callers;
+    }
+  };
+  interface Stats {
+    latencies: number[];
+    items: number;
+    failures: number;
+    errors: string[];
+    versions: Map<string, number>;
+  }
+  const fresh = (): Stats => ({ latencies: [], items: 0, failures: 0, errors: [], versions: new Map() });
+  const warm = fresh();
+  const warmUntil = performance.now() + WARMUP_SECONDS * 1000;
+  await Promise.all(Array.from({ length: callers }, (_, c) => loop(warmUntil, false, warm, c)));
+
+  const stats = fresh();
+  const batches0 = await scrapeSum(metricsUrl, 'ch8_gateway_batch_size_count');
+  const batchTexts0 = await scrapeSum(metricsUrl, 'ch8_gateway_batch_size_sum');
+  const cpu0 = selfCpu();
+  const gw0 = await processCpuSeconds(pid);
+  const t0 = performance.now();
+  const until = t0 + seconds * 1000;
+  await Promise.all([
+    ...Array.from({ length: callers }, (_, c) => loop(until, true, stats, c)),
+    during?.(() => (performance.now() - t0) / 1000),
+  ]);
+  const wall = (performance.now() - t0) / 1000;
+  const cpu = selfCpu() - cpu0;
+  const gwCpu = (await processCpuSeconds(pid)) - gw0;
+  const batches = (await scrapeSum(metricsUrl, 'ch8_gateway_batch_size_count')) - batches0;
+  const batchTexts = (await scrapeSum(metricsUrl, 'ch8_gateway_batch_size_sum')) - batchTexts0;
+  const sorted = Float64Array.from(stats.latencies).sort();
+  return {
+    callers,
+    seconds: round(wall, 2),
+    calls: stats.latencies.length,
+    calls_per_second: round(stats.latencies.length / wall),
+    texts: stats.items,
+    texts_per_second: round(stats.items / wall),
+    failed_calls: stats.failures,
+    errors: stats.errors,
+    latency_ms: {
+      p50: round(percentile(sorted, 0.5), 2),
+      p90: round(percentile(sorted, 0.9), 2),
+      p99: round(percentile(sorted, 0.99), 2),
+      max: round(sorted.at(-1) ?? NaN, 2),
+    },
+    mean_model_batch: round(batchTexts / Math.max(1, batches), 1),
+    load_generator_cpu_cores: round(cpu / wall, 2),
+    server_cpu_cores: round(gwCpu / wall, 2),
+    server_cpu_us_per_text: round((gwCpu * 1e6) / Math.max(1, stats.items)),
+    load_generator_cpu_us_per_call: round((cpu * 1e6) / Math.max(1, stats.latencies.length)),
+    versions: Object.fromEntries(stats.versions),
+  };
+}
+
+/** The echo phase: the service kit's server with EchoService in its own process, called as the gateway is. */
+async function echoFloor(): Promise<PhaseResult> {
+  const script = [
+    "import { EchoService } from '@ch8/contracts/testing';",
+    "import { createServer } from '@ch8/service-kit/server';",
+    "import { silentLogger } from '@ch8/service-kit/logger';",
+    "const s = createServer({ name: 'echo', logger: silentLogger }).add(EchoService, {",
+    '  echo: async (r) => ({ text: r.text }), async *count() {}, collect: async () => ({ count: 0 }), async *chat() {},',
+    '});',
+    "const port = await s.listen('127.0.0.1:0'); s.ready(); process.stdout.write(port + '\\n');",
+  ].join('\n');
+  const echo = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+    cwd: here,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  try {
+    const port = await new Promise<string>((ok, fail) => {
+      echo.stdout!.once('data', (d: Buffer) => ok(String(d).trim()));
+      echo.once('exit', (code) => fail(new Error(`the echo server exited with ${code}`)));
+    });
+    const echoClient = createClient(EchoService, `127.0.0.1:${port}`);
+    try {
+      return await load(echo.pid!, 32, SECONDS, async (i) => {
+        await echoClient.echo({ text: texts[i % texts.length]! }, { timeoutMs: 10_000 });
+        return { items: 1 };
+      });
+    } finally {
+      echoClient.close();
+    }
+  } finally {
+    echo.kill('SIGTERM');
+  }
+}
+
+const results: Record<string, PhaseResult> = {};
+const client = createClient(GatewayService, address);
+try {
+  await waitServing();
+  log(`gateway SERVING at ${address} (models ${Object.keys(sources).join(', ')})`);
+  const one = (model: string) => async (i: number) => {
+    const r = await client.predict({ modelName: model, texts: [texts[i % texts.length]!] }, { timeoutMs: 10_000 });
+    return { items: 1, version: r.modelVersion };
+  };
+  for (const phase of PHASES) {
+    log(`phase ${phase} ...`);
+    switch (phase) {
+      case 'echo-floor':
+        results[phase] = await echoFloor();
+        break;
+      case 'bow-single':
+        results[phase] = { model: BOW, ...(await load(child.pid!, 32, SECONDS, one(BOW))) };
+        break;
+      case 'cnn-single':
+        results[phase] = { model: CNN, ...(await load(child.pid!, 32, SECONDS, one(CNN))) };
+        break;
+      case 'bow-batch':
+        results[phase] = {
+          model: BOW,
+          texts_per_call: BATCH_TEXTS,
+          ...(await load(child.pid!, BATCH_CALLERS, SECONDS, async (i) => {
+            const start = (i * BATCH_TEXTS) % texts.length;
+            const batch = Array.from({ length: BATCH_TEXTS }, (_, k) => texts[(start + k) % texts.length]!);
+            const r = await client.predict({ modelName: BOW, texts: batch }, { timeoutMs: 30_000 });
+            return { items: r.predictions.length, version: r.modelVersion };
+          })),
+        };
+        break;
+      case 'rollout': {
+        let rolledAt = NaN;
+        const current = Number(await newestVersion(join(scratch, BOW)));
+        results[phase] = {
+          model: BOW,
+          ...(await load(child.pid!, 64, ROLLOUT_SECONDS, one(BOW), async (elapsed) => {
+            while (elapsed() < ROLLOUT_SECONDS / 2) await new Promise((r) => setTimeout(r, 100));
+            await publish(BOW, sources[BOW]!, current + 1);
+            rolledAt = elapsed();
+            log(`published ${BOW} version ${current + 1} at ${rolledAt.toFixed(1)} s`);
+          })),
+          new_version: current + 1,
+          published_at_second: round(rolledAt, 1),
+        };
+        break;
+      }
+      default:
+        throw new Error(`unknown phase ${phase}`);
+    }
+    log(`${phase}: ${JSON.stringify(results[phase])}`);
+  }
+} finally {
+  client.close();
+  stopChild();
+  await new Promise((r) => (child.exitCode === null ? child.once('exit', r) : r(undefined)));
+  await rm(scratch, { recursive: true, force: true });
+}
+
+process.stdout.write(
+  JSON.stringify(
+    {
+      bench: 'gateway',
+      machine: {
+        cpus: cpus().length,
+        model: cpus()[0]?.model,
+        node: process.version,
+        // Other work on the machine takes CPU from both processes: the 1-minute load average at start and end.
+        load_average: [round(loadAtStart, 2), round(loadavg()[0]!, 2)],
+      },
+      gateway: { backend: BACKEND, settings: passOn, texts_file: TEXTS_FILE },
+      phases: results,
+    },
+    null,
+    2,
+  ) + '\n',
+);
