@@ -37,9 +37,8 @@ export const TOKENS = [
 ];
 export const DIM = 6;
 
-/** A tiny model of `kind` over TOKENS, a few training steps away from its initial weights (seeded). */
-export function tinyModel(kind: ModelKind = 'bow-finetune', seed = 3): SentimentModel {
-  const model = createModel({
+function tinyConfig(kind: ModelKind, seed: number) {
+  return {
     kind,
     vocabSize: TOKENS.length,
     dim: DIM,
@@ -49,8 +48,11 @@ export function tinyModel(kind: ModelKind = 'bow-finetune', seed = 3): Sentiment
     heads: 2,
     seed,
     learningRate: 0.05,
-  });
-  // positive: "loved", "good", "great", "fun"; negative: "bad", "dull", "not".
+  };
+}
+
+/** positive: "loved", "good", "great", "fun"; negative: "bad", "dull", "not". */
+function tinyBatch() {
   const rows = [
     [2, 3, 4],
     [7, 9],
@@ -62,8 +64,20 @@ export function tinyModel(kind: ModelKind = 'bow-finetune', seed = 3): Sentiment
   const T = 3;
   const inputIds = new Int32Array(rows.length * T);
   rows.forEach((r, b) => inputIds.set(r, b * T));
-  const labels = Float32Array.from([1, 0, 1, 0, 1, 0]);
-  for (let i = 0; i < 3; i++) model.trainStep({ inputIds, batchSize: rows.length, maxLength: T, labels });
+  return { inputIds, batchSize: rows.length, maxLength: T, labels: Float32Array.from([1, 0, 1, 0, 1, 0]) };
+}
+
+/** A tiny model of `kind` over TOKENS, a few training steps away from its initial weights (seeded). */
+export function tinyModel(kind: ModelKind = 'bow-finetune', seed = 3): SentimentModel {
+  const model = createModel(tinyConfig(kind, seed));
+  for (let i = 0; i < 3; i++) model.trainStep(tinyBatch());
+  return model;
+}
+
+/** {@link tinyModel} with asynchronous reads only (for the webgpu backend). */
+export async function tinyModelAsync(kind: ModelKind = 'bow-finetune', seed = 3): Promise<SentimentModel> {
+  const model = createModel(tinyConfig(kind, seed));
+  for (let i = 0; i < 3; i++) await model.trainStepAsync(tinyBatch());
   return model;
 }
 
