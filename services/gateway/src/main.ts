@@ -15,11 +15,19 @@ await runService({
     logger.info('compute backend', { backend: backend.backend, device: backend.device, fallbacks: backend.fallbacks });
     let metricsServer: MetricsServer | undefined;
     const gateway = createGatewayServer({ config, logger });
-    try {
-      if (config.metricsAddress !== 'off') {
+    if (config.metricsAddress !== 'off') {
+      // Metrics are not worth refusing predictions for: a taken port (another gateway on this machine) is logged.
+      try {
         metricsServer = await startMetricsServer(config.metricsAddress, gateway.metrics.registry);
         logger.info('metrics listening', { address: metricsServer.address, url: metricsServer.url });
+      } catch (e) {
+        logger.error('metrics endpoint could not start; serving without metrics', {
+          address: config.metricsAddress,
+          err: e,
+        });
       }
+    }
+    try {
       await gateway.server.listen(config.address);
     } catch (e) {
       await metricsServer?.close();

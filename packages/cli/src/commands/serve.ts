@@ -101,6 +101,9 @@ export const serveCommand: Command = {
       } else if (record['msg'] === 'metrics listening' && typeof record['url'] === 'string') {
         result.metrics_url = record['url'];
         io.log(`ch8 serve: metrics on ${result.metrics_url}`);
+      } else if (record['msg'] === 'metrics endpoint could not start; serving without metrics') {
+        const err = record['err'] as { message?: string } | undefined;
+        io.log(`ch8 serve: no metrics endpoint on ${String(record['address'])}: ${err?.message ?? 'unknown error'}`);
       } else if (record['msg'] === 'gateway ready') {
         const names = Array.isArray(record['models']) ? (record['models'] as string[]) : [];
         io.log(
