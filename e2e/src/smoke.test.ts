@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { checkHealth, listServices } from '@ch8/service-kit/probes';
@@ -22,19 +25,26 @@ async function waitServing(address: string, timeoutMs = 60_000): Promise<void> {
   throw new Error(`${address} not SERVING after ${timeoutMs} ms`);
 }
 
+let home: string;
+
 before(async () => {
-  stack = await startStack({ CH8_LOG_LEVEL: 'info' });
+  // A scratch home (model repository, trainer state, caches) and a free metrics port: the stack under test never
+  // touches the workspace's .cache or a port another stack holds.
+  home = await mkdtemp(join(tmpdir(), 'ch8-e2e-smoke-'));
+  stack = await startStack({ CH8_LOG_LEVEL: 'info', CH8_HOME: home, CH8_GATEWAY_METRICS_ADDR: '127.0.0.1:0' });
   await Promise.all(SERVICE_NAMES.map((n) => waitServing(stack.services[n].address)));
 });
 
 after(async () => {
   await stack?.stop();
+  await rm(home, { recursive: true, force: true });
 });
 
 test('all four services are SERVING and list their service through reflection', async () => {
   for (const name of SERVICE_NAMES) {
     const { address } = stack.services[name];
-    assert.equal(await checkHealth(address, SERVICE_TYPE[name]), 'SERVING', name);
+    // The gateway's APIs serve only once a model is ready; the repository is empty here.
+    assert.equal(await checkHealth(address, SERVICE_TYPE[name]), name === 'gateway' ? 'NOT_SERVING' : 'SERVING', name);
     const listed = await listServices(address);
     assert.ok(listed.includes(SERVICE_TYPE[name]), `${name}: ${listed.join(', ')}`);
     assert.ok(listed.includes('grpc.health.v1.Health'), name);
