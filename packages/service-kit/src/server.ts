@@ -11,7 +11,13 @@ import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call.js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from 'grpc-health-check';
-import { create, type DescMessage, type DescService, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
+import {
+  create,
+  type DescMessage,
+  type DescService,
+  type MessageInitShape,
+  type MessageShape,
+} from '@bufbuild/protobuf';
 import { fileDescriptorProtos, serviceDefinition } from './descriptors.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { Code, codeName, GrpcError, statusOf } from './status.ts';
@@ -116,19 +122,31 @@ export function createServer(options: ServerOptions): Ch8Server {
   let inFlight = 0;
   let started = false;
 
-  const context = (call: ServerSurfaceCall, method: string, onCancel: (cb: () => void) => void): CallContext => {
+  /** A call's context, and `finish` to call once its answer is out. */
+  const context = (
+    call: ServerSurfaceCall,
+    method: string,
+    onCancel: (cb: () => void) => void,
+  ): { ctx: CallContext; finish: () => void } => {
     const md = metadataRecord(call.metadata);
     const requestId = md['x-request-id'] ?? randomUUID();
     const controller = new AbortController();
+    // grpc-js reports 'cancelled' after every call, finished ones too: a call whose answer is out is not aborted
+    // (no error object made, no abort listeners run for nothing).
+    let finished = false;
     const abort = (why: string) => {
-      if (!controller.signal.aborted) controller.abort(new GrpcError(Code.CANCELLED, why));
+      if (!finished && !controller.signal.aborted) controller.abort(new GrpcError(Code.CANCELLED, why));
     };
     onCancel(() => abort('call cancelled by the client or its deadline passed'));
     const stopNow = () => abort('server shutting down');
     live.add(stopNow);
     controller.signal.addEventListener('abort', () => live.delete(stopNow), { once: true });
-    call.once('finish', () => live.delete(stopNow));
-    return {
+    const finish = (): void => {
+      finished = true;
+      live.delete(stopNow);
+    };
+    call.once('finish', finish);
+    const ctx: CallContext = {
       signal: controller.signal,
       deadline: deadlineMs(call.getDeadline()),
       requestId,
@@ -136,6 +154,7 @@ export function createServer(options: ServerOptions): Ch8Server {
       logger: logger.child({ rpc: method, request_id: requestId }),
       metadata: md,
     };
+    return { ctx, finish };
   };
 
   const fail = (ctx: CallContext, error: unknown): grpc.ServiceError => {
@@ -170,26 +189,36 @@ export function createServer(options: ServerOptions): Ch8Server {
         const toMessage = (init: unknown) => create(output, init as never);
         switch (method.methodKind) {
           case 'unary':
-            impl[method.name] = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
-              const ctx = context(call, name, (cb) => call.on('cancelled', cb));
+            impl[method.name] = (
+              call: grpc.ServerUnaryCall<unknown, unknown>,
+              callback: grpc.sendUnaryData<unknown>,
+            ) => {
+              const { ctx, finish } = context(call, name, (cb) => call.on('cancelled', cb));
               void track(async () => {
                 try {
                   const res = await (handler as UnaryHandler<unknown>)(call.request as never, ctx);
+                  finish();
                   callback(null, toMessage(res));
                 } catch (e) {
+                  finish();
                   callback(fail(ctx, e));
                 }
               });
             };
             break;
           case 'client_streaming':
-            impl[method.name] = (call: grpc.ServerReadableStream<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
-              const ctx = context(call, name, (cb) => call.on('cancelled', cb));
+            impl[method.name] = (
+              call: grpc.ServerReadableStream<unknown, unknown>,
+              callback: grpc.sendUnaryData<unknown>,
+            ) => {
+              const { ctx, finish } = context(call, name, (cb) => call.on('cancelled', cb));
               void track(async () => {
                 try {
                   const res = await (handler as ClientStreamHandler<unknown>)(readAll(call) as never, ctx);
+                  finish();
                   callback(null, toMessage(res));
                 } catch (e) {
+                  finish();
                   callback(fail(ctx, e));
                 }
               });
@@ -197,8 +226,10 @@ export function createServer(options: ServerOptions): Ch8Server {
             break;
           case 'server_streaming':
           case 'bidi_streaming':
-            impl[method.name] = (call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>) => {
-              const ctx = context(call, name, (cb) => call.on('cancelled', cb));
+            impl[method.name] = (
+              call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>,
+            ) => {
+              const { ctx } = context(call, name, (cb) => call.on('cancelled', cb));
               void track(async () => {
                 // Bounded buffering: at most `maxBuffered` responses handed to grpc-js and not yet flushed.
                 let pending = 0;
@@ -211,8 +242,14 @@ export function createServer(options: ServerOptions): Ch8Server {
                 try {
                   const source =
                     method.methodKind === 'server_streaming'
-                      ? (handler as ServerStreamHandler<unknown>)((call as grpc.ServerWritableStream<unknown, unknown>).request as never, ctx)
-                      : (handler as BidiStreamHandler<unknown>)(readAll(call as grpc.ServerDuplexStream<unknown, unknown>) as never, ctx);
+                      ? (handler as ServerStreamHandler<unknown>)(
+                          (call as grpc.ServerWritableStream<unknown, unknown>).request as never,
+                          ctx,
+                        )
+                      : (handler as BidiStreamHandler<unknown>)(
+                          readAll(call as grpc.ServerDuplexStream<unknown, unknown>) as never,
+                          ctx,
+                        );
                   for await (const item of source) {
                     if (ctx.signal.aborted) break;
                     pending++;
@@ -247,11 +284,17 @@ export function createServer(options: ServerOptions): Ch8Server {
       const healthDef = loadSync(healthProtoPath, { keepCase: true });
       const reflection = new ReflectionService({
         ...healthDef,
-        'ch8.reflection': { format: 'Protocol Buffer 3 DescriptorProto', type: {}, fileDescriptorProtos: fileDescriptorProtos(services) },
+        'ch8.reflection': {
+          format: 'Protocol Buffer 3 DescriptorProto',
+          type: {},
+          fileDescriptorProtos: fileDescriptorProtos(services),
+        },
       } as never);
       reflection.addToServer(server);
       const port = await new Promise<number>((resolve, reject) =>
-        server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+        server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) =>
+          err ? reject(err) : resolve(p),
+        ),
       );
       logger.info('listening', { address: address.replace(/:\d+$/, `:${port}`), port });
       return port;
