@@ -84,6 +84,11 @@ export class CancelledError extends Ch8Error {
   override readonly name = 'CancelledError' as const;
 }
 
+/** The caller's deadline passed before the work could be done (for example while a request waited in a queue). */
+export class DeadlineExceededError extends Ch8Error {
+  override readonly name = 'DeadlineExceededError' as const;
+}
+
 /** A thing being created already exists. */
 export class AlreadyExistsError extends Ch8Error {
   override readonly name = 'AlreadyExistsError' as const;
@@ -98,6 +103,7 @@ export type KnownError =
   | OverloadedError
   | DependencyUnavailableError
   | CancelledError
+  | DeadlineExceededError
   | AlreadyExistsError;
 
 export type KnownErrorName = KnownError['name'];
@@ -111,6 +117,7 @@ const KNOWN: ReadonlySet<string> = new Set<KnownErrorName>([
   'OverloadedError',
   'DependencyUnavailableError',
   'CancelledError',
+  'DeadlineExceededError',
   'AlreadyExistsError',
 ]);
 

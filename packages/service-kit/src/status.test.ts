@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import {
   AlreadyExistsError,
   CancelledError,
+  DeadlineExceededError,
   DependencyUnavailableError,
   FailedPreconditionError,
   InvalidInputError,
@@ -23,6 +24,7 @@ test('every typed error maps to its status code', () => {
     [new OverloadedError('x'), Code.RESOURCE_EXHAUSTED],
     [new DependencyUnavailableError('x'), Code.UNAVAILABLE],
     [new CancelledError('x'), Code.CANCELLED],
+    [new DeadlineExceededError('x'), Code.DEADLINE_EXCEEDED],
     [new AlreadyExistsError('x'), Code.ALREADY_EXISTS],
   ];
   for (const [err, code] of cases) {

@@ -31,6 +31,7 @@ export const STATUS_BY_ERROR: Readonly<Record<KnownErrorName, Code>> = {
   OverloadedError: Code.RESOURCE_EXHAUSTED,
   DependencyUnavailableError: Code.UNAVAILABLE,
   CancelledError: Code.CANCELLED,
+  DeadlineExceededError: Code.DEADLINE_EXCEEDED,
   AlreadyExistsError: Code.ALREADY_EXISTS,
 };
 

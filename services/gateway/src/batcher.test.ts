@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CancelledError, OverloadedError } from '@ch8/errors';
-import { Code, isGrpcError } from '@ch8/service-kit/status';
+import { CancelledError, DeadlineExceededError, OverloadedError } from '@ch8/errors';
+import { Code, statusOf } from '@ch8/service-kit/status';
 import { Batcher } from './batcher.ts';
 
 /** A batcher whose model call doubles numbers and records each call's items; `gate` holds calls until opened. */
@@ -98,7 +98,10 @@ test('a request whose deadline passes while queued is never computed (DEADLINE_E
   t.release();
   await assert.rejects(
     late,
-    (e: unknown) => isGrpcError(e) && e.code === Code.DEADLINE_EXCEEDED && /deadline passed/.test(e.details),
+    (e: unknown) =>
+      e instanceof DeadlineExceededError &&
+      statusOf(e).code === Code.DEADLINE_EXCEEDED &&
+      /deadline passed/.test(e.message),
   );
   assert.deepEqual(await running, [2]);
   assert.deepEqual(await fine, [10]);
@@ -106,7 +109,7 @@ test('a request whose deadline passes while queued is never computed (DEADLINE_E
   assert.equal(t.batcher.depth, 0);
   await assert.rejects(
     t.batcher.enqueue([9], { deadline: Date.now() - 1 }),
-    (e: unknown) => isGrpcError(e) && e.code === Code.DEADLINE_EXCEEDED,
+    (e: unknown) => e instanceof DeadlineExceededError && statusOf(e).code === Code.DEADLINE_EXCEEDED,
   );
 });
 

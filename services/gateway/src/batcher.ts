@@ -6,8 +6,7 @@
  * (RESOURCE_EXHAUSTED). A request whose deadline passes, or whose caller cancels, while it waits is dropped
  * from the queue and never computed.
  */
-import { CancelledError, OverloadedError } from '@ch8/errors';
-import { Code, GrpcError } from '@ch8/service-kit/status';
+import { CancelledError, DeadlineExceededError, OverloadedError } from '@ch8/errors';
 
 export interface BatcherOptions {
   maxBatch: number;
@@ -52,8 +51,8 @@ interface Pending<T, R> {
  * The error for a request whose deadline passed before it was computed. @ch8/errors has no deadline class, so this
  * is the status itself (see the gateway README).
  */
-export function deadlineExceeded(message: string): GrpcError {
-  return new GrpcError(Code.DEADLINE_EXCEEDED, message);
+export function deadlineExceeded(message: string): DeadlineExceededError {
+  return new DeadlineExceededError(message);
 }
 
 export class Batcher<T, R> {
