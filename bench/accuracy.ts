@@ -21,11 +21,11 @@ import { modelList, readArgs } from './src/args.ts';
 export const SETTINGS: Record<ModelKind, Omit<TrainingConfigInput, 'model'>> = {
   'bow-frozen': { learningRate: 1e-2, batchSize: 64, bucketing: 'none', epochs: 10, patience: 3 },
   'bow-finetune': { learningRate: 5e-4, batchSize: 64, bucketing: 'none', epochs: 10, patience: 3 },
-  mlp: { learningRate: 1e-3, batchSize: 64, bucketing: 'none', epochs: 10, patience: 3 },
-  cnn: { learningRate: 1e-3, batchSize: 64, bucketing: 'chunk', epochs: 10, patience: 3 },
-  bilstm: { learningRate: 1e-3, batchSize: 64, bucketing: 'chunk', epochs: 10, patience: 3 },
-  gru: { learningRate: 1e-3, batchSize: 64, bucketing: 'chunk', epochs: 10, patience: 3 },
-  attention: { learningRate: 1e-3, batchSize: 64, bucketing: 'chunk', epochs: 10, patience: 3 },
+  mlp: { learningRate: 1e-3, batchSize: 64, bucketing: 'none', epochs: 10, patience: 2, lrDecay: 0.5 },
+  cnn: { learningRate: 5e-4, batchSize: 64, bucketing: 'chunk', epochs: 8, patience: 2, lrDecay: 0.5 },
+  bilstm: { learningRate: 1e-3, batchSize: 64, bucketing: 'chunk', epochs: 10, patience: 2, lrDecay: 0.5 },
+  gru: { learningRate: 1e-3, batchSize: 64, bucketing: 'chunk', epochs: 10, patience: 2, lrDecay: 0.5 },
+  attention: { learningRate: 1e-3, batchSize: 64, bucketing: 'chunk', epochs: 10, patience: 2, lrDecay: 0.5 },
 };
 
 /** What the issue asks of each model (mean over seeds 1-3), and the reference's mean (shared/peers/README.md). */
