@@ -1,21 +1,18 @@
 /**
- * One run, start to end, as its worker thread executes it: select the backend, open the data over gRPC (the data
- * set StartRun prepared, prepared again from its source when the dataset service forgot it), train with checkpoints
- * (resuming from the newest one), export the best epoch to the model repository. Progress and the outcome are
+ * One run, start to end, as its worker thread executes it: select the backend, open the data the main thread serves
+ * (over gRPC: the data set StartRun prepared, prepared again from its source when the dataset service forgot it),
+ * train with checkpoints (resuming from the newest one), export the best epoch to the model repository. Progress and the outcome are
  * posted as FromWorker messages; exactly one of done / failed / aborted is posted last.
  */
-import { fromJson } from '@bufbuild/protobuf';
+import type { MessagePort } from 'node:worker_threads';
 import { selectBackend, type BackendInfo } from '@ch8/backend/select';
-import { DatasetService, PrepareDatasetRequestSchema } from '@ch8/contracts/dataset';
-import { EmbeddingService } from '@ch8/contracts/embedding';
 import { CancelledError } from '@ch8/errors';
 import type { ExportHooks } from '@ch8/model-repository/repository';
-import { createClient, type Client } from '@ch8/service-kit/client';
 import { codeName, statusOf } from '@ch8/service-kit/status';
 import { directoryCheckpointStore } from '@ch8/training/checkpoints';
 import type { DataFeed } from '@ch8/training/feed';
 import { exportRun } from '@ch8/training/export';
-import { openGrpcFeed } from '@ch8/training/grpc-feed';
+import { portFeed } from '@ch8/training/port-feed';
 import { train, type CheckpointStore } from '@ch8/training/run';
 import type { CrossError, FromWorker, RunJob } from './protocol.ts';
 
@@ -41,12 +38,16 @@ function exportHooks(job: RunJob, signal: AbortSignal): ExportHooks {
   };
 }
 
-export async function executeRun(job: RunJob, signal: AbortSignal, post: (m: FromWorker) => void): Promise<void> {
+/** `feedPort`: where the main thread serves the run's data (runner.ts); the worker trains from it. */
+export async function executeRun(
+  job: RunJob,
+  feedPort: MessagePort,
+  signal: AbortSignal,
+  post: (m: FromWorker) => void,
+): Promise<void> {
   const log = (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void =>
     post({ type: 'log', level, msg, ...(fields === undefined ? {} : { fields }) });
   let phase = 'backend selection';
-  let embedding: Client<typeof EmbeddingService> | undefined;
-  let dataset: Client<typeof DatasetService> | undefined;
   let feed: DataFeed | undefined;
   try {
     const prefer = job.config.backend === 'auto' ? job.defaultBackend : job.config.backend;
@@ -55,17 +56,7 @@ export async function executeRun(job: RunJob, signal: AbortSignal, post: (m: Fro
     if (signal.aborted) throw new CancelledError('cancelled');
 
     phase = 'data';
-    embedding = createClient(EmbeddingService, job.embeddingAddress);
-    dataset = createClient(DatasetService, job.datasetAddress);
-    const prepare = job.prepare === null ? undefined : fromJson(PrepareDatasetRequestSchema, job.prepare);
-    feed = await openGrpcFeed({
-      embedding,
-      dataset,
-      datasetId: job.datasetId,
-      ...(prepare === undefined ? {} : { prepare }),
-      signal,
-      log: (line) => post({ type: 'message', text: line }),
-    });
+    feed = await portFeed(feedPort, { signal, log: (line) => post({ type: 'message', text: line }) });
     if (feed.info.datasetId !== null) post({ type: 'dataset', datasetId: feed.info.datasetId });
 
     phase = 'training';
@@ -124,7 +115,7 @@ export async function executeRun(job: RunJob, signal: AbortSignal, post: (m: Fro
     }
   } finally {
     await feed?.close().catch(() => undefined);
-    embedding?.close();
-    dataset?.close();
+    // Also when the feed never opened: an open port would keep this thread alive.
+    feedPort.close();
   }
 }
