@@ -1,6 +1,7 @@
 /** A trainer service's Run as the CLI prints it (--json): snake_case, states spelled PENDING ... CANCELLED. */
 import { timestampDate, type Timestamp } from '@bufbuild/protobuf/wkt';
-import { RunState, type EpochMetrics, type Run } from '@ch8/contracts/trainer';
+import { RunState, type EpochMetrics, type Run, type WatchRunResponse } from '@ch8/contracts/trainer';
+import type { Progress } from './progress.ts';
 import type { EpochReport, SplitReport } from './commands/train.ts';
 
 const STATES: Record<number, string> = {
@@ -101,4 +102,45 @@ export function runView(r: Run): RunView {
     started_at: iso(r.startedAt),
     finished_at: iso(r.finishedAt),
   };
+}
+
+/**
+ * Shows a run's WatchRun stream on `progress` until the stream ends: steps on the live line, epochs, state changes,
+ * messages and the export as lines. `epochs`: the run's maximum when known (else the epochs seen so far).
+ */
+export async function showRunEvents(
+  runId: string,
+  events: AsyncIterable<WatchRunResponse>,
+  progress: Progress,
+  epochs?: number,
+): Promise<void> {
+  let seen = 0;
+  let epochStart = performance.now();
+  for await (const ev of events) {
+    const e = ev.event;
+    switch (e.case) {
+      case 'step':
+        progress.step({
+          ...e.value,
+          epochs: epochs ?? Math.max(seen, e.value.epoch),
+          elapsed: (performance.now() - epochStart) / 1000,
+        });
+        break;
+      case 'epochEnd':
+        seen = e.value.epoch;
+        epochStart = performance.now();
+        progress.epoch({ ...e.value, examplesPerSecond: e.value.trainExamplesPerSecond });
+        break;
+      case 'state':
+        progress.log(`run ${runId}: ${stateName(e.value)}`);
+        break;
+      case 'message':
+        progress.log(e.value);
+        break;
+      case 'exported':
+        progress.log(`exported ${e.value.name} version ${e.value.version} to ${e.value.path}`);
+        break;
+    }
+  }
+  progress.done();
 }

@@ -1,6 +1,15 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { InvalidInputError, NotFoundError, isInvalidInput, isKnownError, isNotFound } from './errors.ts';
+import {
+  DeadlineExceededError,
+  InvalidInputError,
+  NotFoundError,
+  errorFromPlain,
+  errorToPlain,
+  isInvalidInput,
+  isKnownError,
+  isNotFound,
+} from './errors.ts';
 
 test('location is part of the message and kept as fields', () => {
   const e = new InvalidInputError('label must be 0 or 1, got "2"', { file: 'train.tsv', line: 7, field: 'label' });
@@ -19,4 +28,21 @@ test('guards tell the kinds apart and reject plain errors', () => {
   assert.ok(isKnownError(bad) && isKnownError(missing));
   assert.ok(!isKnownError(new Error('plain')));
   assert.ok(!isKnownError({ name: 'InvalidInputError' }));
+});
+
+test('an error survives being sent as plain data: same class, message and location; others stay plain Errors', () => {
+  const e = new InvalidInputError('label must be 0 or 1', { file: 'train.tsv', line: 3, field: 'label' });
+  const plain = errorToPlain(e);
+  assert.deepEqual(JSON.parse(JSON.stringify(plain)), plain);
+  const back = errorFromPlain(structuredClone(plain));
+  assert.ok(back instanceof InvalidInputError);
+  assert.equal(back.message, e.message);
+  assert.equal((back as InvalidInputError).line, 3);
+  assert.equal((back as InvalidInputError).field, 'label');
+  const dead = errorFromPlain(errorToPlain(new DeadlineExceededError('too late')));
+  assert.ok(dead instanceof DeadlineExceededError && isKnownError(dead));
+  const other = errorFromPlain(errorToPlain(new TypeError('boom')));
+  assert.equal(other.name, 'TypeError');
+  assert.equal(other.message, 'boom');
+  assert.equal(isKnownError(other), false);
 });

@@ -133,3 +133,48 @@ export function isInvalidInput(e: unknown): e is InvalidInputError {
 export function isNotFound(e: unknown): e is NotFoundError {
   return e instanceof NotFoundError;
 }
+
+/** A typed error as plain data, to cross a thread or process boundary (structured clone, JSON). */
+export interface PlainError {
+  name: string;
+  /** The message without the location prefix (for our errors), or the whole message. */
+  message: string;
+  file?: string;
+  line?: number;
+  entry?: number;
+  field?: string;
+}
+
+const CLASSES: Record<KnownErrorName, new (message: string, where?: ErrorLocation) => KnownError> = {
+  InvalidInputError,
+  NotFoundError,
+  PermissionDeniedError,
+  FailedPreconditionError,
+  VocabularyMismatchError,
+  OverloadedError,
+  DependencyUnavailableError,
+  CancelledError,
+  DeadlineExceededError,
+  AlreadyExistsError,
+};
+
+export function errorToPlain(e: unknown): PlainError {
+  if (!isKnownError(e))
+    return { name: e instanceof Error ? e.name : 'Error', message: e instanceof Error ? e.message : String(e) };
+  const where: ErrorLocation = {};
+  if (e.file !== undefined) where.file = e.file;
+  if (e.line !== undefined) where.line = e.line;
+  if (e.entry !== undefined) where.entry = e.entry;
+  if (e.field !== undefined) where.field = e.field;
+  return { name: e.name, message: e.detail, ...where };
+}
+
+/** The error `errorToPlain` describes: the same class with its location for our errors, a plain Error otherwise. */
+export function errorFromPlain(p: PlainError): Error {
+  const Kind = CLASSES[p.name as KnownErrorName];
+  const { name: _name, message, ...where } = p;
+  if (Kind !== undefined) return new Kind(message, where);
+  const e = new Error(message);
+  e.name = p.name;
+  return e;
+}

@@ -7,27 +7,8 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { Batch } from '@ch8/batching/collate';
-import {
-  AlreadyExistsError,
-  CancelledError,
-  DeadlineExceededError,
-  DependencyUnavailableError,
-  FailedPreconditionError,
-  InvalidInputError,
-  NotFoundError,
-  OverloadedError,
-  PermissionDeniedError,
-  VocabularyMismatchError,
-  isKnownError,
-} from '@ch8/errors';
+import { CancelledError, errorFromPlain, errorToPlain, type PlainError } from '@ch8/errors';
 import type { DataFeed, EpochOptions, FeedInfo } from './feed.ts';
-
-interface WireError {
-  name: string;
-  message: string;
-  field?: string;
-  file?: string;
-}
 
 interface WireBatch {
   buffer: ArrayBuffer;
@@ -48,44 +29,7 @@ type Reply =
   | { op: 'matrix'; matrix: Float32Array }
   | { op: 'batch'; stream: number; batch: WireBatch }
   | { op: 'end'; stream: number }
-  | { op: 'error'; stream: number | null; error: WireError };
-
-const TYPED: Record<string, new (message: string, where?: { field?: string; file?: string }) => Error> = {
-  InvalidInputError,
-  NotFoundError,
-  PermissionDeniedError,
-  FailedPreconditionError,
-  VocabularyMismatchError,
-  OverloadedError,
-  DependencyUnavailableError,
-  CancelledError,
-  DeadlineExceededError,
-  AlreadyExistsError,
-};
-
-function toWire(e: unknown): WireError {
-  if (isKnownError(e)) {
-    return {
-      name: e.name,
-      message: e.detail,
-      ...(e.field === undefined ? {} : { field: e.field }),
-      ...(e.file === undefined ? {} : { file: e.file }),
-    };
-  }
-  return { name: e instanceof Error ? e.name : 'Error', message: e instanceof Error ? e.message : String(e) };
-}
-
-function fromWire(w: WireError): Error {
-  const Kind = TYPED[w.name];
-  if (Kind !== undefined)
-    return new Kind(w.message, {
-      ...(w.field === undefined ? {} : { field: w.field }),
-      ...(w.file === undefined ? {} : { file: w.file }),
-    });
-  const e = new Error(w.message);
-  e.name = w.name;
-  return e;
-}
+  | { op: 'error'; stream: number | null; error: PlainError };
 
 /** The four arrays of a batch in one fresh buffer (ids, labels, lengths, indices), to transfer. */
 function pack(b: Batch): WireBatch {
@@ -145,7 +89,7 @@ export function serveFeed(port: MessagePort, open: () => Promise<DataFeed>): () 
       }
       if (!state.stop.signal.aborted) post({ op: 'end', stream: req.stream });
     } catch (e) {
-      if (!state.stop.signal.aborted) post({ op: 'error', stream: req.stream, error: toWire(e) });
+      if (!state.stop.signal.aborted) post({ op: 'error', stream: req.stream, error: errorToPlain(e) });
     } finally {
       streams.delete(req.stream);
     }
@@ -155,7 +99,7 @@ export function serveFeed(port: MessagePort, open: () => Promise<DataFeed>): () 
       case 'open':
         opened().then(
           (f) => post({ op: 'info', info: f.info }),
-          (e: unknown) => post({ op: 'error', stream: null, error: toWire(e) }),
+          (e: unknown) => post({ op: 'error', stream: null, error: errorToPlain(e) }),
         );
         break;
       case 'matrix':
@@ -166,7 +110,7 @@ export function serveFeed(port: MessagePort, open: () => Promise<DataFeed>): () 
               const copy = Float32Array.from(m); // the feed may keep its own
               post({ op: 'matrix', matrix: copy }, [copy.buffer]);
             },
-            (e: unknown) => post({ op: 'error', stream: null, error: toWire(e) }),
+            (e: unknown) => post({ op: 'error', stream: null, error: errorToPlain(e) }),
           );
         break;
       case 'batches':
@@ -237,13 +181,13 @@ export async function portFeed(
         if (m.op === 'error' && m.stream === null) {
           const w = pending;
           pending = undefined;
-          w?.reject(fromWire(m.error));
+          w?.reject(errorFromPlain(m.error));
           break;
         }
         const s = streams.get(m.stream as number);
         if (s !== undefined) {
           s.done = true;
-          if (m.op === 'error') s.error = fromWire(m.error);
+          if (m.op === 'error') s.error = errorFromPlain(m.error);
           s.wake?.();
         }
         break;

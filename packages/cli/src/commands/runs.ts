@@ -8,7 +8,7 @@ import { createClient } from '@ch8/service-kit/client';
 import { str, type Parsed } from '../args.ts';
 import type { Command, CommandIO } from '../command.ts';
 import { createProgress } from '../progress.ts';
-import { runView, stateName, type RunView } from '../runs.ts';
+import { runView, showRunEvents, type RunView } from '../runs.ts';
 
 const FLAGS = {
   addr: { type: 'string', help: 'HOST:PORT of the trainer service (default $CH8_TRAINER_ADDR or 127.0.0.1:50053)' },
@@ -100,26 +100,7 @@ export const runsWatchCommand: Command = {
     const client = trainer(args, io);
     const progress = createProgress(io);
     try {
-      let epochs = 0;
-      let epochStart = performance.now();
-      for await (const ev of client.watchRun({ runId: id })) {
-        const e = ev.event;
-        if (e.case === 'step')
-          progress.step({
-            ...e.value,
-            epochs: Math.max(epochs, e.value.epoch),
-            elapsed: (performance.now() - epochStart) / 1000,
-          });
-        else if (e.case === 'epochEnd') {
-          epochs = e.value.epoch;
-          epochStart = performance.now();
-          progress.epoch({ ...e.value, examplesPerSecond: e.value.trainExamplesPerSecond });
-        } else if (e.case === 'state') progress.log(`${stateName(e.value)}`);
-        else if (e.case === 'message') progress.log(e.value);
-        else if (e.case === 'exported')
-          progress.log(`exported ${e.value.name} version ${e.value.version} to ${e.value.path}`);
-      }
-      progress.done();
+      await showRunEvents(id, client.watchRun({ runId: id }), progress);
       const run = (await client.getRun({ runId: id })).run!;
       io.result(runView(run), detail);
       return run.state === RunState.SUCCEEDED ? 0 : 1;

@@ -24,7 +24,7 @@ import { train, type EpochEvent } from '@ch8/training/run';
 import { bool, int, str, type Parsed } from '../args.ts';
 import type { Command, CommandIO } from '../command.ts';
 import { createProgress, type Progress } from '../progress.ts';
-import { runView, stateName, type RunView } from '../runs.ts';
+import { runView, showRunEvents, stateName, type RunView } from '../runs.ts';
 import { DATA_FLAGS, describePrepared, prepareLocal, prepareRequest } from './data.ts';
 
 export interface EpochReport {
@@ -284,27 +284,7 @@ async function trainRemotely(
     io.log(`run ${runId} started on ${addr}`);
     const cancel = (): void => void client.cancelRun({ runId }).catch(() => {});
     signal.addEventListener('abort', cancel, { once: true });
-    let epochStart = performance.now();
-    for await (const ev of client.watchRun({ runId })) {
-      const e = ev.event;
-      if (e.case === 'step') {
-        progress.step({
-          ...e.value,
-          epochs: config.epochs,
-          stepsInEpoch: e.value.stepsInEpoch,
-          elapsed: (performance.now() - epochStart) / 1000,
-        });
-      } else if (e.case === 'epochEnd') {
-        epochStart = performance.now();
-        progress.epoch({ ...e.value, examplesPerSecond: e.value.trainExamplesPerSecond });
-      } else if (e.case === 'message') {
-        progress.log(e.value);
-      } else if (e.case === 'state') {
-        progress.log(`run ${runId}: ${stateName(e.value)}`);
-      } else if (e.case === 'exported') {
-        progress.log(`exported ${e.value.name} version ${e.value.version} to ${e.value.path}`);
-      }
-    }
+    await showRunEvents(runId, client.watchRun({ runId }), progress, config.epochs);
     const run = (await client.getRun({ runId })).run as Run;
     if (run.state === RunState.CANCELLED || signal.aborted)
       throw new CancelledError(`run ${runId} was cancelled; nothing was exported`);
