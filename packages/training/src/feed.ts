@@ -6,7 +6,7 @@
  */
 import type { Batch } from '@ch8/batching/collate';
 import { epochBatches, type Bucketing } from '@ch8/batching/plan';
-import type { Example } from '@ch8/datasets/prepare';
+import type { LocalPreparation, LocalSplit } from '@ch8/datasets/local';
 import { InvalidInputError } from '@ch8/errors';
 import type { TokenizerSpec } from '@ch8/tokenizer';
 
@@ -63,21 +63,18 @@ export function checkSplit(info: FeedInfo, name: string, field: string): FeedSpl
   return s;
 }
 
-/** What an in-process preparation gives (@ch8/datasets/local's LocalPreparation fits). */
-export interface PreparedData {
-  description: string;
-  tokenizer: TokenizerSpec;
-  vectors: string;
-  tokens: readonly string[];
-  vocabHash: string;
-  dim: number;
-  matrix: Float32Array;
-  splits: ReadonlyArray<{
-    name: string;
-    examples: Example[];
-    stats: { rows: number; kept: number; droppedEmpty: number };
-  }>;
-}
+/**
+ * Data prepared in this process: @ch8/datasets/local's LocalPreparation, of which a feed needs the vocabulary, the
+ * matrix and per split the examples and three counts (tests build one by hand).
+ */
+export type PreparedData = Pick<
+  LocalPreparation,
+  'description' | 'tokenizer' | 'vectors' | 'tokens' | 'vocabHash' | 'dim' | 'matrix'
+> & {
+  splits: ReadonlyArray<
+    Pick<LocalSplit, 'name' | 'examples'> & { stats: Pick<LocalSplit['stats'], 'rows' | 'kept' | 'droppedEmpty'> }
+  >;
+};
 
 /** A feed over data prepared in this process. */
 export function localFeed(data: PreparedData): DataFeed {
