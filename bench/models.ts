@@ -78,7 +78,9 @@ const REFERENCE_NAMES: Partial<Record<ModelKind, string>> = {
 const reference = new Map<string, { train_ex_per_s: number; dev_acc: number; epochs_run: number }>();
 if (opts.reference !== undefined) {
   // ch8_torch.py writes NaN for a missing test split (Python's json), which JSON.parse rejects.
-  const peer = JSON.parse(readFileSync(opts.reference, 'utf8').replace(/\bNaN\b/g, 'null')) as { models: { model: string; train_ex_per_s: number; dev_acc: number; epochs_run: number }[] };
+  const peer = JSON.parse(readFileSync(opts.reference, 'utf8').replace(/\bNaN\b/g, 'null')) as {
+    models: { model: string; train_ex_per_s: number; dev_acc: number; epochs_run: number }[];
+  };
   for (const m of peer.models) reference.set(m.model, m);
 }
 
@@ -97,7 +99,12 @@ for (const kind of opts.models) {
       let cells = 0;
       let tokens = 0;
       for (let epoch = 0; epoch < opts.epochs; epoch++) {
-        const plan = batchPlan(lengths, { batchSize: BATCH, seed: SEED, epoch, bucketing: bucketing === 'on' ? 'chunk' : 'none' });
+        const plan = batchPlan(lengths, {
+          batchSize: BATCH,
+          seed: SEED,
+          epoch,
+          bucketing: bucketing === 'on' ? 'chunk' : 'none',
+        });
         const pad = paddingStats(plan, lengths);
         cells += pad.cells;
         tokens += pad.tokens;
@@ -116,7 +123,9 @@ for (const kind of opts.models) {
         cpuSeconds += (cpu.user + cpu.system) / 1e6;
         trainSeconds += dt;
         seen += epochSeen;
-        log(`${kind} bucketing ${bucketing} epoch ${epoch + 1}: loss ${(lossSum / epochSeen).toFixed(4)}, ${Math.round(epochSeen / dt)} ex/s`);
+        log(
+          `${kind} bucketing ${bucketing} epoch ${epoch + 1}: loss ${(lossSum / epochSeen).toFixed(4)}, ${Math.round(epochSeen / dt)} ex/s`,
+        );
       }
       const evaluation = readAsync ? await model.evaluateAsync(devBatches) : model.evaluate(devBatches);
       // Inference throughput: predict the dev set at batch 256, several passes.
@@ -148,8 +157,13 @@ for (const kind of opts.models) {
       const refName = REFERENCE_NAMES[kind];
       const ref = refName !== undefined ? reference.get(refName) : undefined;
       if (ref !== undefined) {
-        row.reference = { model: refName, train_examples_per_second: ref.train_ex_per_s, dev_accuracy: ref.dev_acc, epochs: ref.epochs_run };
-        row.speed_ratio_vs_reference = round((seen / trainSeconds) / ref.train_ex_per_s, 3);
+        row.reference = {
+          model: refName,
+          train_examples_per_second: ref.train_ex_per_s,
+          dev_accuracy: ref.dev_acc,
+          epochs: ref.epochs_run,
+        };
+        row.speed_ratio_vs_reference = round(seen / trainSeconds / ref.train_ex_per_s, 3);
         row.dev_accuracy_minus_reference = round(evaluation.accuracy - ref.dev_acc);
       }
       results.push(row);
@@ -174,7 +188,16 @@ const doc = {
 if (opts.json) {
   process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
 } else {
-  const cols = ['model', 'finetune', 'bucketing', 'train_examples_per_second', 'padding_share', 'dev_accuracy', 'infer_examples_per_second', 'speed_ratio_vs_reference'];
+  const cols = [
+    'model',
+    'finetune',
+    'bucketing',
+    'train_examples_per_second',
+    'padding_share',
+    'dev_accuracy',
+    'infer_examples_per_second',
+    'speed_ratio_vs_reference',
+  ];
   process.stdout.write(`${cols.join('\t')}\n`);
   for (const r of results) process.stdout.write(`${cols.map((c) => String(r[c] ?? '')).join('\t')}\n`);
 }

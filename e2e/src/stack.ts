@@ -7,7 +7,10 @@ import { ROOT } from '@ch8/cli/launch';
 export { startStack, SERVICE_NAMES, type Stack } from '@ch8/cli/launch';
 
 /** Runs the CLI (`tsx packages/cli/src/main.ts`) and collects its output. */
-export async function runCli(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export async function runCli(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'packages/cli/src/main.ts'), ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },

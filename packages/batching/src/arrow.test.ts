@@ -72,7 +72,10 @@ describe('Arrow IPC', () => {
     const none = collate([]);
     assert.deepEqual(plain(decodeBatch(encodeBatch(none))), plain(none));
     assert.deepEqual(plain(decodeBatchWithReader(encodeBatch(none))), plain(none));
-    const blank = collate([{ inputIds: [], label: 1, index: 9 }, { inputIds: [], label: 0, index: 8 }]);
+    const blank = collate([
+      { inputIds: [], label: 1, index: 9 },
+      { inputIds: [], label: 0, index: 8 },
+    ]);
     const back = decodeBatch(encodeBatch(blank));
     assert.deepEqual(plain(back), plain(blank));
     assert.equal(back.maxLength, 0);
@@ -83,7 +86,10 @@ describe('Arrow IPC', () => {
     const bytes = encodeBatch(randomBatch(16, 20, 9));
     const d = decodeBatch(bytes);
     assert.equal(d.inputIds.buffer, bytes.buffer);
-    assert.ok(d.inputIds.byteOffset >= bytes.byteOffset && d.inputIds.byteOffset + d.inputIds.byteLength <= bytes.byteOffset + bytes.byteLength);
+    assert.ok(
+      d.inputIds.byteOffset >= bytes.byteOffset &&
+        d.inputIds.byteOffset + d.inputIds.byteLength <= bytes.byteOffset + bytes.byteLength,
+    );
     // Writing the bytes is seen through the view: nothing was copied.
     const view = new DataView(bytes.buffer, d.inputIds.byteOffset, 4);
     view.setInt32(0, 123456789, true);
@@ -151,18 +157,27 @@ describe('Arrow IPC', () => {
       }),
       'stream',
     );
-    assert.throws(() => decodeBatch(wrong), (e: unknown) => isInvalidInput(e) && e.field === 'input_ids');
+    assert.throws(
+      () => decodeBatch(wrong),
+      (e: unknown) => isInvalidInput(e) && e.field === 'input_ids',
+    );
     // Two record batches.
     const b = randomBatch(2, 3, 13);
     const one = RecordBatchReader.from(encodeBatch(b)).next().value;
     const two = RecordBatchStreamWriter.writeAll([one, one]).toUint8Array(true);
-    assert.throws(() => decodeBatch(two), (e: unknown) => isInvalidInput(e) && /exactly one/.test(e.message));
-    assert.throws(() => decodeBatchWithReader(two), (e: unknown) => isInvalidInput(e) && /exactly one/.test(e.message));
+    assert.throws(
+      () => decodeBatch(two),
+      (e: unknown) => isInvalidInput(e) && /exactly one/.test(e.message),
+    );
+    assert.throws(
+      () => decodeBatchWithReader(two),
+      (e: unknown) => isInvalidInput(e) && /exactly one/.test(e.message),
+    );
     assert.throws(() => decodeBatchWithReader(other), isInvalidInput);
     assert.throws(() => decodeBatchWithReader(new Uint8Array([1, 2, 3])), isInvalidInput);
   });
 
-  it('the template encoder writes exactly the bytes of arrow-js\'s writer', () => {
+  it("the template encoder writes exactly the bytes of arrow-js's writer", () => {
     for (const [bs, maxLen, seed] of [
       [64, 40, 21],
       [64, 40, 22], // same shape again: served from the template
@@ -206,15 +221,25 @@ describe('Arrow IPC', () => {
       type: new Struct(schema.fields),
       length: 2,
       children: [
-        makeData({ type: schema.fields[0]!.type as FixedSizeList<Int32>, length: 2, child: makeData({ type: new Int32(), length: 2, data: Int32Array.from([1, 2]) }) }),
+        makeData({
+          type: schema.fields[0]!.type as FixedSizeList<Int32>,
+          length: 2,
+          child: makeData({ type: new Int32(), length: 2, data: Int32Array.from([1, 2]) }),
+        }),
         makeData({ type: new Float32(), length: 2, nullCount: 1, nullBitmap, data: Float32Array.from([1, 0]) }),
         makeData({ type: new Int32(), length: 2, data: Int32Array.from([1, 1]) }),
         makeData({ type: new Int32(), length: 2, data: Int32Array.from([0, 1]) }),
       ],
     });
     const withNull = tableToIPC(new Table(new RecordBatch(schema, data)), 'stream');
-    assert.throws(() => decodeBatch(withNull), (e: unknown) => isInvalidInput(e) && /null/.test(e.message));
-    assert.throws(() => decodeBatchWithReader(withNull), (e: unknown) => isInvalidInput(e) && /null/.test(e.message));
+    assert.throws(
+      () => decodeBatch(withNull),
+      (e: unknown) => isInvalidInput(e) && /null/.test(e.message),
+    );
+    assert.throws(
+      () => decodeBatchWithReader(withNull),
+      (e: unknown) => isInvalidInput(e) && /null/.test(e.message),
+    );
   });
 
   it('refuses to encode an inconsistent batch', () => {

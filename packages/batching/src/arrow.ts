@@ -114,7 +114,12 @@ function readMessageAt(bytes: Uint8Array, view: DataView, pos: number): Framed |
 }
 
 /** Where the four data buffers of our record batch are (absolute byte offsets), given the body regions. */
-function dataBuffers(batch: MessageRecordBatch, bodyStart: number, b: number, t: number): [number, number, number, number] {
+function dataBuffers(
+  batch: MessageRecordBatch,
+  bodyStart: number,
+  b: number,
+  t: number,
+): [number, number, number, number] {
   const nodes = batch.nodes;
   const buffers = batch.buffers;
   if (nodes.length !== 5 || buffers.length !== 9) {

@@ -32,7 +32,11 @@ describe('collate', () => {
   });
 
   it('is stable for equal lengths whatever the input order', () => {
-    const ex = [3, 1, 3, 2, 3, 1].map((len, i) => ({ inputIds: new Int32Array(len).fill(i + 1), label: i % 2, index: 10 + i }));
+    const ex = [3, 1, 3, 2, 3, 1].map((len, i) => ({
+      inputIds: new Int32Array(len).fill(i + 1),
+      label: i % 2,
+      index: 10 + i,
+    }));
     const b = collate(ex);
     assert.deepEqual([...b.indices], [10, 12, 14, 13, 11, 15]);
     assert.deepEqual([...b.lengths], [3, 3, 3, 2, 1, 1]);
@@ -44,7 +48,10 @@ describe('collate', () => {
     assert.deepEqual([one.batchSize, one.maxLength, [...one.inputIds]], [1, 1, [7]]);
     const none = collate([]);
     assert.deepEqual([none.batchSize, none.maxLength, none.inputIds.length, none.labels.length], [0, 0, 0, 0]);
-    const blank = collate([{ inputIds: [], label: 0, index: 4 }, { inputIds: [5, 6], label: 1, index: 5 }]);
+    const blank = collate([
+      { inputIds: [], label: 0, index: 4 },
+      { inputIds: [5, 6], label: 1, index: 5 },
+    ]);
     assert.deepEqual([...blank.inputIds], [5, 6, 0, 0]);
     assert.deepEqual([...blank.lengths], [2, 0]);
   });
@@ -59,10 +66,25 @@ describe('collate', () => {
   it('checkBatch finds inconsistent arrays', () => {
     const b = collate(CHAPTER);
     checkBatch(b);
-    assert.throws(() => checkBatch({ ...b, maxLength: 10 }), (e: unknown) => isInvalidInput(e) && e.field === 'input_ids');
-    assert.throws(() => checkBatch({ ...b, labels: new Float32Array(3) }), (e: unknown) => isInvalidInput(e) && e.field === 'label');
-    assert.throws(() => checkBatch({ ...b, lengths: new Int32Array(5) }), (e: unknown) => isInvalidInput(e) && e.field === 'length');
-    assert.throws(() => checkBatch({ ...b, indices: [0, 1, 2, 3] as never }), (e: unknown) => isInvalidInput(e) && e.field === 'index');
-    assert.throws(() => checkBatch({ ...b, batchSize: -1 }), (e: unknown) => isInvalidInput(e) && e.field === 'batch_size');
+    assert.throws(
+      () => checkBatch({ ...b, maxLength: 10 }),
+      (e: unknown) => isInvalidInput(e) && e.field === 'input_ids',
+    );
+    assert.throws(
+      () => checkBatch({ ...b, labels: new Float32Array(3) }),
+      (e: unknown) => isInvalidInput(e) && e.field === 'label',
+    );
+    assert.throws(
+      () => checkBatch({ ...b, lengths: new Int32Array(5) }),
+      (e: unknown) => isInvalidInput(e) && e.field === 'length',
+    );
+    assert.throws(
+      () => checkBatch({ ...b, indices: [0, 1, 2, 3] as never }),
+      (e: unknown) => isInvalidInput(e) && e.field === 'index',
+    );
+    assert.throws(
+      () => checkBatch({ ...b, batchSize: -1 }),
+      (e: unknown) => isInvalidInput(e) && e.field === 'batch_size',
+    );
   });
 });

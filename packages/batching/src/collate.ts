@@ -78,8 +78,24 @@ export function checkBatch(batch: Batch): void {
   };
   field(Number.isInteger(b) && b >= 0, 'batch_size', `batch size must be a non-negative integer, got ${b}`);
   field(Number.isInteger(t) && t >= 0, 'max_length', `max length must be a non-negative integer, got ${t}`);
-  field(batch.inputIds instanceof Int32Array && batch.inputIds.length === b * t, 'input_ids', `input_ids must be an Int32Array of ${b}*${t}`);
-  field(batch.labels instanceof Float32Array && batch.labels.length === b, 'label', `labels must be a Float32Array of ${b}`);
-  field(batch.lengths instanceof Int32Array && batch.lengths.length === b, 'length', `lengths must be an Int32Array of ${b}`);
-  field(batch.indices instanceof Int32Array && batch.indices.length === b, 'index', `indices must be an Int32Array of ${b}`);
+  field(
+    batch.inputIds instanceof Int32Array && batch.inputIds.length === b * t,
+    'input_ids',
+    `input_ids must be an Int32Array of ${b}*${t}`,
+  );
+  field(
+    batch.labels instanceof Float32Array && batch.labels.length === b,
+    'label',
+    `labels must be a Float32Array of ${b}`,
+  );
+  field(
+    batch.lengths instanceof Int32Array && batch.lengths.length === b,
+    'length',
+    `lengths must be an Int32Array of ${b}`,
+  );
+  field(
+    batch.indices instanceof Int32Array && batch.indices.length === b,
+    'index',
+    `indices must be an Int32Array of ${b}`,
+  );
 }

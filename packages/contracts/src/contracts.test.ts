@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
-import { GRPCInferenceService, ModelInferRequestSchema, ModelInferRequest_InferInputTensorSchema } from './gen/inference/grpc_service_pb.ts';
+import {
+  GRPCInferenceService,
+  ModelInferRequestSchema,
+  ModelInferRequest_InferInputTensorSchema,
+} from './gen/inference/grpc_service_pb.ts';
 import { EmbeddingService } from './gen/ch8/embedding/v1/embedding_pb.ts';
 import { DatasetService } from './gen/ch8/dataset/v1/dataset_pb.ts';
 import { TrainerService } from './gen/ch8/trainer/v1/trainer_pb.ts';
@@ -14,7 +18,15 @@ test('the Open Inference Protocol keeps the names and field numbers standard cli
     ['ServerLive', 'ServerReady', 'ModelReady', 'ServerMetadata', 'ModelMetadata', 'ModelInfer'],
   );
   const numbers = Object.fromEntries(ModelInferRequestSchema.fields.map((f) => [f.name, f.number]));
-  assert.deepEqual(numbers, { model_name: 1, model_version: 2, id: 3, parameters: 4, inputs: 5, outputs: 6, raw_input_contents: 7 });
+  assert.deepEqual(numbers, {
+    model_name: 1,
+    model_version: 2,
+    id: 3,
+    parameters: 4,
+    inputs: 5,
+    outputs: 6,
+    raw_input_contents: 7,
+  });
   const tensor = Object.fromEntries(ModelInferRequest_InferInputTensorSchema.fields.map((f) => [f.name, f.number]));
   assert.deepEqual(tensor, { name: 1, datatype: 2, shape: 3, parameters: 4, contents: 5 });
 });
@@ -22,7 +34,9 @@ test('the Open Inference Protocol keeps the names and field numbers standard cli
 test('a KServe request survives the wire', () => {
   const req = create(ModelInferRequestSchema, {
     modelName: 'bow',
-    inputs: [{ name: 'text', datatype: 'BYTES', shape: [1n], contents: { bytesContents: [new TextEncoder().encode('good')] } }],
+    inputs: [
+      { name: 'text', datatype: 'BYTES', shape: [1n], contents: { bytesContents: [new TextEncoder().encode('good')] } },
+    ],
   });
   const back = fromBinary(ModelInferRequestSchema, toBinary(ModelInferRequestSchema, req));
   assert.equal(back.modelName, 'bow');
@@ -31,7 +45,8 @@ test('a KServe request survives the wire', () => {
 });
 
 test('every service of ours lives in a versioned ch8 package and streams where the data flow needs it', () => {
-  for (const s of [EmbeddingService, DatasetService, TrainerService, GatewayService]) assert.match(s.typeName, /^ch8\.\w+\.v1\.\w+Service$/);
+  for (const s of [EmbeddingService, DatasetService, TrainerService, GatewayService])
+    assert.match(s.typeName, /^ch8\.\w+\.v1\.\w+Service$/);
   assert.equal(EmbeddingService.method.streamMatrix.methodKind, 'server_streaming');
   assert.equal(DatasetService.method.streamBatches.methodKind, 'server_streaming');
   assert.equal(TrainerService.method.watchRun.methodKind, 'server_streaming');

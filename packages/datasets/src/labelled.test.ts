@@ -21,7 +21,10 @@ describe('generic labelled sources', () => {
     assert.equal(formatOf('x.jsonl'), 'jsonl');
     assert.equal(formatOf('x.json'), 'json');
     assert.equal(formatOf('x.txt'), undefined);
-    assert.throws(() => parseLabelled('a', 'x.txt'), (e: unknown) => isInvalidInput(e) && e.field === 'format');
+    assert.throws(
+      () => parseLabelled('a', 'x.txt'),
+      (e: unknown) => isInvalidInput(e) && e.field === 'format',
+    );
   });
 
   it('TSV with named columns, extra columns, BOM and CRLF', () => {

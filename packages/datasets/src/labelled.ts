@@ -51,11 +51,18 @@ interface Resolved {
 }
 
 function mapLabel(raw: unknown, r: Resolved, where: { line?: number; entry?: number }): 0 | 1 {
-  const key = typeof raw === 'string' ? raw.trim() : typeof raw === 'number' || typeof raw === 'boolean' ? String(raw) : undefined;
+  const key =
+    typeof raw === 'string'
+      ? raw.trim()
+      : typeof raw === 'number' || typeof raw === 'boolean'
+        ? String(raw)
+        : undefined;
   const label = key === undefined || !Object.hasOwn(r.labels, key) ? undefined : r.labels[key];
   if (label !== 0 && label !== 1) {
     throw new InvalidInputError(
-      `label ${JSON.stringify(raw)} is not one of ${Object.keys(r.labels).map((k) => JSON.stringify(k)).join(', ')}`,
+      `label ${JSON.stringify(raw)} is not one of ${Object.keys(r.labels)
+        .map((k) => JSON.stringify(k))
+        .join(', ')}`,
       { file: r.file, ...where, field: r.labelField },
     );
   }

@@ -13,7 +13,8 @@ export interface LabelledRow {
 export function fsError(e: unknown, file: string): unknown {
   const code = (e as { code?: unknown } | null)?.code;
   if (code === 'ENOENT') return new NotFoundError('no such file', { file }, { cause: e });
-  if (code === 'EACCES' || code === 'EPERM') return new PermissionDeniedError('permission denied', { file }, { cause: e });
+  if (code === 'EACCES' || code === 'EPERM')
+    return new PermissionDeniedError('permission denied', { file }, { cause: e });
   if (code === 'EISDIR') return new InvalidInputError('is a directory, expected a file', { file }, { cause: e });
   return e;
 }

@@ -96,7 +96,8 @@ function checkFraction(x: unknown, field: string): number {
 /** Load the fixture sets and split them (see the module comment for the exact rule). */
 export async function loadSentimentFixtures(options: FixtureSplitOptions = {}): Promise<FixtureSplits> {
   const seed = options.seed ?? 0;
-  if (!Number.isSafeInteger(seed)) throw new InvalidInputError(`seed must be an integer, got ${seed}`, { field: 'seed' });
+  if (!Number.isSafeInteger(seed))
+    throw new InvalidInputError(`seed must be an integer, got ${seed}`, { field: 'seed' });
   const fTrain = checkFraction(options.fractions?.train ?? 0.8, 'fractions.train');
   const fDev = checkFraction(options.fractions?.dev ?? 0.1, 'fractions.dev');
   if (fTrain + fDev > 1 + 1e-9) {

@@ -21,7 +21,7 @@ async function collect(it: AsyncIterable<LabelledRow>): Promise<LabelledRow[]> {
   return out;
 }
 
-const GOOD = 'sentence\tlabel\nhide new secretions from the parental units \t0\nit \'s charming . \t1\n';
+const GOOD = "sentence\tlabel\nhide new secretions from the parental units \t0\nit 's charming . \t1\n";
 const EXPECTED: LabelledRow[] = [
   { text: 'hide new secretions from the parental units ', label: 0 },
   { text: "it 's charming . ", label: 1 },

@@ -63,7 +63,8 @@ function bad(field: string, message: string): InvalidInputError {
 }
 
 function positiveInt(v: unknown, field: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw bad(field, `must be a positive integer, got ${String(v)}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0)
+    throw bad(field, `must be a positive integer, got ${String(v)}`);
   return v;
 }
 
@@ -101,7 +102,8 @@ export function resolveConfig(input: ModelConfigInput): ModelConfig {
   const bidirectional = input.bidirectional ?? true;
   if (typeof bidirectional !== 'boolean') throw bad('bidirectional', 'must be a boolean');
   const embeddingOptimizer = input.embeddingOptimizer ?? 'dense';
-  if (embeddingOptimizer !== 'dense' && embeddingOptimizer !== 'lazy') throw bad('embeddingOptimizer', "must be 'dense' or 'lazy'");
+  if (embeddingOptimizer !== 'dense' && embeddingOptimizer !== 'lazy')
+    throw bad('embeddingOptimizer', "must be 'dense' or 'lazy'");
   return {
     kind,
     vocabSize,

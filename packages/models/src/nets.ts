@@ -128,7 +128,14 @@ function cnn(c: ModelConfig): Net {
       const B = prep.batchSize;
       const T = prep.maxLength;
       const x = tf.reshape(tokenEmbeddings(inputs), [B, T, d]);
-      const xp = maxW > 1 ? tf.pad(x, [[0, 0], [0, maxW - 1], [0, 0]]) : x;
+      const xp =
+        maxW > 1
+          ? tf.pad(x, [
+              [0, 0],
+              [0, maxW - 1],
+              [0, 0],
+            ])
+          : x;
       const shifted: tf.Tensor[] = [];
       for (let j = 0; j < maxW; j++) shifted.push(tf.slice(xp, [0, j, 0], [B, T, d]));
       const windows = tf.reshape(maxW > 1 ? tf.concat(shifted, 2) : x, [B * T, maxW * d]);
@@ -183,11 +190,25 @@ function stepMasks(prep: PreparedBatch, D: number): (Float32Array | undefined)[]
 }
 
 /** Exact masked update: m * next + (1 - m) * prev (m is 0 or 1). */
-function keep(next: tf.Tensor, prev: tf.Tensor | undefined, m: Float32Array | undefined, shape: [number, number, number]): tf.Tensor {
+function keep(
+  next: tf.Tensor,
+  prev: tf.Tensor | undefined,
+  m: Float32Array | undefined,
+  shape: [number, number, number],
+): tf.Tensor {
   if (m === undefined) return next;
   const keepNext = tf.mul(next, tf.tensor3d(m, shape));
   if (prev === undefined) return keepNext;
-  return tf.add(keepNext, tf.mul(prev, tf.tensor3d(m.map((v) => 1 - v), shape)));
+  return tf.add(
+    keepNext,
+    tf.mul(
+      prev,
+      tf.tensor3d(
+        m.map((v) => 1 - v),
+        shape,
+      ),
+    ),
+  );
 }
 
 /** tanh as 2 sigmoid(2x) - 1: wasm's tanh is ~4x slower than its sigmoid (plain ops: no customGrad clones). */
@@ -274,7 +295,14 @@ function rnn(c: ModelConfig, type: 'lstm' | 'gru'): Net {
       let h: tf.Tensor | undefined;
       let cell: tf.Tensor | undefined;
       if (type === 'lstm') {
-        const gates = inputGates(inputs.tokens, param(inputs, 'lstm/input_kernel'), param(inputs, 'lstm/bias'), B, T, D);
+        const gates = inputGates(
+          inputs.tokens,
+          param(inputs, 'lstm/input_kernel'),
+          param(inputs, 'lstm/bias'),
+          B,
+          T,
+          D,
+        );
         for (let s = 0; s < T; s++) {
           const z = h === undefined ? gates[s]! : tf.add(gates[s]!, recurrent(h, whs()));
           const sg = tf.sigmoid(tf.slice(z, [0, 0, 0], [D, B, 3 * H]));
@@ -286,14 +314,25 @@ function rnn(c: ModelConfig, type: 'lstm' | 'gru'): Net {
           h = keep(h2, h, masks[s], shape1);
         }
       } else {
-        const gates = inputGates(inputs.tokens, param(inputs, 'gru/input_kernel'), param(inputs, 'gru/input_bias'), B, T, D);
+        const gates = inputGates(
+          inputs.tokens,
+          param(inputs, 'gru/input_kernel'),
+          param(inputs, 'gru/input_bias'),
+          B,
+          T,
+          D,
+        );
         const bh = param(inputs, 'gru/recurrent_bias');
         for (let s = 0; s < T; s++) {
           const xt = gates[s]!;
           const gh = h === undefined ? bh : tf.add(recurrent(h, whs()), bh);
-          const rz = tf.sigmoid(tf.add(tf.slice(xt, [0, 0, 0], [D, B, 2 * H]), tf.slice(gh, [0, 0, 0], [-1, -1, 2 * H])));
+          const rz = tf.sigmoid(
+            tf.add(tf.slice(xt, [0, 0, 0], [D, B, 2 * H]), tf.slice(gh, [0, 0, 0], [-1, -1, 2 * H])),
+          );
           const [r, zg] = tf.split(rz, 2, 2) as [tf.Tensor, tf.Tensor];
-          const n = tanh(tf.add(tf.slice(xt, [0, 0, 2 * H], [D, B, H]), tf.mul(r, tf.slice(gh, [0, 0, 2 * H], [-1, -1, H]))));
+          const n = tanh(
+            tf.add(tf.slice(xt, [0, 0, 2 * H], [D, B, H]), tf.mul(r, tf.slice(gh, [0, 0, 2 * H], [-1, -1, H]))),
+          );
           const h2 = h === undefined ? tf.sub(n, tf.mul(zg, n)) : tf.add(n, tf.mul(zg, tf.sub(h, n)));
           h = keep(h2, h, masks[s], shape1);
         }

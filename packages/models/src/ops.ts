@@ -37,7 +37,10 @@ export const mm = tf.customGrad(((a: tf.Tensor, b: tf.Tensor, save: tf.GradSaveF
     value: tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D),
     gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
       const [sa, sb] = saved as [tf.Tensor, tf.Tensor];
-      return [tf.matMul(dy as tf.Tensor2D, swapLast(sb) as tf.Tensor2D), tf.matMul(swapLast(sa) as tf.Tensor2D, dy as tf.Tensor2D)];
+      return [
+        tf.matMul(dy as tf.Tensor2D, swapLast(sb) as tf.Tensor2D),
+        tf.matMul(swapLast(sa) as tf.Tensor2D, dy as tf.Tensor2D),
+      ];
     },
   };
 }) as unknown as CustomFn) as (a: tf.Tensor, b: tf.Tensor) => tf.Tensor;

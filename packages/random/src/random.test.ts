@@ -27,7 +27,16 @@ test('uniform01 stays in [0, 1) and is roughly uniform', () => {
 
 test('mix32 spreads nearby seeds; shuffle is a permutation', () => {
   assert.notEqual(mix32(1) & 0xff, mix32(2) & 0xff);
-  const a = shuffleInPlace(Array.from({ length: 100 }, (_, i) => i), uniform01(7));
-  assert.deepEqual([...a].sort((x, y) => x - y), Array.from({ length: 100 }, (_, i) => i));
-  assert.notDeepEqual(a, Array.from({ length: 100 }, (_, i) => i));
+  const a = shuffleInPlace(
+    Array.from({ length: 100 }, (_, i) => i),
+    uniform01(7),
+  );
+  assert.deepEqual(
+    [...a].sort((x, y) => x - y),
+    Array.from({ length: 100 }, (_, i) => i),
+  );
+  assert.notDeepEqual(
+    a,
+    Array.from({ length: 100 }, (_, i) => i),
+  );
 });

@@ -3,7 +3,13 @@
  * deadlines and cancellation, failures as GrpcError (with the status code).
  */
 import * as grpc from '@grpc/grpc-js';
-import { create, type DescMessage, type DescService, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
+import {
+  create,
+  type DescMessage,
+  type DescService,
+  type MessageInitShape,
+  type MessageShape,
+} from '@bufbuild/protobuf';
 import { methodDefinition } from './descriptors.ts';
 import { Code, GrpcError } from './status.ts';
 
@@ -58,7 +64,11 @@ function bindAbort(call: grpc.Call, signal?: AbortSignal) {
   else signal.addEventListener('abort', () => call.cancel(), { once: true });
 }
 
-async function pump<T>(source: AsyncIterable<T> | Iterable<T>, sink: grpc.ClientWritableStream<unknown>, schema: DescMessage) {
+async function pump<T>(
+  source: AsyncIterable<T> | Iterable<T>,
+  sink: grpc.ClientWritableStream<unknown>,
+  schema: DescMessage,
+) {
   try {
     for await (const item of source) {
       if (!sink.write(create(schema, item as never))) await new Promise((r) => sink.once('drain', r));
@@ -80,7 +90,11 @@ async function* iterate<T>(stream: grpc.ClientReadableStream<unknown>): AsyncIte
   }
 }
 
-export function createClient<S extends DescService>(service: S, address: string, options: ClientOptions = {}): Client<S> {
+export function createClient<S extends DescService>(
+  service: S,
+  address: string,
+  options: ClientOptions = {},
+): Client<S> {
   const maxBytes = options.maxMessageBytes ?? 64 * 1024 * 1024;
   const channel = new grpc.Client(address, grpc.credentials.createInsecure(), {
     'grpc.max_receive_message_length': maxBytes,
@@ -91,7 +105,9 @@ export function createClient<S extends DescService>(service: S, address: string,
     close: () => channel.close(),
     waitForReady: (timeoutMs: number) =>
       new Promise<void>((resolve, reject) =>
-        channel.waitForReady(Date.now() + timeoutMs, (err) => (err ? reject(toGrpcError({ code: Code.UNAVAILABLE, details: err.message })) : resolve())),
+        channel.waitForReady(Date.now() + timeoutMs, (err) =>
+          err ? reject(toGrpcError({ code: Code.UNAVAILABLE, details: err.message })) : resolve(),
+        ),
       ),
   };
   for (const method of service.methods) {
@@ -104,8 +120,14 @@ export function createClient<S extends DescService>(service: S, address: string,
         out[method.localName] = (req: unknown, o?: CallOptions) =>
           new Promise((resolve, reject) => {
             const { md, opts } = callOptions(o);
-            const call = channel.makeUnaryRequest(def.path, ser, de, create(input, req as never), md, opts, (err, res) =>
-              err ? reject(toGrpcError(err)) : resolve(res),
+            const call = channel.makeUnaryRequest(
+              def.path,
+              ser,
+              de,
+              create(input, req as never),
+              md,
+              opts,
+              (err, res) => (err ? reject(toGrpcError(err)) : resolve(res)),
             );
             bindAbort(call, o?.signal);
           });

@@ -2,7 +2,14 @@
  * Bridges protobuf-es service descriptors to @grpc/grpc-js: method definitions (paths, serializers) and the
  * file descriptors that server reflection serves.
  */
-import { fromBinary, toBinary, type DescFile, type DescMessage, type DescMethod, type DescService } from '@bufbuild/protobuf';
+import {
+  fromBinary,
+  toBinary,
+  type DescFile,
+  type DescMessage,
+  type DescMethod,
+  type DescService,
+} from '@bufbuild/protobuf';
 import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
 import type { MethodDefinition } from '@grpc/grpc-js';
 

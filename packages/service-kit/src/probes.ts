@@ -13,7 +13,12 @@ const require = createRequire(import.meta.url);
 export type ServingState = 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN' | 'UNREACHABLE';
 
 interface HealthClient extends grpc.Client {
-  check(req: { service: string }, md: grpc.Metadata, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: { status: string }) => void): void;
+  check(
+    req: { service: string },
+    md: grpc.Metadata,
+    opts: grpc.CallOptions,
+    cb: (e: grpc.ServiceError | null, r?: { status: string }) => void,
+  ): void;
 }
 
 let healthCtor: grpc.ServiceClientConstructor | undefined;
@@ -21,7 +26,9 @@ function healthClient(address: string): HealthClient {
   if (!healthCtor) {
     const def = loadSync(healthProtoPath, { keepCase: true, enums: String });
     healthCtor = grpc.loadPackageDefinition(def)['grpc'] as never;
-    healthCtor = (healthCtor as unknown as Record<string, Record<string, Record<string, grpc.ServiceClientConstructor>>>)['health']!['v1']!['Health']!;
+    healthCtor = (
+      healthCtor as unknown as Record<string, Record<string, Record<string, grpc.ServiceClientConstructor>>>
+    )['health']!['v1']!['Health']!;
   }
   return new healthCtor(address, grpc.credentials.createInsecure()) as unknown as HealthClient;
 }
@@ -55,18 +62,25 @@ export async function listServices(address: string, timeoutMs = 2000): Promise<s
   if (!reflectionCtor) {
     const protoFile = require.resolve('@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto');
     const def = loadSync(protoFile, { keepCase: true });
-    const pkg = grpc.loadPackageDefinition(def) as unknown as Record<string, Record<string, Record<string, Record<string, grpc.ServiceClientConstructor>>>>;
+    const pkg = grpc.loadPackageDefinition(def) as unknown as Record<
+      string,
+      Record<string, Record<string, Record<string, grpc.ServiceClientConstructor>>>
+    >;
     reflectionCtor = pkg['grpc']!['reflection']!['v1']!['ServerReflection']!;
   }
   const client = new reflectionCtor(address, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
-    ServerReflectionInfo(md: grpc.Metadata, opts: grpc.CallOptions): grpc.ClientDuplexStream<unknown, ReflectionResponse>;
+    ServerReflectionInfo(
+      md: grpc.Metadata,
+      opts: grpc.CallOptions,
+    ): grpc.ClientDuplexStream<unknown, ReflectionResponse>;
   };
   try {
     const call = client.ServerReflectionInfo(new grpc.Metadata(), { deadline: Date.now() + timeoutMs });
     call.write({ list_services: '*' });
     call.end();
     for await (const res of call as AsyncIterable<ReflectionResponse>) {
-      if (res.error_response) throw new GrpcError(res.error_response.error_code as Code, res.error_response.error_message);
+      if (res.error_response)
+        throw new GrpcError(res.error_response.error_code as Code, res.error_response.error_message);
       if (res.list_services_response) return res.list_services_response.service.map((s) => s.name).sort();
     }
     throw new GrpcError(Code.UNKNOWN, 'reflection returned no service list');

@@ -62,7 +62,10 @@ describe('service kit server + client', () => {
   test('server streaming delivers every message in order', async () => {
     const got: number[] = [];
     for await (const m of client.count({ count: 50 })) got.push(m.n);
-    assert.deepEqual(got, Array.from({ length: 50 }, (_, i) => i));
+    assert.deepEqual(
+      got,
+      Array.from({ length: 50 }, (_, i) => i),
+    );
   });
 
   test('client streaming', async () => {
@@ -93,15 +96,24 @@ describe('service kit server + client', () => {
       assert.doesNotMatch(e.details, /password/);
       return true;
     });
-    assert.ok(logLines.some((l) => l.includes('password') && l.includes('"level":"error"')), 'cause is logged');
+    assert.ok(
+      logLines.some((l) => l.includes('password') && l.includes('"level":"error"')),
+      'cause is logged',
+    );
   });
 
   test('deadline exceeded', async () => {
-    await assert.rejects(client.echo({ delayMs: 2000 }, { timeoutMs: 100 }), (e: GrpcError) => e.code === Code.DEADLINE_EXCEEDED);
+    await assert.rejects(
+      client.echo({ delayMs: 2000 }, { timeoutMs: 100 }),
+      (e: GrpcError) => e.code === Code.DEADLINE_EXCEEDED,
+    );
   });
 
   test('message too large is refused with RESOURCE_EXHAUSTED', async () => {
-    await assert.rejects(client.echo({ payload: new Uint8Array(200 * 1024) }), (e: GrpcError) => e.code === Code.RESOURCE_EXHAUSTED);
+    await assert.rejects(
+      client.echo({ payload: new Uint8Array(200 * 1024) }),
+      (e: GrpcError) => e.code === Code.RESOURCE_EXHAUSTED,
+    );
     // The server still serves afterwards.
     assert.equal((await client.echo({ text: 'still here' })).text, 'still here');
   });
@@ -151,7 +163,10 @@ test('graceful shutdown lets an in-flight call finish and refuses new ones', asy
     const res = await slow;
     assert.equal(res.text, 'slow');
     await stopped;
-    await assert.rejects(client.echo({ text: 'late' }, { timeoutMs: 500 }), (e: GrpcError) => e.code === Code.UNAVAILABLE || e.code === Code.DEADLINE_EXCEEDED);
+    await assert.rejects(
+      client.echo({ text: 'late' }, { timeoutMs: 500 }),
+      (e: GrpcError) => e.code === Code.UNAVAILABLE || e.code === Code.DEADLINE_EXCEEDED,
+    );
   } finally {
     client.close();
   }

@@ -10,7 +10,10 @@ export interface RunningTestServer {
   stop(): Promise<void>;
 }
 
-export async function startTestServer(built: { server: Ch8Server; close?: () => Promise<void> }, except: readonly string[] = []): Promise<RunningTestServer> {
+export async function startTestServer(
+  built: { server: Ch8Server; close?: () => Promise<void> },
+  except: readonly string[] = [],
+): Promise<RunningTestServer> {
   const port = await built.server.listen('127.0.0.1:0');
   built.server.ready(except);
   return {

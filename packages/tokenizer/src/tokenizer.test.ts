@@ -16,7 +16,10 @@ import {
 describe('chapterTokenize', () => {
   const golden: Array<[string, string[]]> = [
     ['hide new secretions from the parental units ', ['hide', 'new', 'secretions', 'from', 'the', 'parental', 'units']],
-    ["it 's a charming and often affecting journey . ", ['it', "'s", 'a', 'charming', 'and', 'often', 'affecting', 'journey', '.']],
+    [
+      "it 's a charming and often affecting journey . ",
+      ['it', "'s", 'a', 'charming', 'and', 'often', 'affecting', 'journey', '.'],
+    ],
     ['  Leading  and\ttabs\nUPPER ', ['leading', 'and', 'tabs', 'upper']],
     ['', []],
     ['   ', []],
@@ -32,7 +35,10 @@ describe('rawTokenize', () => {
   const golden: Array<[string, string]> = [
     ["I don't like it, can't you see?", "i do n't like it , ca n't you see ?"],
     ["Won't work. Ain't so.", "wo n't work . ai n't so ."],
-    ["It's great; they're here, we've won, you'll see, he'd go, I'm in.", "it 's great ; they 're here , we 've won , you 'll see , he 'd go , i 'm in ."],
+    [
+      "It's great; they're here, we've won, you'll see, he'd go, I'm in.",
+      "it 's great ; they 're here , we 've won , you 'll see , he 'd go , i 'm in .",
+    ],
     ['"Great" movie -- really... (sort of)', "`` great '' movie -- really ... ( sort of )"],
     ['He said "no"', "he said `` no ''"],
     ["The 'best' film of the '70s", "the ` best ' film of the '70s"],
@@ -46,7 +52,10 @@ describe('rawTokenize', () => {
     ['This--is it', 'this -- is it'],
     ['***great*** and/or 1/2 stars #1', '*** great *** and/or 1/2 stars # 1'],
     ['Tied to charger for 45 minutes.MAJOR PROBLEMS!!', 'tied to charger for 45 minutes . major problems !!'],
-    ['\u201cSmart\u201d and \u2018fun\u2019 \u2014 it\u2019s great\u2026', "`` smart '' and ` fun ' -- it 's great ..."],
+    [
+      '\u201cSmart\u201d and \u2018fun\u2019 \u2014 it\u2019s great\u2026',
+      "`` smart '' and ` fun ' -- it 's great ...",
+    ],
     ['pages 10\u201320 \u2013 fine', 'pages 10-20 -- fine'],
     ["Rock 'n' roll, ol' man, 'em all", "rock 'n' roll , ol' man , 'em all"],
     ['feardotcom.com is a site.', 'feardotcom.com is a site .'],
@@ -92,7 +101,10 @@ describe('tokenizer specs', () => {
       () => getTokenizer({ kind: 'bpe' as never, version: 1 }),
       (e: unknown) => isInvalidInput(e) && e.field === 'tokenizer.kind',
     );
-    assert.throws(() => parseTokenizerSpec(null), (e: unknown) => isInvalidInput(e) && e.field === 'tokenizer');
+    assert.throws(
+      () => parseTokenizerSpec(null),
+      (e: unknown) => isInvalidInput(e) && e.field === 'tokenizer',
+    );
     assert.throws(() => parseTokenizerSpec('wordpiece@1'), isInvalidInput);
   });
 

@@ -26,7 +26,10 @@ export interface TokenizerSpec {
 /** Current version of every tokenizer kind in this package. */
 export const TOKENIZER_VERSION = 1;
 
-export const CHAPTER_TOKENIZER: Readonly<TokenizerSpec> = Object.freeze({ kind: 'chapter', version: TOKENIZER_VERSION });
+export const CHAPTER_TOKENIZER: Readonly<TokenizerSpec> = Object.freeze({
+  kind: 'chapter',
+  version: TOKENIZER_VERSION,
+});
 export const RAW_TOKENIZER: Readonly<TokenizerSpec> = Object.freeze({ kind: 'raw', version: TOKENIZER_VERSION });
 
 const WHITESPACE = /\s+/;
@@ -47,9 +50,59 @@ export function chapterTokenize(text: string): string[] {
 
 /** Words whose trailing period is part of the word (SST-2 keeps `mr.`, `vs.`, `etc.` ...). */
 const ABBREVIATIONS: ReadonlySet<string> = new Set([
-  'mr', 'mrs', 'ms', 'dr', 'jr', 'sr', 'st', 'vs', 'etc', 'inc', 'ltd', 'co', 'corp', 'prof', 'sen', 'rep', 'gov',
-  'gen', 'col', 'bros', 'wash', 'calif', 'mass', 'lt', 'sgt', 'capt', 'mt', 'ft', 'al', 'approx', 'dept', 'est', 'fig', 'vol', 'jan', 'feb', 'mar',
-  'apr', 'jun', 'jul', 'aug', 'sep', 'sept', 'oct', 'nov', 'dec', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun',
+  'mr',
+  'mrs',
+  'ms',
+  'dr',
+  'jr',
+  'sr',
+  'st',
+  'vs',
+  'etc',
+  'inc',
+  'ltd',
+  'co',
+  'corp',
+  'prof',
+  'sen',
+  'rep',
+  'gov',
+  'gen',
+  'col',
+  'bros',
+  'wash',
+  'calif',
+  'mass',
+  'lt',
+  'sgt',
+  'capt',
+  'mt',
+  'ft',
+  'al',
+  'approx',
+  'dept',
+  'est',
+  'fig',
+  'vol',
+  'jan',
+  'feb',
+  'mar',
+  'apr',
+  'jun',
+  'jul',
+  'aug',
+  'sep',
+  'sept',
+  'oct',
+  'nov',
+  'dec',
+  'mon',
+  'tue',
+  'wed',
+  'thu',
+  'fri',
+  'sat',
+  'sun',
 ]);
 
 /** Words that start with an apostrophe that is not an opening quote ('70s, 'em, 'til ...). */

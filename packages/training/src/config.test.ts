@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { create } from '@bufbuild/protobuf';
 import type { Bucketing } from '@ch8/contracts/dataset';
-import type { EmbeddingMode} from '@ch8/contracts/trainer';
+import type { EmbeddingMode } from '@ch8/contracts/trainer';
 import { RunConfigSchema } from '@ch8/contracts/trainer';
 import { InvalidInputError } from '@ch8/errors';
 import { resolveTrainingConfig } from './config.ts';

@@ -33,7 +33,10 @@ async function count(): Promise<number> {
 }
 
 test('prepares SST-2 against the real embedding service: ids, counts, vocabulary hash', async () => {
-  const res = await stack.dataset.prepareDataset({ source: { kind: { case: 'sst2', value: { dir: join(stack.root, 'sst2') } } }, name: 'mini' });
+  const res = await stack.dataset.prepareDataset({
+    source: { kind: { case: 'sst2', value: { dir: join(stack.root, 'sst2') } } },
+    name: 'mini',
+  });
   const d = res.dataset!;
   assert.equal(d.name, 'mini');
   assert.equal(d.tokenizer, TokenizerKind.CHAPTER);
@@ -60,9 +63,15 @@ test('prepares SST-2 against the real embedding service: ids, counts, vocabulary
   assert.equal(ex.total, BigInt(300 - stack.train.allOov));
   assert.equal(ex.examples.length, 20);
   for (const e of ex.examples) {
-    const words = e.text.trim().split(/\s+/).filter((w) => vocab.tokens.includes(w));
+    const words = e.text
+      .trim()
+      .split(/\s+/)
+      .filter((w) => vocab.tokens.includes(w));
     assert.deepEqual(e.tokens, words);
-    assert.deepEqual(e.inputIds, words.map((w) => vocab.tokens.indexOf(w)));
+    assert.deepEqual(
+      e.inputIds,
+      words.map((w) => vocab.tokens.indexOf(w)),
+    );
     assert.ok(e.label === 0 || e.label === 1);
   }
   // Rows with only unknown words are missing from the examples (row 9 is one).
@@ -85,10 +94,15 @@ test('CRLF line ends and a UTF-8 BOM give the same data set (same content, same 
     const text = await readFile(join(stack.root, 'sst2', f), 'utf8');
     await writeFile(join(dir, f), '\ufeff' + text.replace(/\n/g, '\r\n'));
   }
-  const a = await stack.dataset.prepareDataset({ source: { kind: { case: 'sst2', value: { dir: join(stack.root, 'sst2') } } } });
+  const a = await stack.dataset.prepareDataset({
+    source: { kind: { case: 'sst2', value: { dir: join(stack.root, 'sst2') } } },
+  });
   const b = await stack.dataset.prepareDataset({ source: { kind: { case: 'sst2', value: { dir } } } });
   assert.equal(b.dataset?.datasetId, a.dataset?.datasetId);
-  assert.deepEqual(b.dataset?.splits.map((s) => s.kept), a.dataset?.splits.map((s) => s.kept));
+  assert.deepEqual(
+    b.dataset?.splits.map((s) => s.kept),
+    a.dataset?.splits.map((s) => s.kept),
+  );
 });
 
 test('tabular files (TSV and JSONL) with named columns, raw tokenizer by default, chapter on request', async () => {
@@ -100,35 +114,61 @@ test('tabular files (TSV and JSONL) with named columns, raw tokenizer by default
   ];
   const raw = await stack.dataset.prepareDataset({ source: { kind: { case: 'tabular', value: { files } } } });
   assert.equal(raw.dataset?.tokenizer, TokenizerKind.RAW);
-  assert.deepEqual(raw.dataset?.splits.map((s) => [s.split, s.rowsRead, s.kept, s.droppedEmpty]), [
-    ['train', 3n, 2n, 1n],
-    ['dev', 2n, 2n, 0n],
-  ]);
+  assert.deepEqual(
+    raw.dataset?.splits.map((s) => [s.split, s.rowsRead, s.kept, s.droppedEmpty]),
+    [
+      ['train', 3n, 2n, 1n],
+      ['dev', 2n, 2n, 0n],
+    ],
+  );
   const ex = await stack.dataset.getExamples({ datasetId: raw.dataset!.datasetId, split: 'train' });
   // Raw tokenization splits the punctuation off (',' is in the vectors, '!' is not) and lower-cases.
-  assert.deepEqual(ex.examples.map((e) => e.tokens), [['w1', 'w2', ',', 'w3'], ['w4', 'w5']]);
+  assert.deepEqual(
+    ex.examples.map((e) => e.tokens),
+    [
+      ['w1', 'w2', ',', 'w3'],
+      ['w4', 'w5'],
+    ],
+  );
   const chapter = await stack.dataset.prepareDataset({
-    source: { kind: { case: 'tabular', value: { files: files.slice(0, 1), format: TabularFormat.TSV, textColumn: 'text', labelColumn: 'label' } } },
+    source: {
+      kind: {
+        case: 'tabular',
+        value: { files: files.slice(0, 1), format: TabularFormat.TSV, textColumn: 'text', labelColumn: 'label' },
+      },
+    },
     tokenizer: TokenizerKind.CHAPTER,
   });
   assert.notEqual(chapter.dataset?.datasetId, raw.dataset?.datasetId);
   const ex2 = await stack.dataset.getExamples({ datasetId: chapter.dataset!.datasetId, split: 'train' });
-  assert.deepEqual(ex2.examples.map((e) => e.tokens), [['w1'], ['w4', 'w5']]);
+  assert.deepEqual(
+    ex2.examples.map((e) => e.tokens),
+    [['w1'], ['w4', 'w5']],
+  );
 });
 
 test('the builtin sentiment review sets are the default source (raw tokenizer, train/dev/test)', async () => {
   const res = await stack.dataset.prepareDataset({});
   const d = res.dataset!;
   assert.equal(d.tokenizer, TokenizerKind.RAW);
-  assert.deepEqual(d.splits.map((s) => [s.split, s.rowsRead]), [
-    ['train', 2385n],
-    ['dev', 299n],
-    ['test', 298n],
-  ]);
+  assert.deepEqual(
+    d.splits.map((s) => [s.split, s.rowsRead]),
+    [
+      ['train', 2385n],
+      ['dev', 299n],
+      ['test', 298n],
+    ],
+  );
   for (const s of d.splits) assert.equal(s.kept + s.droppedEmpty, s.rowsRead);
-  const one = await stack.dataset.prepareDataset({ source: { kind: { case: 'builtin', value: { sets: ['yelp'], splitSeed: 3 } } } });
+  const one = await stack.dataset.prepareDataset({
+    source: { kind: { case: 'builtin', value: { sets: ['yelp'], splitSeed: 3 } } },
+  });
   assert.ok(one.dataset!.splits[0]!.rowsRead < 1000n);
-  await rejectsWith(stack.dataset.prepareDataset({ source: { kind: { case: 'builtin', value: { sets: ['netflix'] } } } }), Code.INVALID_ARGUMENT, /netflix/);
+  await rejectsWith(
+    stack.dataset.prepareDataset({ source: { kind: { case: 'builtin', value: { sets: ['netflix'] } } } }),
+    Code.INVALID_ARGUMENT,
+    /netflix/,
+  );
 });
 
 test('every bad input is INVALID_ARGUMENT naming file and line, a missing file NOT_FOUND, and nothing is registered', async () => {
@@ -146,32 +186,61 @@ test('every bad input is INVALID_ARGUMENT naming file and line, a missing file N
     await mkdir(dir);
     await writeFile(join(dir, 'train.tsv'), text);
     await writeFile(join(dir, 'dev.tsv'), tsv(good));
-    await rejectsWith(stack.dataset.prepareDataset({ source: { kind: { case: 'sst2', value: { dir } } } }), Code.INVALID_ARGUMENT, ...details);
+    await rejectsWith(
+      stack.dataset.prepareDataset({ source: { kind: { case: 'sst2', value: { dir } } } }),
+      Code.INVALID_ARGUMENT,
+      ...details,
+    );
   }
   // dev.tsv missing: NOT_FOUND naming it.
   await mkdir(join(stack.root, 'no-dev'));
   await writeFile(join(stack.root, 'no-dev', 'train.tsv'), tsv(good));
-  await rejectsWith(stack.dataset.prepareDataset({ source: { kind: { case: 'sst2', value: { dir: 'no-dev' } } } }), Code.NOT_FOUND, /dev\.tsv/);
-  await rejectsWith(stack.dataset.prepareDataset({ source: { kind: { case: 'sst2', value: { dir: 'nowhere' } } } }), Code.NOT_FOUND);
+  await rejectsWith(
+    stack.dataset.prepareDataset({ source: { kind: { case: 'sst2', value: { dir: 'no-dev' } } } }),
+    Code.NOT_FOUND,
+    /dev\.tsv/,
+  );
+  await rejectsWith(
+    stack.dataset.prepareDataset({ source: { kind: { case: 'sst2', value: { dir: 'nowhere' } } } }),
+    Code.NOT_FOUND,
+  );
   // Tabular: a bad label value in JSONL names the line; no files; a split named twice.
   await writeFile(join(stack.root, 'bad.jsonl'), '{"text": "w1", "label": 1}\n{"text": "w2", "label": "yes"}\n');
   await rejectsWith(
-    stack.dataset.prepareDataset({ source: { kind: { case: 'tabular', value: { files: [{ split: 'train', path: 'bad.jsonl' }] } } } }),
+    stack.dataset.prepareDataset({
+      source: { kind: { case: 'tabular', value: { files: [{ split: 'train', path: 'bad.jsonl' }] } } },
+    }),
     Code.INVALID_ARGUMENT,
     /bad\.jsonl/,
     /line 2/,
   );
-  await rejectsWith(stack.dataset.prepareDataset({ source: { kind: { case: 'tabular', value: { files: [] } } } }), Code.INVALID_ARGUMENT);
+  await rejectsWith(
+    stack.dataset.prepareDataset({ source: { kind: { case: 'tabular', value: { files: [] } } } }),
+    Code.INVALID_ARGUMENT,
+  );
   await rejectsWith(
     stack.dataset.prepareDataset({
-      source: { kind: { case: 'tabular', value: { files: [{ split: 'train', path: 'tab-train.tsv' }, { split: 'train', path: 'tab-train.tsv' }] } } },
+      source: {
+        kind: {
+          case: 'tabular',
+          value: {
+            files: [
+              { split: 'train', path: 'tab-train.tsv' },
+              { split: 'train', path: 'tab-train.tsv' },
+            ],
+          },
+        },
+      },
     }),
     Code.INVALID_ARGUMENT,
     /twice/,
   );
   // A vector source the embedding service does not have: its error comes through, nothing registered.
   await rejectsWith(
-    stack.dataset.prepareDataset({ source: { kind: { case: 'sst2', value: { dir: 'sst2' } } }, embedding: { source: 'missing-vectors.txt' } }),
+    stack.dataset.prepareDataset({
+      source: { kind: { case: 'sst2', value: { dir: 'sst2' } } },
+      embedding: { source: 'missing-vectors.txt' },
+    }),
     Code.NOT_FOUND,
     /embedding service/,
   );
@@ -185,7 +254,11 @@ test('paths outside CH8_DATA_ROOTS are PERMISSION_DENIED, symbolic links out of 
     await rejectsWith(stack.dataset.prepareDataset({ source: { kind: { case: 'sst2', value: { dir } } } }), code);
   }
   await symlink('/etc', join(stack.root, 'escape'));
-  await rejectsWith(stack.dataset.prepareDataset({ source: { kind: { case: 'sst2', value: { dir: 'escape' } } } }), Code.PERMISSION_DENIED, /outside/);
+  await rejectsWith(
+    stack.dataset.prepareDataset({ source: { kind: { case: 'sst2', value: { dir: 'escape' } } } }),
+    Code.PERMISSION_DENIED,
+    /outside/,
+  );
   // No roots configured: nothing may be read over gRPC (the builtin sets still may).
   const { server, close } = createDatasetServer({
     config: parseDatasetConfig({ CH8_EMBEDDING_ADDR: stack.embeddingAddr, CH8_LOG_LEVEL: 'error' }),
@@ -194,7 +267,11 @@ test('paths outside CH8_DATA_ROOTS are PERMISSION_DENIED, symbolic links out of 
   const addr = `127.0.0.1:${await server.listen('127.0.0.1:0')}`;
   const client = createClient(DatasetService, addr);
   try {
-    await rejectsWith(client.prepareDataset({ source: { kind: { case: 'sst2', value: { dir: join(stack.root, 'sst2') } } } }), Code.PERMISSION_DENIED, /CH8_DATA_ROOTS/);
+    await rejectsWith(
+      client.prepareDataset({ source: { kind: { case: 'sst2', value: { dir: join(stack.root, 'sst2') } } } }),
+      Code.PERMISSION_DENIED,
+      /CH8_DATA_ROOTS/,
+    );
   } finally {
     client.close();
     await server.shutdown(200);
@@ -210,13 +287,21 @@ test('embedding service down: UNAVAILABLE and nothing registered', async () => {
   await probe.server.shutdown(100);
   await probe.close();
   const { server, close } = createDatasetServer({
-    config: parseDatasetConfig({ CH8_EMBEDDING_ADDR: `127.0.0.1:${deadPort}`, CH8_DATA_ROOTS: stack.root, CH8_LOG_LEVEL: 'error' }),
+    config: parseDatasetConfig({
+      CH8_EMBEDDING_ADDR: `127.0.0.1:${deadPort}`,
+      CH8_DATA_ROOTS: stack.root,
+      CH8_LOG_LEVEL: 'error',
+    }),
     logger: silentLogger,
   });
   const addr = `127.0.0.1:${await server.listen('127.0.0.1:0')}`;
   const client = createClient(DatasetService, addr);
   try {
-    await rejectsWith(client.prepareDataset({ source: { kind: { case: 'sst2', value: { dir: 'sst2' } } } }), Code.UNAVAILABLE, /embedding service LoadTable/);
+    await rejectsWith(
+      client.prepareDataset({ source: { kind: { case: 'sst2', value: { dir: 'sst2' } } } }),
+      Code.UNAVAILABLE,
+      /embedding service LoadTable/,
+    );
     assert.equal((await client.listDatasets({})).datasets.length, 0);
   } finally {
     client.close();
@@ -226,10 +311,15 @@ test('embedding service down: UNAVAILABLE and nothing registered', async () => {
 });
 
 test('GetExamples and GetDataset: unknown id NOT_FOUND, unknown split INVALID_ARGUMENT', async () => {
-  const d = (await stack.dataset.prepareDataset({ source: { kind: { case: 'sst2', value: { dir: 'sst2' } } } })).dataset!;
+  const d = (await stack.dataset.prepareDataset({ source: { kind: { case: 'sst2', value: { dir: 'sst2' } } } }))
+    .dataset!;
   await rejectsWith(stack.dataset.getDataset({ datasetId: 'ds-nope' }), Code.NOT_FOUND, /ds-nope/);
   await rejectsWith(stack.dataset.getExamples({ datasetId: 'ds-nope', split: 'train' }), Code.NOT_FOUND);
-  await rejectsWith(stack.dataset.getExamples({ datasetId: d.datasetId, split: 'test' }), Code.INVALID_ARGUMENT, /split/);
+  await rejectsWith(
+    stack.dataset.getExamples({ datasetId: d.datasetId, split: 'test' }),
+    Code.INVALID_ARGUMENT,
+    /split/,
+  );
   const far = await stack.dataset.getExamples({ datasetId: d.datasetId, split: 'dev', offset: 10_000 });
   assert.equal(far.examples.length, 0);
 });

@@ -19,10 +19,27 @@ import { uniform01 } from '@ch8/random';
 
 /** Words the vector file has (plus common English words so the builtin review sets keep most sentences). */
 export const KNOWN = Array.from({ length: 40 }, (_, i) => `w${i}`);
-export const COMMON = ['the', 'a', 'good', 'bad', 'great', 'movie', 'film', 'food', 'is', 'was', 'not', 'it', 'and', 'this', 'i', '.', ','];
+export const COMMON = [
+  'the',
+  'a',
+  'good',
+  'bad',
+  'great',
+  'movie',
+  'film',
+  'food',
+  'is',
+  'was',
+  'not',
+  'it',
+  'and',
+  'this',
+  'i',
+  '.',
+  ',',
+];
 /** Words the vector file lacks. */
 export const UNKNOWN = Array.from({ length: 10 }, (_, i) => `zz${i}`);
-
 
 export interface GeneratedRows {
   lines: string[];
