@@ -61,7 +61,7 @@ readArgs(process.argv.slice(2), (flag, value) => {
   return true;
 });
 for (const [model, field, raw] of overrides) {
-  const v = /^-?[0-9.e-]+$/.test(raw) ? Number(raw) : raw;
+  const v = raw === 'true' ? true : raw === 'false' ? false : /^-?[0-9.e-]+$/.test(raw) ? Number(raw) : raw;
   (SETTINGS[model] as Record<string, unknown>)[field] = v;
 }
 
