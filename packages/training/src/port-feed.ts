@@ -214,12 +214,20 @@ export async function portFeed(
     const wake = (): void => s.wake?.();
     signal?.addEventListener('abort', wake, { once: true });
     port.postMessage({ op: 'batches', stream, split, options: o, credit: prefetch } satisfies Request);
+    // Credit goes back in bulk (a message per quarter of the window, not per batch), and always before waiting on
+    // an empty queue, so the producer never waits for credit the consumer holds.
+    const bulk = Math.max(1, Math.floor(prefetch / 4));
+    let owed = 0;
+    const repay = (): void => {
+      if (owed > 0) port.postMessage({ op: 'credit', stream, n: owed } satisfies Request);
+      owed = 0;
+    };
     try {
       for (;;) {
         if (signal?.aborted) return;
         const b = s.queue.shift();
         if (b !== undefined) {
-          port.postMessage({ op: 'credit', stream, n: 1 } satisfies Request);
+          if (++owed >= bulk) repay();
           yield b;
           continue;
         }
@@ -227,6 +235,7 @@ export async function portFeed(
           if (s.error !== undefined) throw s.error;
           return;
         }
+        repay();
         await new Promise<void>((r) => (s.wake = r));
       }
     } finally {
