@@ -4,7 +4,7 @@
  */
 import { RunState, TrainerService } from '@ch8/contracts/trainer';
 import { InvalidInputError } from '@ch8/errors';
-import { createClient } from '@ch8/service-kit/client';
+import { createClient, type Client } from '@ch8/service-kit/client';
 import { str, type Parsed } from '../args.ts';
 import type { Command, CommandIO } from '../command.ts';
 import { createProgress } from '../progress.ts';
@@ -15,8 +15,16 @@ const FLAGS = {
   json: { type: 'boolean', help: 'one JSON document on standard output' },
 } as const;
 
-function trainer(args: Parsed, io: CommandIO) {
-  return createClient(TrainerService, str(args, 'addr') ?? io.env['CH8_TRAINER_ADDR'] ?? '127.0.0.1:50053');
+type Trainer = Client<typeof TrainerService>;
+
+/** Runs `work` with a client of the trainer at --addr (or $CH8_TRAINER_ADDR, or the default), closed after. */
+async function withTrainer<T>(args: Parsed, io: CommandIO, work: (client: Trainer) => Promise<T>): Promise<T> {
+  const client = createClient(TrainerService, str(args, 'addr') ?? io.env['CH8_TRAINER_ADDR'] ?? '127.0.0.1:50053');
+  try {
+    return await work(client);
+  } finally {
+    client.close();
+  }
 }
 
 function runId(args: Parsed): string {
@@ -57,16 +65,11 @@ export const runsListCommand: Command = {
   usage: 'ch8 runs list [--addr HOST:PORT] [--json]',
   flags: FLAGS,
   async run(args, io) {
-    const client = trainer(args, io);
-    try {
-      const res = await client.listRuns({});
-      io.result({ runs: res.runs.map(runView) }, (v: { runs: RunView[] }) =>
-        v.runs.length === 0 ? 'no runs' : v.runs.map(line).join('\n'),
-      );
-      return 0;
-    } finally {
-      client.close();
-    }
+    const res = await withTrainer(args, io, (client) => client.listRuns({}));
+    io.result({ runs: res.runs.map(runView) }, (v: { runs: RunView[] }) =>
+      v.runs.length === 0 ? 'no runs' : v.runs.map(line).join('\n'),
+    );
+    return 0;
   },
 };
 
@@ -78,14 +81,9 @@ export const runsShowCommand: Command = {
   flags: FLAGS,
   async run(args, io) {
     const id = runId(args);
-    const client = trainer(args, io);
-    try {
-      const res = await client.getRun({ runId: id });
-      io.result(runView(res.run!), detail);
-      return 0;
-    } finally {
-      client.close();
-    }
+    const res = await withTrainer(args, io, (client) => client.getRun({ runId: id }));
+    io.result(runView(res.run!), detail);
+    return 0;
   },
 };
 
@@ -97,17 +95,17 @@ export const runsWatchCommand: Command = {
   flags: FLAGS,
   async run(args, io) {
     const id = runId(args);
-    const client = trainer(args, io);
     const progress = createProgress(io);
-    try {
-      await showRunEvents(id, client.watchRun({ runId: id }), progress);
-      const run = (await client.getRun({ runId: id })).run!;
-      io.result(runView(run), detail);
-      return run.state === RunState.SUCCEEDED ? 0 : 1;
-    } finally {
-      progress.done();
-      client.close();
-    }
+    const run = await withTrainer(args, io, async (client) => {
+      try {
+        await showRunEvents(id, client.watchRun({ runId: id }), progress);
+      } finally {
+        progress.done();
+      }
+      return (await client.getRun({ runId: id })).run!;
+    });
+    io.result(runView(run), detail);
+    return run.state === RunState.SUCCEEDED ? 0 : 1;
   },
 };
 
@@ -119,13 +117,8 @@ export const runsCancelCommand: Command = {
   flags: FLAGS,
   async run(args, io) {
     const id = runId(args);
-    const client = trainer(args, io);
-    try {
-      const res = await client.cancelRun({ runId: id });
-      io.result(runView(res.run!), line);
-      return 0;
-    } finally {
-      client.close();
-    }
+    const res = await withTrainer(args, io, (client) => client.cancelRun({ runId: id }));
+    io.result(runView(res.run!), line);
+    return 0;
   },
 };
