@@ -22,6 +22,10 @@ function doubling(options: { maxBatch: number; maxDelayMs: number; maxQueue: num
       gate = new Promise((r) => (open = r));
     },
     release: () => open(),
+    /** Resolves once `n` calls have started (not a fixed sleep: a loaded machine may run timers before immediates). */
+    async started(n: number): Promise<void> {
+      while (calls.length < n) await new Promise((r) => setImmediate(r));
+    },
   };
 }
 
@@ -56,7 +60,7 @@ test('items arriving while a call runs form the next call', async () => {
   const t = doubling({ maxBatch: 100, maxDelayMs: 0, maxQueue: 100 });
   t.hold();
   const first = t.batcher.enqueue([1]);
-  await sleep(10);
+  await t.started(1);
   assert.equal(t.batcher.busy, true);
   const later = [t.batcher.enqueue([2]), t.batcher.enqueue([3, 4])];
   await sleep(10);
@@ -70,7 +74,7 @@ test('a full queue refuses with OverloadedError (RESOURCE_EXHAUSTED); room again
   const t = doubling({ maxBatch: 2, maxDelayMs: 0, maxQueue: 3 });
   t.hold();
   const running = t.batcher.enqueue([1, 2]); // taken into the first call at once
-  await sleep(10);
+  await t.started(1);
   const queued = t.batcher.enqueue([3, 4, 5]); // fills the queue
   await assert.rejects(t.batcher.enqueue([6]), (e: unknown) => {
     assert.ok(e instanceof OverloadedError);
@@ -87,7 +91,7 @@ test('a request whose deadline passes while queued is never computed (DEADLINE_E
   const t = doubling({ maxBatch: 10, maxDelayMs: 0, maxQueue: 100 });
   t.hold();
   const running = t.batcher.enqueue([1]);
-  await sleep(10);
+  await t.started(1);
   const late = t.batcher.enqueue([2, 3], { deadline: Date.now() + 30 });
   const controller = new AbortController();
   const cancelled = t.batcher.enqueue([4], { signal: controller.signal });
