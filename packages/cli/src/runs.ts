@@ -2,7 +2,8 @@
 import { timestampDate, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { RunState, type EpochMetrics, type Run, type WatchRunResponse } from '@ch8/contracts/trainer';
 import type { Progress } from './progress.ts';
-import type { EpochReport, SplitReport } from './commands/train.ts';
+import type { SplitMetrics } from '@ch8/model-repository/manifest';
+import type { EpochReport } from './commands/train.ts';
 
 const STATES: Record<number, string> = {
   [RunState.UNSPECIFIED]: 'UNSPECIFIED',
@@ -32,7 +33,7 @@ export interface RunView {
   epochs: EpochReport[];
   best_epoch: number;
   dev_accuracy: number;
-  splits: Record<string, SplitReport>;
+  splits: Record<string, SplitMetrics>;
   data_wait_share: number;
   resumed_from_epoch: number;
   model_dir: string | null;

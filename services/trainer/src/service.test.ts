@@ -46,6 +46,21 @@ async function rejects(p: Promise<unknown>, code: Code, field: string): Promise<
 }
 
 /** Workers the test drives by hand. */
+
+/** The one epoch a scripted worker reports. */
+const EPOCH_ONE = {
+  epoch: 1,
+  trainLoss: 0.5,
+  trainAccuracy: 0.8,
+  devLoss: 0.4,
+  devAccuracy: 0.9,
+  trainExamplesPerSecond: 100,
+  seconds: 1,
+  trainSeconds: 1,
+  dataWaitShare: 0.1,
+  learningRate: 0.01,
+};
+
 class ScriptedWorkers {
   readonly started: Array<{ job: RunJob; callbacks: WorkerCallbacks; received: ToWorker[] }> = [];
   /** Answer cancel/interrupt as a real worker does (after its current step). */
@@ -82,36 +97,12 @@ class ScriptedWorkers {
   succeed(runId: string): void {
     this.post(runId, {
       type: 'epoch',
-      epoch: {
-        epoch: 1,
-        trainLoss: 0.5,
-        trainAccuracy: 0.8,
-        devLoss: 0.4,
-        devAccuracy: 0.9,
-        trainExamplesPerSecond: 100,
-        seconds: 1,
-        trainSeconds: 1,
-        dataWaitShare: 0.1,
-        learningRate: 0.01,
-      },
+      epoch: EPOCH_ONE,
     });
     this.post(runId, {
       type: 'done',
       summary: {
-        epochs: [
-          {
-            epoch: 1,
-            trainLoss: 0.5,
-            trainAccuracy: 0.8,
-            devLoss: 0.4,
-            devAccuracy: 0.9,
-            trainExamplesPerSecond: 100,
-            seconds: 1,
-            trainSeconds: 1,
-            dataWaitShare: 0.1,
-            learningRate: 0.01,
-          },
-        ],
+        epochs: [EPOCH_ONE],
         bestEpoch: 1,
         devAccuracy: 0.9,
         splits: {

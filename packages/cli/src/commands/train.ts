@@ -17,6 +17,7 @@ import { MODEL_KINDS, isModelKind, type ModelKind } from '@ch8/models/config';
 import { createClient } from '@ch8/service-kit/client';
 import { ch8Home } from '@ch8/service-kit/config';
 import { resolveTrainingConfig, type TrainingConfig, type TrainingConfigInput } from '@ch8/training/config';
+import type { SplitMetrics } from '@ch8/model-repository/manifest';
 import { exportRun } from '@ch8/training/export';
 import { localFeed } from '@ch8/training/feed';
 import { trainingConfigToProto } from '@ch8/training/proto';
@@ -39,17 +40,6 @@ export interface EpochReport {
   learning_rate: number;
 }
 
-export interface SplitReport {
-  examples: number;
-  dropped: number;
-  loss: number;
-  accuracy: number;
-  precision: number;
-  recall: number;
-  f1: number;
-  confusion: number[][];
-}
-
 export interface TrainReport {
   /** "local" or the trainer's address. */
   via: string;
@@ -64,7 +54,7 @@ export interface TrainReport {
   /** Dev accuracy of the best epoch (the exported weights); null without a dev split. */
   dev_accuracy: number | null;
   /** Scores of the exported weights per split. */
-  splits: Record<string, SplitReport>;
+  splits: Record<string, SplitMetrics>;
   /** Of the best epoch. */
   train_examples_per_second: number;
   data_wait_share: number;
@@ -242,9 +232,7 @@ async function trainLocally(
       epochs: result.epochs.map(epochReport),
       best_epoch: result.bestEpoch,
       dev_accuracy: result.devAccuracy,
-      splits: Object.fromEntries(
-        Object.entries(result.splits).map(([k, s]) => [k, { ...s, confusion: s.confusion.map((row) => [...row]) }]),
-      ),
+      splits: result.splits,
       train_examples_per_second: best.trainExamplesPerSecond,
       data_wait_share: result.dataWaitShare,
       seconds: (performance.now() - t0) / 1000,
