@@ -14,6 +14,7 @@
  *
  * Read tensors with `await t.data()`: `dataSync()` / `arraySync()` do not work on this backend in Node.
  */
+import { execFile } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs';
 import { FailedPreconditionError, InvalidInputError } from '@ch8/errors';
 import { GpuValidationError } from './gpu-error.ts';
@@ -55,6 +56,13 @@ export interface InitWebgpuOptions {
   cpuHandoffThreshold?: number;
   /** `powerPreference` for the adapter request. Default 'high-performance'. */
   powerPreference?: 'high-performance' | 'low-power';
+  /**
+   * With `allowSoftware: false`, look for a hardware adapter in a child process first and load Dawn into this
+   * process only when one exists. Dawn, Mesa and the Vulkan loader print warnings straight to the process's
+   * standard error while probing (`XDG_RUNTIME_DIR is invalid`, `shaderUniform*ArrayDynamicIndexing`), which a
+   * machine without a GPU would otherwise show on every run. Default true; costs one short-lived process.
+   */
+  isolatedProbe?: boolean;
 }
 
 interface Found {
@@ -102,6 +110,7 @@ function defaultApis(): DawnApi[] {
 }
 
 let probed: Promise<Found | null> | undefined;
+let hardwareProbe: Promise<IsolatedProbeResult> | undefined;
 let installed: Promise<WebgpuAdapterInfo | null> | undefined;
 let installedThreshold: number | undefined;
 let keepAlive: GPU | undefined; // the Dawn instance lives as long as it is referenced
@@ -162,6 +171,78 @@ async function probe(apis: readonly DawnApi[], powerPreference: GPUPowerPreferen
     }
   }
   return software;
+}
+
+/** What the isolated probe saw: every adapter it reached, and whether one of them is hardware. */
+export interface IsolatedProbeResult {
+  adapters: Array<{ api: string; vendor: string; architecture: string; device: string; description: string }>;
+  hardware: boolean;
+  /** Why the probe could not run (no Dawn binary, the child failed); then `adapters` is empty. */
+  error?: string;
+}
+
+/**
+ * Lists the WebGPU adapters from a child process whose output is captured, so that the native libraries' probing
+ * noise never reaches this process's standard error. The child loads the same Dawn module (by absolute URL) and
+ * answers one JSON line per adapter, then a last line with the verdict.
+ */
+export function probeAdaptersIsolated(
+  apis: readonly DawnApi[] = defaultApis(),
+  powerPreference: GPUPowerPreference = 'high-performance',
+): Promise<IsolatedProbeResult> {
+  let dawnUrl: string;
+  try {
+    dawnUrl = import.meta.resolve('webgpu');
+  } catch (e) {
+    return Promise.resolve({ adapters: [], hardware: false, error: `webgpu module not found: ${String(e)}` });
+  }
+  const script = [
+    'const [url, apis, pp] = process.argv.slice(1);',
+    'const dawn = await import(url);',
+    'for (const api of JSON.parse(apis)) {',
+    "  if (api === 'opengles' || api === 'opengl') process.env.EGL_PLATFORM ??= 'surfaceless';",
+    '  let gpu;',
+    '  try { gpu = dawn.create([`backend=${api}`]); } catch { continue; }',
+    "  for (const featureLevel of ['core', 'compatibility']) {",
+    '    let a = null;',
+    '    try { a = await gpu.requestAdapter({ powerPreference: pp, featureLevel }); } catch {}',
+    '    if (a === null) continue;',
+    '    const { vendor, architecture, device, description, isFallbackAdapter } = a.info;',
+    '    process.stdout.write(JSON.stringify({ api, vendor, architecture, device, description, isFallbackAdapter }) + "\\n");',
+    '    break;',
+    '  }',
+    '}',
+    'process.exit(0);',
+  ].join('\n');
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ['--input-type=module', '-e', script, dawnUrl, JSON.stringify(apis), powerPreference],
+      { timeout: 60_000, maxBuffer: 1 << 20 },
+      (error, stdout) => {
+        if (error !== null) return resolve({ adapters: [], hardware: false, error: error.message.split('\n')[0] });
+        const adapters: IsolatedProbeResult['adapters'] = [];
+        let hardware = false;
+        for (const line of stdout.split('\n')) {
+          if (!line.startsWith('{')) continue;
+          try {
+            const a = JSON.parse(line) as IsolatedProbeResult['adapters'][number] & { isFallbackAdapter?: boolean };
+            adapters.push({
+              api: String(a.api),
+              vendor: String(a.vendor ?? ''),
+              architecture: String(a.architecture ?? ''),
+              device: String(a.device ?? ''),
+              description: String(a.description ?? ''),
+            });
+            if (!isSoftwareAdapter(a)) hardware = true;
+          } catch {
+            // a native library wrote to stdout: not ours
+          }
+        }
+        resolve({ adapters, hardware });
+      },
+    );
+  });
 }
 
 function defineGlobals(dawn: Dawn, found: Found): void {
@@ -272,7 +353,13 @@ export async function initWebgpu(options: InitWebgpuOptions): Promise<WebgpuAdap
       field: 'cpuHandoffThreshold',
     });
   }
-  probed ??= probe(options.apis ?? defaultApis(), options.powerPreference ?? 'high-performance');
+  const apis = options.apis ?? defaultApis();
+  const powerPreference = options.powerPreference ?? 'high-performance';
+  if (!allowSoftware && probed === undefined && options.isolatedProbe !== false) {
+    hardwareProbe ??= probeAdaptersIsolated(apis, powerPreference);
+    if (!(await hardwareProbe).hardware) return null;
+  }
+  probed ??= probe(apis, powerPreference);
   const found = await probed;
   if (found === null || (found.info.software && !allowSoftware)) return null;
   if (installed === undefined) {
