@@ -22,7 +22,9 @@ class Reader {
   }
 
   describe(value: unknown): string {
+    if (value === undefined) return 'nothing (missing)';
     if (value === null) return 'null';
+    if (typeof value === 'object' && !Array.isArray(value)) return 'an object';
     if (Array.isArray(value)) return 'an array';
     if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
     return typeof value === 'string' ? `the string ${JSON.stringify(value.slice(0, 40))}` : `a ${typeof value}`;
