@@ -11,6 +11,12 @@
  *   pnpm bench:gateway --models DIR [--bow NAME] [--cnn NAME] [--phases bow-single,bow-batch,cnn-single,rollout]
  *       [--seconds 10] [--rollout-seconds 30] [--batch-texts 1000] [--batch-callers 4] [--backend auto]
  *       [--texts ../shared/data/sst2/dev.tsv] [--profile-gateway DIR (a V8 CPU profile of the gateway)]
+ *       [--client h2|grpc-js]
+ * Clients: `h2` (default) is bench/src/h2-grpc.ts, gRPC over node:http2 with each request encoded once up front
+ * and each answer decoded; `grpc-js` is the project's @grpc/grpc-js client (service-kit), which costs the load
+ * generator about twice the CPU per call. Both share the machine's cores with the server, so the lighter one
+ * leaves more to the gateway. The echo-floor phase (a do-nothing server on the same service kit, same client)
+ * and http2-floor (a bare node:http2 server answering gRPC frames, no grpc-js) show what the machine allows.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
@@ -19,10 +25,12 @@ import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { GatewayService } from '@ch8/contracts/gateway';
-import { EchoService } from '@ch8/contracts/testing';
+import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { GatewayService, PredictRequestSchema, PredictResponseSchema } from '@ch8/contracts/gateway';
+import { EchoRequestSchema, EchoResponseSchema, EchoService } from '@ch8/contracts/testing';
 import { createClient } from '@ch8/service-kit/client';
 import { checkHealth } from '@ch8/service-kit/probes';
+import { frame, H2UnaryCaller } from './src/h2-grpc.ts';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const root = resolve(here, '..');
@@ -38,13 +46,18 @@ if (MODELS === undefined) {
 }
 const BOW = flag('bow') ?? 'bow-finetune';
 const CNN = flag('cnn') ?? 'cnn';
-const PHASES = (flag('phases') ?? 'echo-floor,bow-single,bow-batch,cnn-single,rollout').split(',');
+const PHASES = (flag('phases') ?? 'http2-floor,echo-floor,bow-single,bow-batch,cnn-single,rollout').split(',');
 const SECONDS = Number(flag('seconds') ?? 10);
 const ROLLOUT_SECONDS = Number(flag('rollout-seconds') ?? 30);
 const WARMUP_SECONDS = 2;
 const BATCH_TEXTS = Number(flag('batch-texts') ?? 1000);
 const BATCH_CALLERS = Number(flag('batch-callers') ?? 4);
 const BACKEND = flag('backend') ?? 'auto';
+const CLIENT = flag('client') ?? 'h2';
+if (CLIENT !== 'h2' && CLIENT !== 'grpc-js') {
+  process.stderr.write(`--client must be h2 or grpc-js, got ${CLIENT}\n`);
+  process.exit(2);
+}
 const TEXTS_FILE = resolve(flag('texts') ?? join(root, '..', 'shared', 'data', 'sst2', 'dev.tsv'));
 
 const loadAtStart = loadavg()[0]!;
@@ -270,6 +283,19 @@ async function echoFloor(): Promise<PhaseResult> {
       echo.stdout!.once('data', (d: Buffer) => ok(String(d).trim()));
       echo.once('exit', (code) => fail(new Error(`the echo server exited with ${code}`)));
     });
+    if (CLIENT === 'h2') {
+      const caller = new H2UnaryCaller(`127.0.0.1:${port}`);
+      const framed = texts.map((text) => frame(toBinary(EchoRequestSchema, create(EchoRequestSchema, { text }))));
+      const path = `/${EchoService.typeName}/${EchoService.method.echo.name}`;
+      try {
+        return await load(echo.pid!, 32, SECONDS, async (i) => {
+          fromBinary(EchoResponseSchema, await caller.call(path, framed[i % framed.length]!));
+          return { items: 1 };
+        });
+      } finally {
+        caller.close();
+      }
+    }
     const echoClient = createClient(EchoService, `127.0.0.1:${port}`);
     try {
       return await load(echo.pid!, 32, SECONDS, async (i) => {
@@ -284,20 +310,94 @@ async function echoFloor(): Promise<PhaseResult> {
   }
 }
 
+/**
+ * The HTTP/2 floor: a bare node:http2 server in its own process that answers every POST with one empty gRPC
+ * message and grpc-status 0 (no gRPC library, no protobuf), called by the lean client. No gRPC server in Node
+ * can answer faster than this on the same machine.
+ */
+async function http2Floor(): Promise<PhaseResult> {
+  const script = [
+    "import { createServer } from 'node:http2';",
+    'const empty = Buffer.from([0, 0, 0, 0, 0]);',
+    'const s = createServer();',
+    "s.on('stream', (stream) => {",
+    "  stream.on('data', () => {});",
+    "  stream.on('end', () => {",
+    "    stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });",
+    "    stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));",
+    '    stream.end(empty);',
+    '  });',
+    '});',
+    "s.listen(0, '127.0.0.1', () => process.stdout.write(s.address().port + '\\n'));",
+  ].join('\n');
+  const srv = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    cwd: here,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  try {
+    const port = await new Promise<string>((ok, fail) => {
+      srv.stdout!.once('data', (d: Buffer) => ok(String(d).trim()));
+      srv.once('exit', (code) => fail(new Error(`the http2 server exited with ${code}`)));
+    });
+    const caller = new H2UnaryCaller(`127.0.0.1:${port}`);
+    const framed = texts.map((text) => frame(toBinary(EchoRequestSchema, create(EchoRequestSchema, { text }))));
+    try {
+      return await load(srv.pid!, 32, SECONDS, async (i) => {
+        await caller.call('/floor/Call', framed[i % framed.length]!);
+        return { items: 1 };
+      });
+    } finally {
+      caller.close();
+    }
+  } finally {
+    srv.kill('SIGTERM');
+  }
+}
+
 const results: Record<string, PhaseResult> = {};
 const client = createClient(GatewayService, address);
+const caller = new H2UnaryCaller(address);
+const PREDICT = `/${GatewayService.typeName}/${GatewayService.method.predict.name}`;
+/** One Predict call of `batch` texts through the chosen client: texts answered and the version that answered. */
+async function predict(model: string, batch: string[], timeoutMs: number) {
+  if (CLIENT === 'grpc-js') {
+    const r = await client.predict({ modelName: model, texts: batch }, { timeoutMs });
+    return { items: r.predictions.length, version: r.modelVersion };
+  }
+  const framed = frame(
+    toBinary(PredictRequestSchema, create(PredictRequestSchema, { modelName: model, texts: batch })),
+  );
+  return predictFramed(framed);
+}
+async function predictFramed(framed: Buffer) {
+  const r = fromBinary(PredictResponseSchema, await caller.call(PREDICT, framed));
+  return { items: r.predictions.length, version: r.modelVersion };
+}
 try {
   await waitServing();
-  log(`gateway SERVING at ${address} (models ${Object.keys(sources).join(', ')})`);
-  const one = (model: string) => async (i: number) => {
-    const r = await client.predict({ modelName: model, texts: [texts[i % texts.length]!] }, { timeoutMs: 10_000 });
-    return { items: 1, version: r.modelVersion };
+  log(`gateway SERVING at ${address} (models ${Object.keys(sources).join(', ')}), client ${CLIENT}`);
+  const singles = new Map<string, Buffer[]>();
+  const one = (model: string) => {
+    if (CLIENT === 'grpc-js') return (i: number) => predict(model, [texts[i % texts.length]!], 10_000);
+    // Requests encoded once, before the clock starts, as a load generator replaying a log would.
+    if (!singles.has(model)) {
+      const enc = (t: string) => create(PredictRequestSchema, { modelName: model, texts: [t] });
+      singles.set(
+        model,
+        texts.map((t) => frame(toBinary(PredictRequestSchema, enc(t)))),
+      );
+    }
+    const framed = singles.get(model)!;
+    return (i: number) => predictFramed(framed[i % framed.length]!);
   };
   for (const phase of PHASES) {
     log(`phase ${phase} ...`);
     switch (phase) {
       case 'echo-floor':
         results[phase] = await echoFloor();
+        break;
+      case 'http2-floor':
+        results[phase] = await http2Floor();
         break;
       case 'bow-single':
         results[phase] = { model: BOW, ...(await load(child.pid!, 32, SECONDS, one(BOW))) };
@@ -312,8 +412,7 @@ try {
           ...(await load(child.pid!, BATCH_CALLERS, SECONDS, async (i) => {
             const start = (i * BATCH_TEXTS) % texts.length;
             const batch = Array.from({ length: BATCH_TEXTS }, (_, k) => texts[(start + k) % texts.length]!);
-            const r = await client.predict({ modelName: BOW, texts: batch }, { timeoutMs: 30_000 });
-            return { items: r.predictions.length, version: r.modelVersion };
+            return predict(BOW, batch, 30_000);
           })),
         };
         break;
@@ -340,6 +439,7 @@ try {
   }
 } finally {
   client.close();
+  caller.close();
   stopChild();
   await new Promise((r) => (child.exitCode === null ? child.once('exit', r) : r(undefined)));
   await rm(scratch, { recursive: true, force: true });
@@ -357,6 +457,7 @@ process.stdout.write(
         load_average: [round(loadAtStart, 2), round(loadavg()[0]!, 2)],
       },
       gateway: { backend: BACKEND, settings: passOn, texts_file: TEXTS_FILE },
+      client: CLIENT,
       phases: results,
     },
     null,
