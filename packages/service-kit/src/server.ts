@@ -1,7 +1,8 @@
 /**
  * A gRPC server built from protobuf-es service descriptors: typed handlers for the four call kinds, health
  * (grpc.health.v1) and reflection registered on every server, errors mapped to status codes in one place,
- * structured per-call logging, message size limits, bounded buffering for server streams, graceful shutdown.
+ * structured per-call logging, Prometheus metrics of every call (metrics.ts), message size limits, bounded buffering
+ * for server streams, graceful shutdown.
  */
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
@@ -20,6 +21,7 @@ import {
 } from '@bufbuild/protobuf';
 import { fileDescriptorProtos, serviceDefinition } from './descriptors.ts';
 import { createLogger, type Logger } from './logger.ts';
+import { createRpcMetrics, createServiceMetrics, type ServiceMetrics } from './metrics.ts';
 import { Code, codeName, GrpcError, statusOf } from './status.ts';
 
 export interface CallContext {
@@ -32,6 +34,11 @@ export interface CallContext {
   readonly logger: Logger;
   /** Request metadata (lower-case keys, first value of each). */
   readonly metadata: Readonly<Record<string, string>>;
+  /**
+   * Sets one of the server's extra metric labels (`ServerOptions.metricLabels`) for this call, e.g. the model a
+   * gateway call was for; a label never set is "". A name not declared there throws.
+   */
+  setMetricLabel(name: string, value: string): void;
 }
 
 type In<M> = M extends { input: infer I extends DescMessage } ? MessageShape<I> : never;
@@ -65,6 +72,13 @@ export interface ServerOptions {
   maxBufferedResponses?: number;
   /** Extra grpc-js channel options. */
   channelOptions?: grpc.ServerOptions;
+  /**
+   * Where the per-call metrics go (`ch8_<name>_requests_total`, ...; see metrics.ts). Default: a registry of this
+   * server's own, named after `name`; serve it with `serveMetrics` / `startMetricsServer` from main.ts.
+   */
+  metrics?: ServiceMetrics;
+  /** Labels the handlers add to the per-call metrics besides method and code (`CallContext.setMetricLabel`). */
+  metricLabels?: readonly string[];
 }
 
 export type HealthStatus = ServingStatus;
@@ -82,6 +96,8 @@ export interface Ch8Server {
   shutdown(graceMs?: number): Promise<void>;
   /** Calls in flight now. */
   readonly inFlight: number;
+  /** The server's metrics: per-call ones recorded by the kit, and whatever the service adds. */
+  readonly metrics: ServiceMetrics;
   readonly logger: Logger;
   /** The underlying server, for the kit's tests. */
   readonly grpc: grpc.Server;
@@ -106,6 +122,14 @@ function readAll<T>(readable: Readable): AsyncIterable<T> {
   return readable.iterator({ destroyOnReturn: false }) as AsyncIterable<T>;
 }
 
+/** `source`, calling `onItem` for each item it yields. */
+async function* counted<T>(source: AsyncIterable<T>, onItem: () => void): AsyncIterable<T> {
+  for await (const item of source) {
+    onItem();
+    yield item;
+  }
+}
+
 export function createServer(options: ServerOptions): Ch8Server {
   const logger = options.logger ?? createLogger({ bindings: { service: options.name } });
   const maxBytes = options.maxMessageBytes ?? 64 * 1024 * 1024;
@@ -121,13 +145,29 @@ export function createServer(options: ServerOptions): Ch8Server {
   const live = new Set<() => void>();
   let inFlight = 0;
   let started = false;
+  const metrics = options.metrics ?? createServiceMetrics(options.name);
+  const metricLabels = options.metricLabels ?? [];
+  const rpc = createRpcMetrics(metrics, metricLabels);
 
-  /** A call's context, and `finish` to call once its answer is out. */
+  /**
+   * A call's context; `finish` to call once its answer is out, `record` with its final status (the first code
+   * recorded counts: a call cancelled or past its deadline is counted as such even if its handler ends later).
+   */
   const context = (
     call: ServerSurfaceCall,
+    name: string,
     method: string,
     onCancel: (cb: () => void) => void,
-  ): { ctx: CallContext; finish: () => void } => {
+  ): { ctx: CallContext; finish: () => void; record: (code: Code) => void } => {
+    const t0 = performance.now();
+    rpc.started(method);
+    const labels: Record<string, string> = Object.fromEntries(metricLabels.map((l) => [l, '']));
+    let recorded = false;
+    const record = (code: Code): void => {
+      if (recorded) return;
+      recorded = true;
+      rpc.finished({ ...labels, method, code: codeName(code) }, (performance.now() - t0) / 1000);
+    };
     const md = metadataRecord(call.metadata);
     const requestId = md['x-request-id'] ?? randomUUID();
     const controller = new AbortController();
@@ -140,7 +180,16 @@ export function createServer(options: ServerOptions): Ch8Server {
     onCancel(() => abort('call cancelled by the client or its deadline passed'));
     const stopNow = () => abort('server shutting down');
     live.add(stopNow);
-    controller.signal.addEventListener('abort', () => live.delete(stopNow), { once: true });
+    const deadline = deadlineMs(call.getDeadline());
+    controller.signal.addEventListener(
+      'abort',
+      () => {
+        live.delete(stopNow);
+        // The client cancels at its own copy of the deadline, a little before the server's: within 50 ms counts.
+        record(Date.now() >= deadline - 50 ? Code.DEADLINE_EXCEEDED : Code.CANCELLED);
+      },
+      { once: true },
+    );
     const finish = (): void => {
       finished = true;
       live.delete(stopNow);
@@ -148,13 +197,17 @@ export function createServer(options: ServerOptions): Ch8Server {
     call.once('finish', finish);
     const ctx: CallContext = {
       signal: controller.signal,
-      deadline: deadlineMs(call.getDeadline()),
+      deadline,
       requestId,
       peer: call.getPeer(),
-      logger: logger.child({ rpc: method, request_id: requestId }),
+      logger: logger.child({ rpc: name, request_id: requestId }),
       metadata: md,
+      setMetricLabel(label, value) {
+        if (!(label in labels)) throw new Error(`metric label ${JSON.stringify(label)} is not one of metricLabels`);
+        labels[label] = value;
+      },
     };
-    return { ctx, finish };
+    return { ctx, finish, record };
   };
 
   const fail = (ctx: CallContext, error: unknown): grpc.ServiceError => {
@@ -185,6 +238,7 @@ export function createServer(options: ServerOptions): Ch8Server {
         const handler = table[method.localName];
         if (typeof handler !== 'function') throw new Error(`no handler for ${service.typeName}.${method.name}`);
         const name = `${service.typeName}/${method.name}`;
+        const short = method.name;
         const output = method.output;
         const toMessage = (init: unknown) => create(output, init as never);
         switch (method.methodKind) {
@@ -193,15 +247,18 @@ export function createServer(options: ServerOptions): Ch8Server {
               call: grpc.ServerUnaryCall<unknown, unknown>,
               callback: grpc.sendUnaryData<unknown>,
             ) => {
-              const { ctx, finish } = context(call, name, (cb) => call.on('cancelled', cb));
+              const { ctx, finish, record } = context(call, name, short, (cb) => call.on('cancelled', cb));
               void track(async () => {
                 try {
                   const res = await (handler as UnaryHandler<unknown>)(call.request as never, ctx);
                   finish();
+                  record(Code.OK);
                   callback(null, toMessage(res));
                 } catch (e) {
                   finish();
-                  callback(fail(ctx, e));
+                  const err = fail(ctx, e);
+                  record(err.code);
+                  callback(err);
                 }
               });
             };
@@ -211,15 +268,19 @@ export function createServer(options: ServerOptions): Ch8Server {
               call: grpc.ServerReadableStream<unknown, unknown>,
               callback: grpc.sendUnaryData<unknown>,
             ) => {
-              const { ctx, finish } = context(call, name, (cb) => call.on('cancelled', cb));
+              const { ctx, finish, record } = context(call, name, short, (cb) => call.on('cancelled', cb));
               void track(async () => {
                 try {
-                  const res = await (handler as ClientStreamHandler<unknown>)(readAll(call) as never, ctx);
+                  const requests = counted(readAll(call), () => rpc.received(short));
+                  const res = await (handler as ClientStreamHandler<unknown>)(requests as never, ctx);
                   finish();
+                  record(Code.OK);
                   callback(null, toMessage(res));
                 } catch (e) {
                   finish();
-                  callback(fail(ctx, e));
+                  const err = fail(ctx, e);
+                  record(err.code);
+                  callback(err);
                 }
               });
             };
@@ -229,7 +290,7 @@ export function createServer(options: ServerOptions): Ch8Server {
             impl[method.name] = (
               call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>,
             ) => {
-              const { ctx } = context(call, name, (cb) => call.on('cancelled', cb));
+              const { ctx, record } = context(call, name, short, (cb) => call.on('cancelled', cb));
               void track(async () => {
                 // Bounded buffering: at most `maxBuffered` responses handed to grpc-js and not yet flushed.
                 let pending = 0;
@@ -247,13 +308,16 @@ export function createServer(options: ServerOptions): Ch8Server {
                           ctx,
                         )
                       : (handler as BidiStreamHandler<unknown>)(
-                          readAll(call as grpc.ServerDuplexStream<unknown, unknown>) as never,
+                          counted(readAll(call as grpc.ServerDuplexStream<unknown, unknown>), () =>
+                            rpc.received(short),
+                          ) as never,
                           ctx,
                         );
                   for await (const item of source) {
                     if (ctx.signal.aborted) break;
                     pending++;
                     call.write(toMessage(item), flushed);
+                    rpc.sent(short);
                     while (pending >= maxBuffered && !ctx.signal.aborted) {
                       await new Promise<void>((resolve) => (wake = resolve));
                       wake = undefined;
@@ -261,10 +325,13 @@ export function createServer(options: ServerOptions): Ch8Server {
                   }
                   if (ctx.signal.aborted) return;
                   call.end();
+                  record(Code.OK);
                   if (call.writableLength > 0 || pending > 0) await once(call, 'finish').catch(() => undefined);
                 } catch (e) {
                   if (ctx.signal.aborted) return;
-                  call.emit('error', fail(ctx, e));
+                  const err = fail(ctx, e);
+                  record(err.code);
+                  call.emit('error', err);
                 }
               });
             };
@@ -332,6 +399,7 @@ export function createServer(options: ServerOptions): Ch8Server {
     get inFlight() {
       return inFlight;
     },
+    metrics,
     logger,
     grpc: server,
   };
