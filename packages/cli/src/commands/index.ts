@@ -1,7 +1,7 @@
 /** Every CLI command, in the order --help lists them. */
 import type { Command } from '../command.ts';
+import { chapterCommand } from './chapter.ts';
 import { dataShowCommand, dataStatsCommand } from './data.ts';
-import { demoCommand } from './demo.ts';
 import { evalCommand } from './eval.ts';
 import { healthCommand } from './health.ts';
 import {
@@ -18,7 +18,7 @@ import { trainCommand } from './train.ts';
 import { vectorsLookupCommand, vectorsPruneCommand } from './vectors.ts';
 
 export const COMMANDS: readonly Command[] = [
-  demoCommand,
+  chapterCommand,
   healthCommand,
   dataStatsCommand,
   dataShowCommand,
