@@ -10,7 +10,7 @@ import { parseExposition, type Exposition } from './exposition.ts';
 import { createLogger } from './logger.ts';
 import { parseMetricsAddress, serveMetrics, startMetricsServer, type MetricsServer } from './metrics.ts';
 import { checkHealth } from './probes.ts';
-import { createServer, type Ch8Server, type ServiceHandlers } from './server.ts';
+import { createServer, type ServiceHandlers } from './server.ts';
 import { Code, type GrpcError } from './status.ts';
 
 const logLines: string[] = [];
@@ -87,7 +87,7 @@ describe('the exposition parser (checked on hand-written text, not on prom-clien
 });
 
 describe('per-call metrics of a kit server', () => {
-  let server: Ch8Server;
+  let server: ReturnType<typeof createServer>;
   let client: ReturnType<typeof createClient<typeof EchoService>>;
   let http: MetricsServer;
   let address: string;

@@ -122,8 +122,12 @@ export type RpcLabels<X extends string = never> = { method: string; code: string
 export interface RpcMetrics<X extends string = never> {
   readonly metrics: ServiceMetrics;
   readonly extraLabels: readonly X[];
+  /** A call reached its handler (in flight). */
   started(method: string): void;
+  /** A started call has its final status: counted, timed, no longer in flight. */
   finished(labels: RpcLabels<X>, seconds: number): void;
+  /** Counts and times a call without the in-flight gauge (for a wrapper that times calls itself). */
+  observe(labels: RpcLabels<X>, seconds: number): void;
   sent(method: string, count?: number): void;
   received(method: string, count?: number): void;
 }
@@ -164,6 +168,12 @@ export function createRpcMetrics<X extends string = never>(
     help: 'Messages received on client and bidi streams, by method',
     labelNames: ['method'],
   });
+  const observe = (labels: RpcLabels<X>, seconds: number): void => {
+    const { code, ...rest } = labels as RpcLabels;
+    requests.inc(labels as never);
+    if (code !== 'OK') errors.inc(labels as never);
+    latency.observe(rest as never, seconds);
+  };
   return {
     metrics,
     extraLabels,
@@ -171,12 +181,10 @@ export function createRpcMetrics<X extends string = never>(
       inFlight.inc({ method });
     },
     finished(labels, seconds) {
-      const { code, ...rest } = labels as RpcLabels;
-      requests.inc(labels as never);
-      if (code !== 'OK') errors.inc(labels as never);
-      latency.observe(rest as never, seconds);
+      observe(labels, seconds);
       inFlight.dec({ method: labels.method });
     },
+    observe,
     sent(method, count = 1) {
       sent.inc({ method }, count);
     },
