@@ -2,6 +2,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { InvalidInputError } from '@ch8/errors';
 import { checkModelName } from '@ch8/model-repository/names';
 import { ch8Home, parseConfig, type FieldSpec } from '@ch8/service-kit/config';
+import { parseMetricsAddress } from '@ch8/service-kit/metrics';
 
 export const gatewayConfigSpec = {
   address: { env: 'CH8_GATEWAY_ADDR', kind: 'string', default: '127.0.0.1:50054', doc: 'address to listen on' },
@@ -94,7 +95,7 @@ export const gatewayConfigSpec = {
     env: 'CH8_GATEWAY_METRICS_ADDR',
     kind: 'string',
     default: '127.0.0.1:9464',
-    doc: 'HOST:PORT of the Prometheus metrics endpoint (GET /metrics); "off" to disable',
+    doc: 'HOST:PORT of the Prometheus metrics endpoint (GET /metrics; port 0 picks a free one, logged); "off" to disable',
   },
   logLevel: {
     env: 'CH8_LOG_LEVEL',
@@ -153,5 +154,10 @@ export function parseGatewayConfig(env: Record<string, string | undefined>, cwd:
       { field: 'CH8_GATEWAY_MAX_TEXTS' },
     );
   }
-  return { ...c, modelRepository, versionPolicies: parseVersionPolicies(c.versionPolicy) };
+  return {
+    ...c,
+    modelRepository,
+    versionPolicies: parseVersionPolicies(c.versionPolicy),
+    metricsAddress: parseMetricsAddress(c.metricsAddress, 'CH8_GATEWAY_METRICS_ADDR'),
+  };
 }

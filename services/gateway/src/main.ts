@@ -2,7 +2,7 @@ import { selectBackend } from '@ch8/backend/select';
 import { createLogger } from '@ch8/service-kit/logger';
 import { runService } from '@ch8/service-kit/run';
 import { parseGatewayConfig } from './config.ts';
-import { startMetricsServer, type MetricsServer } from './metrics.ts';
+import { serveMetrics } from '@ch8/service-kit/metrics';
 import { createGatewayServer } from './server.ts';
 
 const config = parseGatewayConfig(process.env);
@@ -13,20 +13,14 @@ await runService({
     // Every model is loaded on this one backend, chosen before the first load.
     const backend = await selectBackend({ prefer: config.backend, log: (line) => logger.debug(line) });
     logger.info('compute backend', { backend: backend.backend, device: backend.device, fallbacks: backend.fallbacks });
-    let metricsServer: MetricsServer | undefined;
     const gateway = createGatewayServer({ config, logger });
-    if (config.metricsAddress !== 'off') {
-      // Metrics are not worth refusing predictions for: a taken port (another gateway on this machine) is logged.
-      try {
-        metricsServer = await startMetricsServer(config.metricsAddress, gateway.metrics.registry);
-        logger.info('metrics listening', { address: metricsServer.address, url: metricsServer.url });
-      } catch (e) {
-        logger.error('metrics endpoint could not start; serving without metrics', {
-          address: config.metricsAddress,
-          err: e,
-        });
-      }
-    }
+    // Metrics are not worth refusing predictions for: a taken port (another gateway on this machine) is logged.
+    const metricsServer = await serveMetrics({
+      address: config.metricsAddress,
+      metrics: gateway.metrics.service,
+      logger,
+      field: 'CH8_GATEWAY_METRICS_ADDR',
+    });
     try {
       await gateway.server.listen(config.address);
     } catch (e) {

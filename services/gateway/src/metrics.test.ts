@@ -7,7 +7,7 @@ import type { SentimentModel } from '@ch8/models/model';
 import { createClient, type Client } from '@ch8/service-kit/client';
 import { Code } from '@ch8/service-kit/status';
 import { exportVersion, scratchRoot, startGateway, tinyModel, type TestGateway } from './fixtures.ts';
-import { startMetricsServer, type MetricsServer } from './metrics.ts';
+import { startMetricsServer, type MetricsServer } from '@ch8/service-kit/metrics';
 
 await selectBackend({ prefer: 'cpu' });
 
