@@ -39,9 +39,12 @@ export interface FormatInfo {
 /** Widest vectors accepted (a larger D in a header is taken as garbled). */
 export const MAX_DIM = 65536;
 
-/** Parses `word2vec`'s header line `N D` (N >= 0, D >= 1); undefined when it is not one. */
+/**
+ * Parses `word2vec`'s header line `N D` (N >= 0, D >= 1; ASCII digits, spaces or tabs around them, a `\r` before
+ * the line break); undefined when it is not one.
+ */
 export function parseHeader(line: string): { count: number; dim: number } | undefined {
-  const m = /^\s*(\d+)[ \t]+(\d+)\s*$/.exec(line);
+  const m = /^[ \t]*(\d+)[ \t]+(\d+)[ \t\r]*$/.exec(line);
   if (m === null) return undefined;
   const count = Number(m[1]);
   const dim = Number(m[2]);

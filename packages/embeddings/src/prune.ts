@@ -48,6 +48,9 @@ export interface PruneOptions extends ReadOptions {
   words: Iterable<string> | null;
 }
 
+/** Floats the matrix starts with at most (64 MiB), whatever a header announces; it grows as rows come. */
+const INITIAL_FLOATS = 1 << 24;
+
 class TableSink implements ScanSink {
   dim = 0;
   rows = 1;
@@ -65,11 +68,15 @@ class TableSink implements ScanSink {
 
   begin(dim: number, countHint: number | undefined): void {
     this.dim = dim;
-    // A header's count is only a hint (it may lie): start at most at 1M rows and grow.
-    const rows = Math.min(
-      this.wanted !== null ? this.wanted.size : (countHint ?? 4096),
-      countHint ?? Infinity,
-      1 << 20,
+    // A header's count is only a hint (it may lie): start at most at 1M rows and 64 MiB, and grow.
+    const rows = Math.max(
+      0,
+      Math.min(
+        this.wanted !== null ? this.wanted.size : (countHint ?? 4096),
+        countHint ?? Infinity,
+        1 << 20,
+        Math.floor(INITIAL_FLOATS / dim) - 1,
+      ),
     );
     this.matrix = new Float32Array((rows + 1) * dim);
   }

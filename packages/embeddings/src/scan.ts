@@ -11,7 +11,7 @@ import { endianness } from 'node:os';
 import { InvalidInputError } from '@ch8/errors';
 import type { ChunkReader } from './chunks.ts';
 import { parseRow } from './decimal.ts';
-import { parseHeader } from './format.ts';
+import { MAX_DIM, parseHeader } from './format.ts';
 import type { VectorFormat } from './format.ts';
 
 export interface ScanSink {
@@ -134,6 +134,16 @@ async function readHeader(r: ChunkReader): Promise<{ count: number; dim: number 
   return header;
 }
 
+/** 1-based index of the first NaN or infinity among the `dim` little-endian float32 at buf[at..]; 0 when none. */
+function nonFinite(buf: Buffer, at: number, dim: number): number {
+  for (let k = 0; k < dim; k++) {
+    const p = at + 4 * k;
+    // Exponent bits all ones: bits 7..14 of the high half (bytes 2 and 3 of the little-endian value).
+    if (((buf[p + 3] as number) & 0x7f) === 0x7f && ((buf[p + 2] as number) & 0x80) === 0x80) return k + 1;
+  }
+  return 0;
+}
+
 async function* scanBinary(r: ChunkReader, sink: ScanSink, counts: ScanCounts): AsyncGenerator<void> {
   const { count, dim } = await readHeader(r);
   sink.begin(dim, count);
@@ -158,6 +168,11 @@ async function* scanBinary(r: ChunkReader, sink: ScanSink, counts: ScanCounts): 
       if (sp === s) throw new InvalidInputError('empty word', { file, entry: i + 1 });
       const word = selectWord(buf, s, sp, sink, counts);
       if (word !== undefined) {
+        // Values of a dropped duplicate are checked too, as in the text formats.
+        const bad = nonFinite(buf, sp + 1, dim);
+        if (bad > 0) {
+          throw new InvalidInputError(`value ${bad} is not a finite float32 (NaN or infinity)`, { file, entry: i + 1 });
+        }
         const dest = sink.row(word);
         if (dest !== undefined) {
           if (LITTLE_ENDIAN) {
@@ -244,7 +259,7 @@ async function* scanText(r: ChunkReader, sink: ScanSink, counts: ScanCounts, has
         // GloVe: the first line fixes the width.
         const fields = buf
           .toString('latin1', sp, lineEnd)
-          .split(/[ \t]+/)
+          .split(/[ \t\r]+/)
           .filter((t) => t.length > 0);
         dim = fields.length;
         if (dim === 0) throw new InvalidInputError('a word without values', { file, line, entry: entries });
@@ -284,6 +299,73 @@ async function* scanText(r: ChunkReader, sink: ScanSink, counts: ScanCounts, has
 
 const WS = new Uint8Array(256);
 WS[0x20] = WS[0x0a] = WS[0x0d] = WS[0x09] = 1;
+const JSON_NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?$/;
+const JSON_SCALAR = /^(?:-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?|true|false|null)$/;
+/** Bytes that end a number or literal: white space and JSON's punctuation. */
+const DELIMITER = new Uint8Array(256);
+for (const c of ' \t\r\n,:[]{}"') DELIMITER[c.charCodeAt(0)] = 1;
+/** Bytes after a backslash that make a one-character escape. */
+const ESCAPES = new Uint8Array(256);
+for (const c of '"\\/bfnrt') ESCAPES[c.charCodeAt(0)] = 1;
+const HEX = new Uint8Array(256);
+for (const c of '0123456789abcdefABCDEF') HEX[c.charCodeAt(0)] = 1;
+
+/** States of {@link JsonCursor.skipValue}. */
+const enum Skip {
+  Value,
+  ValueOrClose,
+  KeyOrClose,
+  Key,
+  Colon,
+  CommaOrClose,
+  String,
+  Escape,
+  Unicode,
+  Token,
+}
+
+/** Values in the array text buf[s, e) (no brackets): as parseRow counts them, a trailing comma allowed. */
+function valueCount(buf: Buffer, s: number, e: number): number {
+  let p = s;
+  while (p < e && WS[buf[p] as number] === 1) p++;
+  if (p >= e) return 0;
+  let n = 1;
+  let last = -1;
+  for (let k = p; k < e; k++) {
+    if (buf[k] === 0x2c) {
+      n++;
+      last = k;
+    }
+  }
+  if (last >= 0) {
+    let k = last + 1;
+    while (k < e && WS[buf[k] as number] === 1) k++;
+    if (k >= e) n--;
+  }
+  return n;
+}
+
+/**
+ * Width and values per entry. wink: `dimensions` values, then the entries' extra values at `l2NormIndex` and
+ * `wordIndex` (dimensions and dimensions + 1 in wink's file); without `dimensions`, the smallest extra index, or all
+ * `n` values of the first vector when there are no extras. Plain objects: the first vector's `n`.
+ */
+function layoutOf(
+  wink: boolean,
+  meta: Record<string, number>,
+  n: number,
+  fail: (message: string) => never,
+): JsonLayout {
+  if (!wink) return n < 1 ? fail('a vector without values') : { dim: n, expected: n };
+  const extras = (['l2NormIndex', 'wordIndex'] as const).flatMap((k) => (meta[k] !== undefined ? [meta[k]] : []));
+  const dim = meta.dimensions ?? (extras.length > 0 ? Math.min(...extras) : n);
+  if (dim < 1 || dim > MAX_DIM) fail(`"dimensions" ${dim} is outside [1, ${MAX_DIM}]`);
+  const expected = dim + extras.length;
+  if (extras.some((x) => x < dim || x >= expected) || (extras.length === 2 && extras[0] === extras[1])) {
+    fail(`"l2NormIndex" and "wordIndex" (${extras.join(', ')}) must be the positions after the ${dim} dimensions`);
+  }
+  return { dim, expected };
+}
 
 class JsonCursor {
   entry = 0;
@@ -360,9 +442,12 @@ class JsonCursor {
     return escaped ? this.unescape(raw) : raw;
   }
 
+  /** The text of a string's raw content with its escapes resolved (raw control characters kept, as in words). */
   unescape(raw: string): string {
     try {
-      return JSON.parse(`"${raw}"`) as string;
+      let controls = '';
+      for (const ch of raw) controls += ch < ' ' ? `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}` : ch;
+      return JSON.parse(`"${controls}"`) as string;
     } catch {
       this.fail('bad escape in a string');
     }
@@ -393,33 +478,113 @@ class JsonCursor {
     }
   }
 
-  /** Skips one value of any kind, streaming (a 4 MB array never has to fit in the window). */
+  /** A JSON number (strict JSON syntax). */
+  async number(): Promise<number> {
+    const text = await this.scalar();
+    if (!JSON_NUMBER.test(text)) this.fail(`not a JSON number: "${text.slice(0, 40)}"`);
+    return Number(text);
+  }
+
+  /**
+   * Skips one value of any kind, streaming (a 4 MB array never has to fit in the window), and checks that it is
+   * well-formed JSON (RFC 8259 syntax) without building it: a byte-level state machine.
+   */
   async skipValue(): Promise<void> {
     const first = await this.peek();
     if (first < 0) this.fail('unexpected end of JSON, expected a value');
     if (first !== 0x7b && first !== 0x5b && first !== 0x22) {
-      await this.scalar();
+      const text = await this.scalar();
+      if (!JSON_SCALAR.test(text)) this.fail(`not a JSON value: "${text.slice(0, 40)}"`);
       return;
     }
     const r = this.r;
-    let depth = 0;
-    let inString = false;
-    let escape = false;
+    const bad = (what: string): never => this.fail(`malformed JSON value: ${what}`);
+    /** The closing byte of each open container. */
+    const stack: number[] = [];
+    let state = Skip.Value;
+    let afterString = Skip.CommaOrClose;
+    let hex = 0;
+    let token = '';
     for (;;) {
       while (r.pos < r.end) {
-        const b = r.buf[r.pos++] as number;
-        if (inString) {
-          if (escape) escape = false;
-          else if (b === 0x5c) escape = true;
-          else if (b === 0x22) {
-            inString = false;
-            if (depth === 0) return;
+        const b = r.buf[r.pos] as number;
+        if (state === Skip.String) {
+          r.pos++;
+          if (b === 0x22) {
+            state = afterString;
+            if (stack.length === 0) return;
+          } else if (b === 0x5c) state = Skip.Escape;
+          else if (b < 0x20) bad('a control character in a string');
+          continue;
+        }
+        if (state === Skip.Escape) {
+          r.pos++;
+          if (b === 0x75) {
+            state = Skip.Unicode;
+            hex = 0;
+          } else if (ESCAPES[b] === 1) state = Skip.String;
+          else bad('a bad escape in a string');
+          continue;
+        }
+        if (state === Skip.Unicode) {
+          r.pos++;
+          if (HEX[b] !== 1) bad('a bad \\u escape');
+          if (++hex === 4) state = Skip.String;
+          continue;
+        }
+        if (state === Skip.Token) {
+          if (DELIMITER[b] !== 1) {
+            token += String.fromCharCode(b);
+            r.pos++;
+            continue;
           }
-        } else if (b === 0x22) inString = true;
-        else if (b === 0x7b || b === 0x5b) depth++;
-        else if (b === 0x7d || b === 0x5d) {
-          depth--;
-          if (depth === 0) return;
+          if (!JSON_SCALAR.test(token)) bad(`"${token.slice(0, 40)}"`);
+          state = Skip.CommaOrClose;
+        }
+        r.pos++;
+        if (WS[b] === 1) continue;
+        switch (state) {
+          case Skip.Value:
+          case Skip.ValueOrClose:
+            if (b === 0x5d && state === Skip.ValueOrClose) {
+              stack.pop();
+              state = Skip.CommaOrClose;
+              if (stack.length === 0) return;
+            } else if (b === 0x7b) {
+              stack.push(0x7d);
+              state = Skip.KeyOrClose;
+            } else if (b === 0x5b) {
+              stack.push(0x5d);
+              state = Skip.ValueOrClose;
+            } else if (b === 0x22) {
+              state = Skip.String;
+              afterString = Skip.CommaOrClose;
+            } else if (DELIMITER[b] !== 1) {
+              state = Skip.Token;
+              token = String.fromCharCode(b);
+            } else bad(`unexpected "${String.fromCharCode(b)}"`);
+            break;
+          case Skip.KeyOrClose:
+          case Skip.Key:
+            if (b === 0x7d && state === Skip.KeyOrClose) {
+              stack.pop();
+              state = Skip.CommaOrClose;
+              if (stack.length === 0) return;
+            } else if (b === 0x22) {
+              state = Skip.String;
+              afterString = Skip.Colon;
+            } else bad('expected a key');
+            break;
+          case Skip.Colon:
+            if (b !== 0x3a) bad('expected ":"');
+            state = Skip.Value;
+            break;
+          default: // CommaOrClose
+            if (b === 0x2c) state = stack[stack.length - 1] === 0x7d ? Skip.Key : Skip.Value;
+            else if (b === stack[stack.length - 1]) {
+              stack.pop();
+              if (stack.length === 0) return;
+            } else bad(`unexpected "${String.fromCharCode(b)}"`);
         }
       }
       if (!(await r.refill())) this.fail('unexpected end of JSON in a value');
@@ -434,9 +599,13 @@ interface JsonLayout {
 
 async function* scanJson(r: ChunkReader, sink: ScanSink, counts: ScanCounts): AsyncGenerator<void> {
   const c = new JsonCursor(r);
+  const fail = (message: string): never => c.fail(message);
   await c.expect(0x7b);
   const meta: Record<string, number> = {};
   let layout: JsonLayout | undefined;
+  /** Values of the first vector, and whether it was read in the wink layout (to check metadata seen later). */
+  let firstCount = 0;
+  let winkLayout = false;
   let scratch = new Float32Array(0);
   let sawVectors = false;
   let plainEntries = false;
@@ -448,19 +617,12 @@ async function* scanJson(r: ChunkReader, sink: ScanSink, counts: ScanCounts): As
     const close = await c.find(0x5d);
     if (close < 0) c.fail('unexpected end of JSON in a vector');
     if (layout === undefined) {
-      const n = r.buf.toString('latin1', r.pos, close).split(',').length;
-      const dim = wink && meta.dimensions !== undefined ? meta.dimensions : n;
-      let expected = dim;
-      if (wink) {
-        for (const k of ['l2NormIndex', 'wordIndex']) {
-          const idx = meta[k];
-          if (idx !== undefined && idx >= expected) expected = idx + 1;
-        }
-      }
-      if (dim < 1) c.fail('a vector without values');
-      layout = { dim, expected };
-      sink.begin(dim, meta.size);
-      scratch = new Float32Array(dim);
+      firstCount = valueCount(r.buf, r.pos, close);
+      winkLayout = wink;
+      const l = layoutOf(wink, meta, firstCount, fail);
+      layout = l;
+      sink.begin(l.dim, meta.size);
+      scratch = new Float32Array(l.dim);
     }
     if (word !== undefined) {
       const dest = sink.row(word);
@@ -568,7 +730,7 @@ async function* scanJson(r: ChunkReader, sink: ScanSink, counts: ScanCounts): As
           yield;
         }
       } else if (v === 0x2d || (v >= 0x30 && v <= 0x39)) {
-        const n = Number(await c.scalar());
+        const n = await c.number();
         if (Number.isInteger(n)) meta[key] = n;
       } else {
         await c.skipValue();
@@ -581,8 +743,15 @@ async function* scanJson(r: ChunkReader, sink: ScanSink, counts: ScanCounts): As
   }
   if ((await c.peek()) >= 0) c.fail('data after the JSON object');
   if (layout === undefined) {
-    if (meta.dimensions === undefined || meta.dimensions < 1) c.fail('no vectors in the JSON object');
-    sink.begin(meta.dimensions as number, 0);
+    const dim = meta.dimensions;
+    if (dim === undefined || dim < 1 || dim > MAX_DIM) c.fail('no vectors in the JSON object');
+    sink.begin(dim as number, 0);
+  } else if (winkLayout) {
+    // Metadata after the first vector (or repeated) must not change how the vectors were read.
+    const l = layoutOf(true, meta, firstCount, fail);
+    if (l.dim !== layout.dim || l.expected !== layout.expected) {
+      c.fail('"dimensions", "l2NormIndex" or "wordIndex" after the first vector disagree with how it was read');
+    }
   }
   yield;
 }
