@@ -1,4 +1,5 @@
 import { parseConfig, type FieldSpec } from '@ch8/service-kit/config';
+import { parseMetricsAddress } from '@ch8/service-kit/metrics';
 
 export const datasetConfigSpec = {
   address: { env: 'CH8_DATASET_ADDR', kind: 'string', default: '127.0.0.1:50052', doc: 'address to listen on' },
@@ -30,6 +31,12 @@ export const datasetConfigSpec = {
     default: 8,
     doc: 'batches a slow stream consumer may leave queued',
   },
+  metricsAddress: {
+    env: 'CH8_DATASET_METRICS_ADDR',
+    kind: 'string',
+    default: '127.0.0.1:9462',
+    doc: 'HOST:PORT of the Prometheus metrics endpoint (GET /metrics; port 0 picks a free one, logged); "off" to disable',
+  },
   logLevel: {
     env: 'CH8_LOG_LEVEL',
     kind: 'enum',
@@ -42,5 +49,6 @@ export const datasetConfigSpec = {
 export type DatasetConfig = ReturnType<typeof parseDatasetConfig>;
 
 export function parseDatasetConfig(env: Record<string, string | undefined>) {
-  return parseConfig(datasetConfigSpec, env);
+  const c = parseConfig(datasetConfigSpec, env);
+  return { ...c, metricsAddress: parseMetricsAddress(c.metricsAddress, 'CH8_DATASET_METRICS_ADDR') };
 }

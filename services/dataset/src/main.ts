@@ -1,4 +1,5 @@
 import { createLogger } from '@ch8/service-kit/logger';
+import { serveMetrics } from '@ch8/service-kit/metrics';
 import { runService } from '@ch8/service-kit/run';
 import { parseDatasetConfig } from './config.ts';
 import { createDatasetServer } from './server.ts';
@@ -10,7 +11,20 @@ await runService({
   start: async () => {
     const { server, close } = createDatasetServer({ config, logger });
     await server.listen(config.address);
+    // Metrics are not worth refusing to serve for: an endpoint that cannot start is logged.
+    const metricsServer = await serveMetrics({
+      address: config.metricsAddress,
+      metrics: server.metrics!,
+      logger,
+      field: 'CH8_DATASET_METRICS_ADDR',
+    });
     server.ready();
-    return { server, close };
+    return {
+      server,
+      close: async () => {
+        await metricsServer?.close();
+        await close();
+      },
+    };
   },
 });

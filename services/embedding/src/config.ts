@@ -1,5 +1,6 @@
 import { isAbsolute, join, resolve } from 'node:path';
 import { ch8Home, parseConfig, type FieldSpec } from '@ch8/service-kit/config';
+import { parseMetricsAddress } from '@ch8/service-kit/metrics';
 
 export const embeddingConfigSpec = {
   address: { env: 'CH8_EMBEDDING_ADDR', kind: 'string', default: '127.0.0.1:50051', doc: 'address to listen on' },
@@ -22,6 +23,12 @@ export const embeddingConfigSpec = {
     default: 1024 * 1024,
     doc: 'read window when loading a source; smaller windows stall other calls less (each window is parsed in one go)',
   },
+  metricsAddress: {
+    env: 'CH8_EMBEDDING_METRICS_ADDR',
+    kind: 'string',
+    default: '127.0.0.1:9461',
+    doc: 'HOST:PORT of the Prometheus metrics endpoint (GET /metrics; port 0 picks a free one, logged); "off" to disable',
+  },
   logLevel: {
     env: 'CH8_LOG_LEVEL',
     kind: 'enum',
@@ -42,5 +49,5 @@ export function parseEmbeddingConfig(env: Record<string, string | undefined>, cw
       : isAbsolute(c.cacheDir)
         ? c.cacheDir
         : resolve(cwd, c.cacheDir);
-  return { ...c, cacheDir };
+  return { ...c, cacheDir, metricsAddress: parseMetricsAddress(c.metricsAddress, 'CH8_EMBEDDING_METRICS_ADDR') };
 }

@@ -1,6 +1,7 @@
 import { isAbsolute, join, resolve } from 'node:path';
 import { BACKENDS } from '@ch8/backend/names';
 import { ch8Home, parseConfig, type FieldSpec } from '@ch8/service-kit/config';
+import { parseMetricsAddress } from '@ch8/service-kit/metrics';
 
 export const trainerConfigSpec = {
   address: { env: 'CH8_TRAINER_ADDR', kind: 'string', default: '127.0.0.1:50053', doc: 'address to listen on' },
@@ -51,6 +52,12 @@ export const trainerConfigSpec = {
     default: 'auto',
     doc: 'compute backend of a run whose config says "auto" (or nothing)',
   },
+  metricsAddress: {
+    env: 'CH8_TRAINER_METRICS_ADDR',
+    kind: 'string',
+    default: '127.0.0.1:9463',
+    doc: 'HOST:PORT of the Prometheus metrics endpoint (GET /metrics; port 0 picks a free one, logged); "off" to disable',
+  },
   logLevel: {
     env: 'CH8_LOG_LEVEL',
     kind: 'enum',
@@ -72,5 +79,10 @@ export function parseTrainerConfig(env: Record<string, string | undefined>, cwd:
   const home = ch8Home(env, cwd);
   const path = (given: string, fallback: string): string =>
     given === '' ? join(home, fallback) : isAbsolute(given) ? given : resolve(cwd, given);
-  return { ...c, modelRepository: path(c.modelRepository, 'models'), stateDir: path(c.stateDir, 'trainer') };
+  return {
+    ...c,
+    modelRepository: path(c.modelRepository, 'models'),
+    stateDir: path(c.stateDir, 'trainer'),
+    metricsAddress: parseMetricsAddress(c.metricsAddress, 'CH8_TRAINER_METRICS_ADDR'),
+  };
 }

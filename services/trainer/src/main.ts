@@ -1,4 +1,5 @@
 import { createLogger } from '@ch8/service-kit/logger';
+import { serveMetrics } from '@ch8/service-kit/metrics';
 import { runService } from '@ch8/service-kit/run';
 import { parseTrainerConfig } from './config.ts';
 import { createTrainerServer } from './server.ts';
@@ -19,6 +20,13 @@ await runService({
       await trainer.close();
       throw e;
     }
+    // Metrics are not worth refusing to serve for: an endpoint that cannot start is logged.
+    const metricsServer = await serveMetrics({
+      address: config.metricsAddress,
+      metrics: trainer.server.metrics!,
+      logger,
+      field: 'CH8_TRAINER_METRICS_ADDR',
+    });
     trainer.server.ready();
     logger.info('trainer ready', {
       state_dir: config.stateDir,
@@ -26,6 +34,12 @@ await runService({
       max_concurrent_runs: config.maxConcurrentRuns,
       backend: config.backend,
     });
-    return trainer;
+    return {
+      server: trainer.server,
+      close: async () => {
+        await metricsServer?.close();
+        await trainer.close();
+      },
+    };
   },
 });
