@@ -50,6 +50,18 @@ interface Resolved {
   labels: Readonly<Record<string, 0 | 1>>;
 }
 
+/**
+ * A JSON value in a message: primitives as JSON (cut at 40 characters), lists and objects by kind only (they may be
+ * huge, or nested deeper than JSON.stringify's stack allows).
+ */
+function show(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object' && v !== null) return 'an object';
+  const s = JSON.stringify(v);
+  return s.length > 40 ? `${s.slice(0, 40)}...` : s;
+}
+
 function mapLabel(raw: unknown, r: Resolved, where: { line?: number; entry?: number }): 0 | 1 {
   const key =
     typeof raw === 'string'
@@ -60,7 +72,7 @@ function mapLabel(raw: unknown, r: Resolved, where: { line?: number; entry?: num
   const label = key === undefined || !Object.hasOwn(r.labels, key) ? undefined : r.labels[key];
   if (label !== 0 && label !== 1) {
     throw new InvalidInputError(
-      `label ${JSON.stringify(raw)} is not one of ${Object.keys(r.labels)
+      `label ${show(raw)} is not one of ${Object.keys(r.labels)
         .map((k) => JSON.stringify(k))
         .join(', ')}`,
       { file: r.file, ...where, field: r.labelField },
@@ -182,7 +194,7 @@ function fromJsonObject(value: unknown, r: Resolved, where: { line?: number; ent
   const obj = value as Record<string, unknown>;
   const text = obj[r.textField];
   if (typeof text !== 'string') {
-    throw new InvalidInputError(`${r.textField} must be a string, got ${JSON.stringify(text) ?? 'nothing'}`, {
+    throw new InvalidInputError(`${r.textField} must be a string, got ${show(text)}`, {
       file: r.file,
       ...where,
       field: r.textField,
