@@ -10,8 +10,10 @@
 #   wink GloVe JSON) and the builtin review sets are always allowed and need no root.
 # - Relative paths in CH8_HOME, CH8_MODEL_REPOSITORY, CH8_TRAINER_STATE_DIR, CH8_CACHE_DIR and CH8_DATA_ROOTS are
 #   taken relative to the repository root, not to the package folder turbo runs this in.
-# - `tsx watch` restarts the service when a source file it imports changes, or any workspace package's source does.
+# - `tsx watch` restarts the service when its sources, or those of a workspace package it runs on, change.
+# `sh dev-service.sh --print-env` prints the resolved settings and tsx watch's arguments instead of starting.
 set -eu
+mode=${1:-}
 
 root=$(cd "$(dirname "$0")/../.." && pwd -P)
 service=$(basename "$(pwd -P)")
@@ -69,4 +71,15 @@ for dir in $(node "$root/infra/scripts/watch-paths.mjs" "$root" "$root/services/
   set -- "$@" --include "$dir/**/*.ts"
 done
 IFS=$old_ifs
+
+if [ "$mode" = "--print-env" ]; then
+  # What the service would start with (the tests of infra read it): the settings, then tsx watch's arguments.
+  printf 'CH8_HOME=%s\nCH8_DATA_ROOTS=%s\n' "$CH8_HOME" "$CH8_DATA_ROOTS"
+  for name in CH8_MODEL_REPOSITORY CH8_TRAINER_STATE_DIR CH8_CACHE_DIR; do
+    eval "value=\${$name:-}"
+    if [ -n "$value" ]; then printf '%s=%s\n' "$name" "$value"; fi
+  done
+  printf '%s\n' "$@"
+  exit 0
+fi
 exec "$root/node_modules/.bin/tsx" watch "$@" src/main.ts
