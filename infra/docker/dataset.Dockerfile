@@ -26,6 +26,7 @@ FROM ${NODE_IMAGE}
 ENV NODE_ENV=production \
   CH8_HOME=/data \
   CH8_DATASET_ADDR=0.0.0.0:50052 \
+  CH8_DATASET_METRICS_ADDR=0.0.0.0:9462 \
   CH8_DATA_ROOTS=/data/datasets,/data/vectors
 COPY --from=build /opt/tsx /opt/tsx
 COPY --from=build /out /app
@@ -34,6 +35,6 @@ RUN mkdir /data && chown 1000:1000 /data
 WORKDIR /app
 # The node user of the official image, by number so that Kubernetes' runAsNonRoot can check it.
 USER 1000:1000
-EXPOSE 50052
+EXPOSE 50052 9462
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["node", "--import", "file:///opt/tsx/lib/node_modules/tsx/dist/loader.mjs", "src/main.ts"]

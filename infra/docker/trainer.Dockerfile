@@ -36,7 +36,8 @@ RUN apt-get update \
 ENV NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics
 ENV NODE_ENV=production \
   CH8_HOME=/data \
-  CH8_TRAINER_ADDR=0.0.0.0:50053
+  CH8_TRAINER_ADDR=0.0.0.0:50053 \
+  CH8_TRAINER_METRICS_ADDR=0.0.0.0:9463
 COPY --from=build /opt/tsx /opt/tsx
 COPY --from=build /out /app
 # The state home (CH8_HOME), owned by the service's user: a fresh named volume mounted there starts with this owner.
@@ -44,6 +45,6 @@ RUN mkdir /data && chown 1000:1000 /data
 WORKDIR /app
 # The node user of the official image, by number so that Kubernetes' runAsNonRoot can check it.
 USER 1000:1000
-EXPOSE 50053
+EXPOSE 50053 9463
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["node", "--import", "file:///opt/tsx/lib/node_modules/tsx/dist/loader.mjs", "src/main.ts"]

@@ -176,6 +176,16 @@ describe('every image', () => {
       assert.equal(container?.['image'], `ch8-${image.service}`, `docker build -t ch8-${image.service}`);
       assert.deepEqual((container?.['ports'] as Array<{ containerPort: number }>)[0]?.containerPort, port, image.file);
       assert.match(env, /CH8_HOME=\/data/, `${image.file}: the state home is the volume`);
+      const metrics = new RegExp(`CH8_${image.service.toUpperCase()}_METRICS_ADDR=0\\.0\\.0\\.0:(\\d+)`).exec(env);
+      assert.ok(metrics, `${image.file} serves its metrics on all interfaces`);
+      const metricsPort = (container?.['ports'] as Array<{ name: string; containerPort: number }>).find(
+        (p) => p.name === 'metrics',
+      )?.containerPort;
+      assert.equal(Number(metrics[1]), metricsPort, image.file);
+      assert.ok(
+        all(image, 'EXPOSE').some((i) => i.args.split(/\s+/).includes(metrics[1] as string)),
+        image.file,
+      );
     }
   });
 });

@@ -115,6 +115,13 @@ describe('every kustomization', () => {
             `${id} listens on all interfaces`,
           );
           assert.match(String(c['image']), new RegExp(`^ch8-${name}(:|@|$)`), `${id} runs its own image`);
+          // Prometheus metrics on all interfaces, on the port the pod's scrape annotations name.
+          const metrics = (c['ports'] as Json[]).find((p) => get(p, 'name') === 'metrics');
+          const port = get(metrics, 'containerPort');
+          assert.equal(envOf(c)[`CH8_${name.toUpperCase()}_METRICS_ADDR`], `0.0.0.0:${String(port)}`, id);
+          const annotations = get(d, 'spec.template.metadata.annotations') as JsonObject;
+          assert.equal(annotations['prometheus.io/port'], String(port), id);
+          assert.equal(annotations['prometheus.io/scrape'], 'true', id);
         }
       }
     }
