@@ -22,7 +22,7 @@ import { GRPCInferenceService } from '@ch8/contracts/inference';
 import { RunState, TrainerService, type Run } from '@ch8/contracts/trainer';
 import type { DatasetSpec } from '@ch8/datasets/dataset';
 import { datasetSpecToProto } from '@ch8/datasets/proto';
-import { CancelledError, InvalidInputError } from '@ch8/errors';
+import { CancelledError, DependencyUnavailableError, InvalidInputError } from '@ch8/errors';
 import { writeFileAtomic } from '@ch8/report/file';
 import { renderReport } from '@ch8/report/html';
 import type { ChapterResults, ChapterSample } from '@ch8/report/results';
@@ -125,8 +125,26 @@ export function gpuSkipReason(p: GpuProbe): string {
 
 const plural = (n: number, what: string): string => `${n} ${what}${n === 1 ? '' : 's'}`;
 
+/** The last lines of a service's log, its JSON lines as `level msg: error`. */
+export function logTail(logs: readonly string[], lines = 5): string {
+  return logs
+    .join('')
+    .trim()
+    .split('\n')
+    .slice(-lines)
+    .map((line) => {
+      try {
+        const j = JSON.parse(line) as { level?: string; msg?: string; err?: { message?: string } };
+        return `  ${j.level ?? ''} ${j.msg ?? ''}${j.err?.message ? `: ${j.err.message}` : ''}`;
+      } catch {
+        return `  ${line}`;
+      }
+    })
+    .join('\n');
+}
+
 /** Waits until every service answers SERVING (a bar of 4), failing fast when one exits. */
-async function waitHealthy(stack: Stack, io: CommandIO, signal: AbortSignal): Promise<void> {
+async function waitHealthy(stack: Stack, io: CommandIO, signal: AbortSignal, outDir: string): Promise<void> {
   const phase = startPhase(io, 'starting the services');
   const ready = new Set<string>();
   const end = Date.now() + 120_000;
@@ -135,15 +153,17 @@ async function waitHealthy(stack: Stack, io: CommandIO, signal: AbortSignal): Pr
     for (const n of SERVICE_NAMES) {
       const s = stack.services[n];
       if (s.child.exitCode !== null || s.child.signalCode !== null)
-        throw new Error(
-          `the ${n} service exited while starting:\n${s.logs.join('').trim().split('\n').slice(-10).join('\n')}`,
+        throw new DependencyUnavailableError(
+          `the ${n} service exited while starting (its log: ${join(outDir, 'logs', `${n}.log`)}):\n${logTail(s.logs)}`,
         );
       if (!ready.has(n) && (await checkHealth(s.address, '', 1000)) === 'SERVING') ready.add(n);
     }
     phase.update(ready.size, SERVICE_NAMES.length, [...ready].join(' '));
     if (ready.size === SERVICE_NAMES.length) break;
     if (Date.now() > end)
-      throw new Error(`services not SERVING after 120 s: ${SERVICE_NAMES.filter((n) => !ready.has(n)).join(', ')}`);
+      throw new DependencyUnavailableError(
+        `services not SERVING after 120 s: ${SERVICE_NAMES.filter((n) => !ready.has(n)).join(', ')}`,
+      );
     await sleep(200);
   }
   phase.end(`services SERVING: ${SERVICE_NAMES.map((n) => `${n}@${stack.services[n].address}`).join(', ')}`);
@@ -504,7 +524,7 @@ export const chapterCommand: Command = {
     const resultsFile = join(o.out, 'results.json');
     let reportFile: string | null = null;
     try {
-      await waitHealthy(stack, io, abort.signal);
+      await waitHealthy(stack, io, abort.signal, o.out);
       await cancelLeftovers(trainer, io);
       const prepared = await prepare(stack, o, io);
       doc.embeddings = prepared.embeddings;
