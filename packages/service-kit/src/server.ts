@@ -96,11 +96,8 @@ export interface Ch8Server {
   shutdown(graceMs?: number): Promise<void>;
   /** Calls in flight now. */
   readonly inFlight: number;
-  /**
-   * The server's metrics: per-call ones recorded by the kit, and whatever the service adds. Always set on a server
-   * from `createServer`; optional for wrappers that implement this interface themselves.
-   */
-  readonly metrics?: ServiceMetrics;
+  /** The server's metrics: per-call ones recorded by the kit, and whatever the service adds. */
+  readonly metrics: ServiceMetrics;
   readonly logger: Logger;
   /** The underlying server, for the kit's tests. */
   readonly grpc: grpc.Server;
@@ -133,7 +130,7 @@ async function* counted<T>(source: AsyncIterable<T>, onItem: () => void): AsyncI
   }
 }
 
-export function createServer(options: ServerOptions): Ch8Server & { readonly metrics: ServiceMetrics } {
+export function createServer(options: ServerOptions): Ch8Server {
   const logger = options.logger ?? createLogger({ bindings: { service: options.name } });
   const maxBytes = options.maxMessageBytes ?? 64 * 1024 * 1024;
   const maxBuffered = Math.max(1, options.maxBufferedResponses ?? 8);
@@ -233,7 +230,7 @@ export function createServer(options: ServerOptions): Ch8Server & { readonly met
     }
   };
 
-  const api: Ch8Server & { readonly metrics: ServiceMetrics } = {
+  const api: Ch8Server = {
     add(service, handlers) {
       const impl: grpc.UntypedServiceImplementation = {};
       const table = handlers as Record<string, (...args: never[]) => unknown>;

@@ -14,7 +14,7 @@ await runService({
     // Metrics are not worth refusing to serve for: an endpoint that cannot start is logged.
     const metricsServer = await serveMetrics({
       address: config.metricsAddress,
-      metrics: server.metrics!,
+      metrics: server.metrics,
       logger,
       field: 'CH8_DATASET_METRICS_ADDR',
     });

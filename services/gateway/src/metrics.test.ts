@@ -88,6 +88,7 @@ test('a full queue answers RESOURCE_EXHAUSTED; a request whose deadline passes w
   assert.equal(get('request_errors_total{code="RESOURCE_EXHAUSTED",method="Predict",model="sst2"}'), 1);
   assert.equal(get('request_errors_total{code="OK",method="Predict",model="sst2"}'), undefined);
   assert.equal(get('request_duration_seconds_count{method="Predict",model="sst2"}'), 4);
+  assert.equal(get('requests_in_flight{method="Predict"}'), 0);
   // One model call of the first request's 3 texts: the late request's text never went in.
   assert.equal(get('batch_size_count{model="sst2"}'), 1);
   assert.equal(get('batch_size_sum{model="sst2"}'), 3);

@@ -1,27 +1,17 @@
 /**
  * Prometheus metrics of the gateway, on the service kit's registry and endpoint (`@ch8/service-kit/metrics`, served
- * at GET /metrics by main.ts): the kit's per-call metrics with a `model` label, and the gateway's own model and
- * batching metrics. Every name starts with `ch8_gateway_`.
+ * at GET /metrics by main.ts): the gateway's own model and batching metrics; the per-call ones are the kit's,
+ * recorded by its server with a `model` label (server.ts). Every name starts with `ch8_gateway_`.
  */
-import {
-  createRpcMetrics,
-  createServiceMetrics,
-  type Registry,
-  type RpcMetrics,
-  type ServiceMetrics,
-} from '@ch8/service-kit/metrics';
+import { createServiceMetrics, type Registry, type ServiceMetrics } from '@ch8/service-kit/metrics';
 import type { BatchObserver } from './batcher.ts';
 
 export const METRIC_PREFIX = 'ch8_gateway_';
 
 export interface GatewayMetrics {
   readonly registry: Registry;
-  /** The gateway's metrics on the kit's registry (name `gateway`, prefix `ch8_gateway_`). */
+  /** The gateway's metrics on the kit's registry (name `gateway`, prefix `ch8_gateway_`); the kit's server records its calls there. */
   readonly service: ServiceMetrics;
-  /** The kit's per-call metrics, with the model a call was for as an extra label. */
-  readonly rpc: RpcMetrics<'model'>;
-  /** One finished RPC: its method, the model it was for ('' when none could be resolved) and its status code. */
-  request(method: string, model: string, code: string, seconds: number): void;
   /** Texts answered, by model and version. */
   texts(model: string, version: string, count: number): void;
   observer(model: string): BatchObserver;
@@ -35,7 +25,6 @@ export function createGatewayMetrics(
 ): GatewayMetrics {
   const service = options.metrics ?? createServiceMetrics('gateway');
   if (options.defaultMetrics ?? true) service.collectProcessMetrics();
-  const rpc = createRpcMetrics(service, ['model'] as const);
   const queue = service.histogram({
     name: 'queue_seconds',
     help: 'Time a request waited in the batching queue before its texts went into a model call',
@@ -75,10 +64,6 @@ export function createGatewayMetrics(
   return {
     registry: service.registry,
     service,
-    rpc,
-    request(method, model, code, seconds) {
-      rpc.observe({ method, model, code }, seconds);
-    },
     texts(model, version, count) {
       textCount.inc({ model, version }, count);
     },

@@ -10,7 +10,6 @@ import type { ModelEntrySchema } from '@ch8/contracts/gateway';
 import { InvalidInputError, NotFoundError } from '@ch8/errors';
 import { createServer, type CallContext, type Ch8Server } from '@ch8/service-kit/server';
 import type { Logger } from '@ch8/service-kit/logger';
-import { codeName, statusOf } from '@ch8/service-kit/status';
 import type { GatewayConfig, VersionPolicy } from './config.ts';
 import { createGatewayMetrics, type GatewayMetrics } from './metrics.ts';
 import { encodeOutputs, PLATFORM, requestedOutputs, textsOf } from './oip.ts';
@@ -98,25 +97,29 @@ export function createGatewayServer(deps: GatewayDeps): Gateway {
     onFailure: (name) => metrics.loadFailure(name),
   });
 
-  /** Wraps a handler: latency and status code per method and model. */
+  /**
+   * Wraps a handler: `label.model = name` labels the call's metrics (the kit's, recorded with its final status) with
+   * the model as soon as it is resolved, so a call cancelled or past its deadline later still carries it.
+   */
   const timed =
-    <Req, Res>(method: string, fn: (req: Req, ctx: CallContext, label: { model: string }) => Promise<Res>) =>
-    async (req: Req, ctx: CallContext): Promise<Res> => {
-      const started = performance.now();
-      const label = { model: '' };
-      try {
-        const res = await fn(req, ctx, label);
-        metrics.request(method, label.model, 'OK', (performance.now() - started) / 1000);
-        return res;
-      } catch (e) {
-        metrics.request(method, label.model, codeName(statusOf(e).code), (performance.now() - started) / 1000);
-        throw e;
-      }
+    <Req, Res>(_method: string, fn: (req: Req, ctx: CallContext, label: { model: string }) => Promise<Res>) =>
+    (req: Req, ctx: CallContext): Promise<Res> => {
+      let model = '';
+      const label = {
+        get model() {
+          return model;
+        },
+        set model(name: string) {
+          model = name;
+          ctx.setMetricLabel('model', name);
+        },
+      };
+      return fn(req, ctx, label);
     };
 
   const list = async (): Promise<MessageInitShape<typeof ModelEntrySchema>[]> => (await store.list()).map(entryOf);
 
-  const inner = createServer({ name: 'gateway', logger })
+  const inner = createServer({ name: 'gateway', logger, metrics: metrics.service, metricLabels: ['model'] })
     .add(GatewayService, {
       predict: timed('Predict', async (req, ctx, label) => {
         const version = ModelStore.parseVersion(req.modelVersion);
@@ -263,6 +266,7 @@ export function createGatewayServer(deps: GatewayDeps): Gateway {
     get inFlight() {
       return inner.inFlight;
     },
+    metrics: inner.metrics,
     logger: inner.logger,
     grpc: inner.grpc,
   };

@@ -23,7 +23,7 @@ await runService({
     // Metrics are not worth refusing to serve for: an endpoint that cannot start is logged.
     const metricsServer = await serveMetrics({
       address: config.metricsAddress,
-      metrics: trainer.server.metrics!,
+      metrics: trainer.server.metrics,
       logger,
       field: 'CH8_TRAINER_METRICS_ADDR',
     });
