@@ -16,10 +16,12 @@ import { cacheKey, loadOrBuildTable } from '@ch8/embeddings/cache';
 import { detectFormat } from '@ch8/embeddings/format';
 import { defaultVectorsPath } from '@ch8/embeddings/prune';
 import type { EmbeddingTable } from '@ch8/embeddings/table';
+import { createServiceMetrics } from '@ch8/service-kit/metrics';
 import { createServer, type CallContext, type Ch8Server } from '@ch8/service-kit/server';
 import type { Logger } from '@ch8/service-kit/logger';
 import type { EmbeddingConfig } from './config.ts';
 import { libraryFormat, protoFormat } from './formats.ts';
+import { createEmbeddingMetrics } from './metrics.ts';
 import { dataRoots } from './roots.ts';
 
 export interface EmbeddingDeps {
@@ -108,6 +110,8 @@ export function createEmbeddingServer(deps: EmbeddingDeps): { server: Ch8Server;
   const tables = new Map<string, Loaded>();
   /** Builds in progress by key: concurrent LoadTable calls for the same key share one. */
   const building = new Map<string, Promise<Loaded>>();
+  const metrics = createServiceMetrics('embedding');
+  const recorded = createEmbeddingMetrics(metrics, () => new Set(tables.values()).size);
 
   const tableOf = (tableId: string): Loaded => {
     if (tableId === '') throw new InvalidInputError('table_id is required', { field: 'table_id' });
@@ -170,6 +174,7 @@ export function createEmbeddingServer(deps: EmbeddingDeps): { server: Ch8Server;
     const key = await cacheKey(path, format, req.keepAll ? null : req.words);
     const ready = tables.get(key);
     if (ready !== undefined) {
+      recorded.tableLoaded('memory');
       return { table: { ...ready.info, cacheHit: true, loadSeconds: (performance.now() - t0) / 1000 } };
     }
     let pending = building.get(key);
@@ -179,12 +184,13 @@ export function createEmbeddingServer(deps: EmbeddingDeps): { server: Ch8Server;
       building.set(key, pending);
     }
     const loaded = await raceAbort(pending, ctx.signal);
+    recorded.tableLoaded(shared ? 'memory' : loaded.info.cacheHit ? 'disk_cache' : 'source');
     return {
       table: shared ? { ...loaded.info, cacheHit: true, loadSeconds: (performance.now() - t0) / 1000 } : loaded.info,
     };
   };
 
-  const server = createServer({ name: 'embedding', logger: deps.logger }).add(EmbeddingService, {
+  const server = createServer({ name: 'embedding', logger: deps.logger, metrics }).add(EmbeddingService, {
     loadTable,
 
     getVocabulary(req) {
@@ -234,6 +240,7 @@ export function createEmbeddingServer(deps: EmbeddingDeps): { server: Ch8Server;
           chunk.vocabHash = table.vocab.hash;
         }
         yield chunk;
+        recorded.rowsSent(count);
       }
     },
 
