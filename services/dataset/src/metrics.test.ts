@@ -23,7 +23,7 @@ test('CH8_DATASET_METRICS_ADDR: 127.0.0.1:9462 by default, off, or HOST:PORT; an
   );
 });
 
-test('main.ts serves /metrics on the logged address: calls by method and code, batches streamed', async () => {
+test('main.ts serves /metrics on the logged address: calls by method and code, examples prepared, batches streamed', async () => {
   // The embedding service in this process (the stack's); the dataset service under test as its own process.
   const stack = await startStack({ trainRows: 100 });
   const service = await startServiceProcess({
@@ -43,6 +43,11 @@ test('main.ts serves /metrics on the logged address: calls by method and code, b
       source: { kind: { case: 'sst2', value: { dir: join(stack.root, 'sst2') } } },
     });
     const datasetId = prepared.dataset!.datasetId;
+    // The same content again: known, nothing counted twice.
+    await client.prepareDataset({ source: { kind: { case: 'sst2', value: { dir: join(stack.root, 'sst2') } } } });
+    const splits = prepared.dataset!.splits;
+    // The generator's own account of the rows it wrote (test-stack.ts), not the service's.
+    assert.equal(Number(splits.find((s) => s.split === 'train')!.droppedEmpty), stack.train.allOov);
     let batches = 0;
     for await (const _ of client.streamBatches({ datasetId, split: 'train', batchSize: 16 })) batches++;
     const kept = Number(prepared.dataset!.splits.find((s) => s.split === 'train')!.kept);
@@ -59,7 +64,15 @@ test('main.ts serves /metrics on the logged address: calls by method and code, b
     assert.equal(res.status, 200);
     const m = parseExposition(await res.text());
     const p = 'ch8_dataset_';
-    assert.equal(m.value(`${p}requests_total`, { method: 'PrepareDataset', code: 'OK' }), 1);
+    assert.equal(m.value(`${p}requests_total`, { method: 'PrepareDataset', code: 'OK' }), 2);
+    assert.equal(m.value(`${p}datasets_prepared_total`, { result: 'new' }), 1);
+    assert.equal(m.value(`${p}datasets_prepared_total`, { result: 'known' }), 1);
+    assert.equal(m.value(`${p}datasets_registered`), 1);
+    assert.equal(m.value(`${p}examples_dropped_total`), stack.train.allOov + stack.dev.allOov);
+    assert.equal(
+      m.value(`${p}examples_prepared_total`),
+      stack.train.lines.length - stack.train.allOov + stack.dev.lines.length - stack.dev.allOov,
+    );
     assert.equal(m.value(`${p}requests_total`, { method: 'StreamBatches', code: 'OK' }), 1);
     assert.equal(m.value(`${p}requests_total`, { method: 'GetDataset', code: 'NOT_FOUND' }), 1);
     assert.equal(m.sum(`${p}request_errors_total`, { method: 'PrepareDataset' }), 1);

@@ -9,11 +9,13 @@ import { TokenizerKind } from '@ch8/contracts/dataset';
 import { InvalidInputError, NotFoundError } from '@ch8/errors';
 import { createClient } from '@ch8/service-kit/client';
 import type { Logger } from '@ch8/service-kit/logger';
+import { createServiceMetrics } from '@ch8/service-kit/metrics';
 import { createServer, type Ch8Server } from '@ch8/service-kit/server';
 import { loadDataset } from '@ch8/datasets/dataset';
 import { datasetSpecFromProto } from '@ch8/datasets/proto';
 import { formatTokenizerSpec } from '@ch8/tokenizer';
 import type { DatasetConfig } from './config.ts';
+import { createDatasetMetrics } from './metrics.ts';
 import { resolveSpecPaths } from './paths.ts';
 import { prepareDataset, type EmbeddingClient, type PreparedDataset, type PreparedSplit } from './prepare.ts';
 import { produceBatches, streamPlan, type StreamHooks } from './stream.ts';
@@ -64,6 +66,8 @@ export function createDatasetServer(deps: DatasetDeps): { server: Ch8Server; clo
   const embedding: EmbeddingClient = deps.embedding ?? (ownClient as EmbeddingClient);
   /** Prepared data sets by id, in registration order. Only complete preparations are ever added. */
   const registry = new Map<string, PreparedDataset>();
+  const metrics = createServiceMetrics('dataset');
+  const recorded = createDatasetMetrics(metrics, () => registry.size);
 
   const find = (id: string): PreparedDataset => {
     const d = registry.get(id);
@@ -87,6 +91,7 @@ export function createDatasetServer(deps: DatasetDeps): { server: Ch8Server; clo
     name: 'dataset',
     logger: deps.logger,
     maxBufferedResponses: config.maxBufferedBatches,
+    metrics,
   }).add(DatasetService, {
     async prepareDataset(req, ctx) {
       // The request as a spec (checked), its paths confined to the data roots, then the one library reader.
@@ -101,6 +106,7 @@ export function createDatasetServer(deps: DatasetDeps): { server: Ch8Server; clo
       const existing = registry.get(prepared.id);
       const kept = existing ?? prepared;
       if (!existing) registry.set(prepared.id, prepared);
+      recorded.prepared(kept, existing === undefined);
       ctx.logger.info('data set prepared', {
         dataset_id: kept.id,
         table_id: kept.tableId,
