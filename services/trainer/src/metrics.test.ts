@@ -4,13 +4,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { TrainerService } from '@ch8/contracts/trainer';
+import { RunState, TrainerService } from '@ch8/contracts/trainer';
 import { InvalidInputError } from '@ch8/errors';
 import { createClient } from '@ch8/service-kit/client';
 import { parseExposition } from '@ch8/service-kit/exposition';
+import { silentLogger } from '@ch8/service-kit/logger';
+import { startMetricsServer } from '@ch8/service-kit/metrics';
 import { Code, type GrpcError } from '@ch8/service-kit/status';
-import { startServiceProcess } from '@ch8/service-kit/testing';
+import { startServiceProcess, startTestServer } from '@ch8/service-kit/testing';
 import { parseTrainerConfig } from './config.ts';
+import type { FromWorker, RunJob } from './protocol.ts';
+import type { WorkerCallbacks } from './runner.ts';
+import { createTrainerServer } from './server.ts';
+import { quickConfig, startDeps, trainerEnv } from './test-stack.ts';
 
 const PACKAGE = fileURLToPath(new URL('..', import.meta.url));
 
@@ -68,6 +74,83 @@ test('main.ts serves /metrics on the logged address: calls by method and code', 
   } finally {
     client.close();
     assert.equal(await service.stop(), 0);
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('runs by state, examples/s and data wait of running runs, epochs completed (scripted workers)', async () => {
+  const deps = await startDeps({ trainRows: 60, devRows: 20 });
+  const dir = await mkdtemp(join(tmpdir(), 'ch8-trainer-run-metrics-'));
+  // Workers the test drives: each started run gets its callbacks recorded; cancel answers as a worker does.
+  const workers = new Map<string, WorkerCallbacks>();
+  const startWorker = (job: RunJob, callbacks: WorkerCallbacks) => {
+    workers.set(job.runId, callbacks);
+    return {
+      send: () => setImmediate(() => callbacks.onMessage({ type: 'aborted' })),
+      terminate: async () => undefined,
+    };
+  };
+  const built = createTrainerServer({
+    config: parseTrainerConfig(trainerEnv(deps, dir)),
+    logger: silentLogger,
+    startWorker,
+  });
+  const running = await startTestServer(built);
+  const http = await startMetricsServer('127.0.0.1:0', built.server.metrics.registry);
+  const client = createClient(TrainerService, running.address);
+  const scrape = async () => parseExposition(await (await fetch(http.url)).text());
+  const p = 'ch8_trainer_';
+  try {
+    const a = (await client.startRun({ config: quickConfig() })).run!.runId;
+    const b = (await client.startRun({ config: quickConfig() })).run!.runId;
+    const post = (m: FromWorker) => workers.get(a)!.onMessage(m);
+    post({
+      type: 'step',
+      step: { epoch: 1, step: 2, stepsInEpoch: 4, loss: 0.6, accuracy: 0.5, examplesPerSecond: 1234.5, seconds: 0.1 },
+    });
+    const epoch = {
+      epoch: 1,
+      trainLoss: 0.5,
+      trainAccuracy: 0.8,
+      devLoss: 0.4,
+      devAccuracy: 0.9,
+      trainExamplesPerSecond: 100,
+      seconds: 2.5,
+      trainSeconds: 2,
+      dataWaitShare: 0.25,
+      learningRate: 0.05,
+    };
+    post({ type: 'epoch', epoch });
+    post({ type: 'epoch', epoch: { ...epoch, epoch: 2, trainSeconds: 4, dataWaitShare: 0.125 } });
+
+    let m = await scrape();
+    const states = (mm: typeof m) =>
+      Object.fromEntries(
+        mm.samples.filter((x) => x.name === `${p}runs`).map((x) => [x.labels['state'], x.value] as const),
+      );
+    assert.deepEqual(states(m), { pending: 1, running: 1, succeeded: 0, failed: 0, cancelled: 0 });
+    assert.equal(m.value(`${p}run_examples_per_second`, { run_id: a }), 1234.5);
+    assert.equal(m.value(`${p}run_examples_per_second`, { run_id: b }), undefined, 'b has not started');
+    assert.equal(m.value(`${p}run_data_wait_share`, { run_id: a }), 0.125, 'the last completed epoch');
+    assert.equal(m.value(`${p}epochs_completed_total`), 2);
+    assert.equal(m.value(`${p}train_seconds_total`), 2 + 4);
+    assert.equal(m.value(`${p}data_wait_seconds_total`), 2 * 0.25 + 4 * 0.125);
+
+    assert.equal((await client.cancelRun({ runId: b })).run!.state, RunState.CANCELLED);
+    assert.equal((await client.cancelRun({ runId: a })).run!.state, RunState.CANCELLED);
+    m = await scrape();
+    assert.deepEqual(states(m), { pending: 0, running: 0, succeeded: 0, failed: 0, cancelled: 2 });
+    assert.equal(
+      m.samples.find((x) => x.name === `${p}run_examples_per_second`),
+      undefined,
+      'no running run left',
+    );
+    assert.equal(m.value(`${p}requests_total`, { method: 'StartRun', code: 'OK' }), 2);
+  } finally {
+    client.close();
+    await http.close();
+    await running.stop();
+    await deps.stop();
     await rm(dir, { recursive: true, force: true });
   }
 });

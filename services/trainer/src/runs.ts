@@ -43,6 +43,14 @@ export interface RunManagerOptions {
   exportFault?: ExportFault;
   /** How long a worker may take to stop after a cancel or a shutdown before it is terminated (default 20 s). */
   stopTimeoutMs?: number;
+  /** Called for each epoch a run completes (metrics). */
+  onEpoch?: (epoch: EpochEvent) => void;
+}
+
+/** What the metrics read at a scrape: runs by state, and the progress of the running ones. */
+export interface RunStats {
+  byState: Map<RunState, number>;
+  running: { runId: string; examplesPerSecond: number | undefined; dataWaitShare: number | undefined }[];
 }
 
 export function isFinal(state: RunState): boolean {
@@ -63,6 +71,8 @@ interface Entry {
   /** Resolves when the current worker is done with the run (final state, or interrupted by a shutdown). */
   settled?: Promise<void>;
   settle?: () => void;
+  /** Training examples/s of the current epoch so far, from the latest step event. */
+  examplesPerSecond?: number;
 }
 
 function epochMetrics(e: EpochEvent): EpochMetrics {
@@ -133,6 +143,22 @@ export class RunManager {
   /** Every run, oldest first. */
   list(): Run[] {
     return [...this.runs.values()].map((e) => clone(RunSchema, e.run));
+  }
+
+  stats(): RunStats {
+    const byState = new Map<RunState, number>();
+    const running: RunStats['running'] = [];
+    for (const e of this.runs.values()) {
+      byState.set(e.run.state, (byState.get(e.run.state) ?? 0) + 1);
+      if (e.run.state === RunState.RUNNING) {
+        running.push({
+          runId: e.run.runId,
+          examplesPerSecond: e.examplesPerSecond,
+          dataWaitShare: e.run.epochs.at(-1)?.dataWaitShare,
+        });
+      }
+    }
+    return { byState, running };
   }
 
   /** Past events, then live ones; ends after a final state. Throws UNAVAILABLE when the trainer shuts down first. */
@@ -280,6 +306,7 @@ export class RunManager {
     if (e.training === undefined) return;
     this.active.add(e);
     e.stop = undefined;
+    e.examplesPerSecond = undefined;
     e.settled = new Promise<void>((resolve) => (e.settle = resolve));
     this.setState(e, RunState.RUNNING);
     const log = this.options.logger.child({ run_id: run.runId });
@@ -374,6 +401,7 @@ export class RunManager {
         void this.store.saveRun(run);
         return;
       case 'step':
+        e.examplesPerSecond = m.step.examplesPerSecond;
         this.emit(e, {
           case: 'step',
           value: {
@@ -388,6 +416,7 @@ export class RunManager {
         return;
       case 'epoch': {
         const metrics = epochMetrics(m.epoch);
+        this.options.onEpoch?.(m.epoch);
         run.epochs = [...run.epochs.filter((x) => x.epoch < metrics.epoch), metrics];
         this.best(run);
         this.emit(e, { case: 'epochEnd', value: metrics });

@@ -9,11 +9,13 @@ import { RunConfigSchema, TrainerService } from '@ch8/contracts/trainer';
 import { InvalidInputError, NotFoundError, PermissionDeniedError } from '@ch8/errors';
 import { createClient, type Client } from '@ch8/service-kit/client';
 import type { Logger } from '@ch8/service-kit/logger';
+import { createServiceMetrics } from '@ch8/service-kit/metrics';
 import { createServer, type CallContext, type Ch8Server } from '@ch8/service-kit/server';
 import { dependencyError } from '@ch8/service-kit/status';
 import { trainingConfigFromProto, trainingConfigToProto } from '@ch8/training/proto';
 import type { TrainingConfig } from '@ch8/training/config';
 import type { TrainerConfig } from './config.ts';
+import { createTrainerMetrics } from './metrics.ts';
 import type { ExportFault } from './protocol.ts';
 import { RunManager, type WorkerStarter } from './runs.ts';
 
@@ -76,6 +78,8 @@ export function createTrainerServer(deps: TrainerDeps): TrainerServer {
       ? createClient(DatasetService, config.datasetAddress, { channelOptions: RECONNECT })
       : undefined;
   const dataset = deps.dataset ?? ownDataset!;
+  const metrics = createServiceMetrics('trainer');
+  const trainerMetrics = createTrainerMetrics(metrics, () => runs.stats());
   const runs = new RunManager(
     {
       stateDir: config.stateDir,
@@ -85,6 +89,7 @@ export function createTrainerServer(deps: TrainerDeps): TrainerServer {
       defaultBackend: config.backend,
       maxConcurrent: config.maxConcurrentRuns,
       logger,
+      onEpoch: (e) => trainerMetrics.epoch(e),
       ...(deps.faults?.export === undefined ? {} : { exportFault: deps.faults.export }),
     },
     deps.startWorker,
@@ -124,7 +129,7 @@ export function createTrainerServer(deps: TrainerDeps): TrainerServer {
     return info;
   };
 
-  const server = createServer({ name: 'trainer', logger }).add(TrainerService, {
+  const server = createServer({ name: 'trainer', logger, metrics }).add(TrainerService, {
     async startRun(req, ctx) {
       const given = req.config;
       if (given === undefined) throw new InvalidInputError('a run needs a config', { field: 'config' });
