@@ -10,7 +10,9 @@
  *   service), StartRun says UNAVAILABLE while it is down, and once it is back a new run prepares the data again and
  *   succeeds;
  * - the gateway SIGKILLed while it loads a new version (its weights are still being read): on restart it serves
- *   that version, the newest complete one, and ignores a half-written `.tmp-*` export beside it.
+ *   that version, the newest complete one, and ignores a half-written `.tmp-*` export beside it;
+ * - the soak's short form (bench/soak.ts is the 60 s one): 16 callers while a corrupt version (a flipped weights byte)
+ *   and then a good one are published: the corrupt one is FAILED and never answers, no call fails.
  *
  * The trainer SIGKILLed mid-run and resuming from its checkpoint on restart is services/trainer/src/resume.test.ts
  * (the trainer as a real process); it is not repeated here.
@@ -255,23 +257,32 @@ test('dataset service SIGKILLed mid-epoch: the run fails UNAVAILABLE naming it, 
   assert.match(back.logs.join(''), /"msg":"data set prepared"/, 'the restarted service prepared the data again');
 });
 
+// --- The gateway on a repository of its own, filled with copies of what the trainer exported above ---------------
+const exported = () => join(dir, 'home', 'models', 'faults');
+const repo = () => join(dir, 'gateway-repo');
+const model = () => join(repo(), 'faults');
+
+/** Copies the trainer's version `from` into the gateway's repository as directory `to` (manifest says `version`). */
+async function copyAs(from: number, to: string, version: number, edit?: (d: string) => Promise<void>): Promise<void> {
+  const d = join(model(), to);
+  await cp(join(exported(), String(from)), d, { recursive: true });
+  const manifest = JSON.parse(await readFile(join(d, 'manifest.json'), 'utf8')) as { version: number };
+  manifest.version = version;
+  await writeFile(join(d, 'manifest.json'), JSON.stringify(manifest));
+  await edit?.(d);
+}
+
+/** Publishes a copy of the trainer's version `from` as version `version`, atomically (a temporary renamed). */
+async function publish(from: number, version: number, edit?: (d: string) => Promise<void>): Promise<void> {
+  await copyAs(from, `.tmp-publish-${version}`, version, edit);
+  await rename(join(model(), `.tmp-publish-${version}`), join(model(), String(version)));
+}
+
 test('gateway SIGKILLed while it loads a new version: on restart it serves that version, the newest complete one, and ignores a half-written .tmp-* export', async (t) => {
-  const exported = join(dir, 'home', 'models', 'faults');
-  const repo = join(dir, 'gateway-repo');
-  const model = join(repo, 'faults');
-  await mkdir(model, { recursive: true });
-  /** Copies the trainer's version `from` into the gateway's repository as version `to`, then edits it. */
-  const copyAs = async (from: number, to: string, version: number, edit?: (d: string) => Promise<void>) => {
-    const d = join(model, to);
-    await cp(join(exported, String(from)), d, { recursive: true });
-    const manifest = JSON.parse(await readFile(join(d, 'manifest.json'), 'utf8')) as { version: number };
-    manifest.version = version;
-    await writeFile(join(d, 'manifest.json'), JSON.stringify(manifest));
-    await edit?.(d);
-  };
+  await mkdir(model(), { recursive: true });
   await copyAs(1, '1', 1);
 
-  const gw = () => startService('gateway', { CH8_MODEL_REPOSITORY: repo, CH8_GATEWAY_POLL_MS: '0' });
+  const gw = () => startService('gateway', { CH8_MODEL_REPOSITORY: repo(), CH8_GATEWAY_POLL_MS: '0' });
   gw();
   await waitServing('gateway', 'ch8.gateway.v1.GatewayService');
   let client = createClient(GatewayService, addr('gateway'));
@@ -281,13 +292,12 @@ test('gateway SIGKILLed while it loads a new version: on restart it serves that 
 
   // Version 2 appears complete (renamed into place), but its weights are a pipe this test holds: the gateway's read
   // of them blocks, as on a slow disk, so the load is certainly under way when the gateway is killed.
-  const weights2 = await readFile(join(exported, '2', 'weights.bin'));
-  await copyAs(2, '.tmp-publish-2', 2, async (d) => {
+  const weights2 = await readFile(join(exported(), '2', 'weights.bin'));
+  await publish(2, 2, async (d) => {
     await rm(join(d, 'weights.bin'));
     const made = spawnSync('mkfifo', [join(d, 'weights.bin')]);
     assert.equal(made.status, 0, String(made.stderr));
   });
-  await rename(join(model, '.tmp-publish-2'), join(model, '2'));
   // An export of version 3 cut off half-way (the trainer killed while writing it): never renamed into place.
   await copyAs(2, '.tmp-export-3', 3, async (d) =>
     writeFile(join(d, 'weights.bin'), weights2.subarray(0, weights2.length >> 1)),
@@ -311,7 +321,7 @@ test('gateway SIGKILLed while it loads a new version: on restart it serves that 
 
   // The disk catches up: version 2's weights are the real ones now (the pipe replaced by a rename).
   await writeFile(join(dir, 'weights-2.bin'), weights2);
-  await rename(join(dir, 'weights-2.bin'), join(model, '2', 'weights.bin'));
+  await rename(join(dir, 'weights-2.bin'), join(model(), '2', 'weights.bin'));
 
   gw();
   await waitServing('gateway', 'ch8.gateway.v1.GatewayService');
@@ -324,4 +334,53 @@ test('gateway SIGKILLed while it loads a new version: on restart it serves that 
     ['faults', '1', 'AVAILABLE'],
     ['faults', '2', 'READY'],
   ]);
+});
+
+test("rollout under traffic, the soak's short form: 16 callers while a corrupt version and then a good one appear; no call fails", async () => {
+  const client = createClient(GatewayService, addr('gateway'));
+  const answers = new Map<string, number>();
+  const failures: string[] = [];
+  let running = true;
+  const texts = ['a great and lovely film', 'the plot was dull and boring', 'it was fun', 'a weak , poor story'];
+  const loops = Array.from({ length: 16 }, async (_, c) => {
+    for (let i = c; running; i++) {
+      try {
+        const r = await client.predict(
+          { modelName: 'faults', texts: [texts[i % texts.length]!] },
+          { timeoutMs: 10_000 },
+        );
+        answers.set(r.modelVersion, (answers.get(r.modelVersion) ?? 0) + 1);
+      } catch (e) {
+        failures.push(String(e));
+      }
+    }
+  });
+  const answered = async (version: string, n: number) => {
+    const seen = answers.get(version) ?? 0;
+    for (const end = Date.now() + 20_000; (answers.get(version) ?? 0) < seen + n; await sleep(20))
+      if (Date.now() > end) assert.fail(`version ${version} did not answer ${n} more calls`);
+  };
+  try {
+    await answered('2', 200);
+    // Version 3: one byte of its weights flipped, so its checksum fails. Version 2 answers on.
+    await publish(1, 3, async (d) => {
+      const w = await readFile(join(d, 'weights.bin'));
+      w[w.length >> 1] = w[w.length >> 1]! ^ 0xff;
+      await writeFile(join(d, 'weights.bin'), w);
+    });
+    const three = (await client.reloadModels({})).models.find((m) => m.version === '3');
+    assert.equal(VersionState[three!.state], 'FAILED');
+    assert.match(three!.error, /weights\.sha256/);
+    await answered('2', 200);
+    await publish(1, 4);
+    await client.reloadModels({});
+    await answered('4', 200);
+  } finally {
+    running = false;
+    await Promise.all(loops);
+    client.close();
+  }
+  assert.deepEqual(failures, []);
+  assert.equal(answers.get('3'), undefined, 'the corrupt version never answered');
+  assert.equal(await checkHealth(addr('gateway'), 'ch8.gateway.v1.GatewayService'), 'SERVING');
 });
