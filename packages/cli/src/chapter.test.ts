@@ -44,7 +44,7 @@ test('chapter: bad arguments are refused, naming the flag, before the stack star
 });
 
 test('the plan: every problem 72-79 run under its own name; --models picks kinds or names; --epochs caps all', () => {
-  const all = planRuns({ select: [], seed: 1 });
+  const all = planRuns({ data: 'sst2', select: [], seed: 1 });
   assert.deepEqual(
     all.map((r) => [r.problem, r.name, r.model, r.config.finetune, r.config.batchSize, r.config.backend]),
     [
@@ -64,8 +64,15 @@ test('the plan: every problem 72-79 run under its own name; --models picks kinds
   // bench/accuracy.ts's table: bow-frozen lr 1e-2 and patience 3, cnn lr 5e-4 with 8 epochs and decay 0.5.
   assert.deepEqual([all[1]!.config.learningRate, all[1]!.config.patience, all[1]!.config.epochs], [1e-2, 3, 10]);
   assert.deepEqual([all[5]!.config.learningRate, all[5]!.config.epochs, all[5]!.config.lrDecay], [5e-4, 8, 0.5]);
+  assert.equal(all[3]!.config.learningRate, 5e-4);
+  // The builtin review sets: bow-finetune takes a larger step (38 steps an epoch); the rest as on SST-2.
+  const builtin = planRuns({ data: 'builtin', select: [], seed: 1 });
+  assert.deepEqual(
+    builtin.map((r) => r.config.learningRate),
+    all.map((r) => (r.model === 'bow-finetune' ? 1e-2 : r.config.learningRate)),
+  );
 
-  const some = planRuns({ select: parseModelList('bow-frozen, p79-cnn'), epochs: 1, seed: 7 });
+  const some = planRuns({ data: 'sst2', select: parseModelList('bow-frozen, p79-cnn'), epochs: 1, seed: 7 });
   assert.deepEqual(
     some.map((r) => r.name),
     ['p73-bow-frozen-fullbatch', 'p76-bow-frozen', 'p77-bow-frozen-gpu', 'p79-cnn'],
@@ -163,7 +170,7 @@ function view(): RunView {
 }
 
 test("a run's results.json entry: the best epoch's dev accuracy and speed, every epoch, per-split confusion", () => {
-  const run = planRuns({ select: ['p79-cnn'], seed: 1 })[0]!;
+  const run = planRuns({ data: 'sst2', select: ['p79-cnn'], seed: 1 })[0]!;
   const entry = modelResult(run, view(), 17.5);
   assert.deepEqual(entry, {
     problem: '79',
@@ -243,7 +250,7 @@ test("a run's results.json entry: the best epoch's dev accuracy and speed, every
 });
 
 test('the results table: one row per model, skipped and failed runs listed with the reason', () => {
-  const run = planRuns({ select: ['p79-cnn'], seed: 1 })[0]!;
+  const run = planRuns({ data: 'sst2', select: ['p79-cnn'], seed: 1 })[0]!;
   const text = resultsTable({
     models: [modelResult(run, view(), 75)],
     skipped: [{ problem: '77', name: 'p77-bow-frozen-gpu', reason: 'no hardware GPU adapter' }],

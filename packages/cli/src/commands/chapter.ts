@@ -104,6 +104,7 @@ function options(args: Parsed, io: CommandIO): Options {
     );
   const epochsFlag = str(args, 'epochs');
   const plan = planRuns({
+    data: sst2 === undefined ? 'builtin' : 'sst2',
     select: parseModelList(str(args, 'models')),
     epochs: epochsFlag === undefined ? undefined : int(args, 'epochs', 1, 1),
     seed: int(args, 'seed', 1, 0),
