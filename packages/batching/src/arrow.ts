@@ -95,6 +95,77 @@ interface Framed {
   next: number;
 }
 
+/**
+ * The vectors of a Message flatbuffer must lie inside it. arrow-js decodes a vector by looping over the count it
+ * reads, with no check: a garbled count (2^31 field nodes) made decodeBatch allocate until the process died. Reads
+ * mirror flatbuffers' (signed 32-bit offsets, 16-bit vtable entries); nested schema fields are counted (a garbled
+ * offset can point back at a parent).
+ */
+function checkMetadata(meta: Uint8Array): void {
+  const view = new DataView(meta.buffer, meta.byteOffset, meta.byteLength);
+  const garbled = (): never => bad('garbled Arrow message metadata');
+  const i32 = (at: number): number => (at >= 0 && at + 4 <= meta.length ? view.getInt32(at, true) : garbled());
+  const i16 = (at: number): number => (at >= 0 && at + 2 <= meta.length ? view.getInt16(at, true) : garbled());
+  /** Position of field `i` of the table at `t`, or -1 when absent. */
+  const field = (t: number, i: number): number => {
+    const vt = t - i32(t);
+    const o = 4 + 2 * i;
+    if (o >= i16(vt)) return -1;
+    const off = i16(vt + o);
+    return off === 0 ? -1 : t + off;
+  };
+  const table = (t: number, i: number): number => {
+    const p = field(t, i);
+    return p < 0 ? -1 : p + i32(p);
+  };
+  /** Start and length of vector field `i` of `t` (elements of `size` bytes), checked to fit. */
+  const vector = (t: number, i: number, size: number): { start: number; n: number } => {
+    const p = field(t, i);
+    if (p < 0) return { start: 0, n: 0 };
+    const v = p + i32(p);
+    const n = i32(v);
+    if (n > 0 && v + 4 + n * size > meta.length) garbled();
+    return { start: v + 4, n: Math.max(0, n) };
+  };
+  const tables = (t: number, i: number, each: (t: number) => void): void => {
+    const { start, n } = vector(t, i, 4);
+    for (let k = 0; k < n; k++) each(start + 4 * k + i32(start + 4 * k));
+  };
+  const keyValues = (t: number, i: number): void =>
+    tables(t, i, (kv) => {
+      vector(kv, 0, 1);
+      vector(kv, 1, 1);
+    });
+  const recordBatch = (rb: number): void => {
+    vector(rb, 1, 16); // nodes
+    vector(rb, 2, 16); // buffers
+    vector(rb, 4, 8); // variadicBufferCounts
+  };
+  let fields = 0;
+  const schemaField = (f: number): void => {
+    if (++fields > MAX_SCHEMA_FIELDS) garbled();
+    vector(f, 0, 1); // name
+    tables(f, 5, schemaField); // children
+    keyValues(f, 6);
+  };
+  const root = i32(0);
+  keyValues(root, 4);
+  const header = table(root, 2);
+  if (header < 0) return;
+  const type = meta[field(root, 1)] ?? 0;
+  if (type === 1) {
+    tables(header, 1, schemaField);
+    keyValues(header, 2);
+    vector(header, 3, 8); // features
+  } else if (type === 2) {
+    const data = table(header, 1);
+    if (data >= 0) recordBatch(data);
+  } else if (type === 3) recordBatch(header);
+}
+
+/** Schema fields (nested ones included) a message may declare: a batch has 5. */
+const MAX_SCHEMA_FIELDS = 1024;
+
 function readMessageAt(bytes: Uint8Array, view: DataView, pos: number): Framed | null {
   if (pos + 4 > bytes.length) return null;
   let len = view.getInt32(pos, true);
@@ -106,6 +177,7 @@ function readMessageAt(bytes: Uint8Array, view: DataView, pos: number): Framed |
   }
   if (len === 0) return null; // end-of-stream marker
   if (len < 0 || metaStart + len > bytes.length) bad('truncated or garbled Arrow message');
+  checkMetadata(bytes.subarray(metaStart, metaStart + len));
   const message = Message.decode(bytes.subarray(metaStart, metaStart + len));
   const bodyStart = metaStart + len;
   const next = bodyStart + Number(message.bodyLength);
@@ -117,6 +189,7 @@ function readMessageAt(bytes: Uint8Array, view: DataView, pos: number): Framed |
 function dataBuffers(
   batch: MessageRecordBatch,
   bodyStart: number,
+  bodyLength: number,
   b: number,
   t: number,
 ): [number, number, number, number] {
@@ -126,11 +199,22 @@ function dataBuffers(
     bad(`expected 5 field nodes and 9 buffers, got ${nodes.length} and ${buffers.length}`);
   }
   if (nodes.some((n) => n.nullCount !== 0)) bad('nulls are not allowed in a batch');
+  // Field nodes: input_ids (B lists), its items (B*T), label, length, index (B each).
+  const rows = [b, b * t, b, b, b];
+  nodes.forEach((n, k) => {
+    if (n.length !== rows[k])
+      bad(`field node ${k} has ${n.length} values, the batch ${rows[k]}`, COLUMNS[k === 0 ? 0 : k - 1]);
+  });
   const need = [b * t * 4, b * 4, b * 4, b * 4];
   const at: number[] = [];
   for (let k = 0; k < 4; k++) {
     const region = buffers[2 + 2 * k] as { offset: number; length: number };
     if (region.length < (need[k] as number)) bad(`column ${COLUMNS[k]} is shorter than the batch`, COLUMNS[k]);
+    // The buffer must lie inside the message body (a garbled offset must not read other bytes), 8-byte aligned as
+    // the IPC format requires.
+    if (!(region.offset >= 0 && region.offset % 8 === 0 && region.offset + (need[k] as number) <= bodyLength)) {
+      bad(`column ${COLUMNS[k]} lies outside the message body`, COLUMNS[k]);
+    }
     at.push(bodyStart + region.offset);
   }
   return at as [number, number, number, number];
@@ -165,7 +249,7 @@ function templateOf(b: number, t: number): Template {
     const schemaMsg = readMessageAt(bytes, view, 0) as Framed;
     const rb = readMessageAt(bytes, view, schemaMsg.next) as Framed;
     const header = (rb.message as Message<MessageHeader.RecordBatch>).header();
-    tpl = { bytes, at: dataBuffers(header, rb.bodyStart, b, t) };
+    tpl = { bytes, at: dataBuffers(header, rb.bodyStart, rb.next - rb.bodyStart, b, t) };
     if (templates.size >= 512) templates.clear();
     templates.set(key, tpl);
   }
@@ -241,24 +325,29 @@ export function decodeBatch(bytes: Uint8Array): Batch {
   let schemaMsg: Framed | null;
   let rb: Framed | null;
   let after: Framed | null;
+  let t: number;
+  let header: MessageRecordBatch;
+  // arrow-js decodes the flatbuffers lazily (header()): garbage can make it throw anything, reported as bad input.
   try {
     schemaMsg = readMessageAt(bytes, view, 0);
     if (schemaMsg === null || !schemaMsg.message.isSchema()) bad('not an Arrow IPC stream: no schema message first');
     rb = readMessageAt(bytes, view, schemaMsg.next);
     after = rb === null ? null : readMessageAt(bytes, view, rb.next);
+    t = checkSchema((schemaMsg.message as Message<MessageHeader.Schema>).header());
+    if (rb === null || after !== null) {
+      bad(`expected exactly one record batch, got ${rb === null ? 0 : 'more than one message after the schema'}`);
+    }
+    if (!rb.message.isRecordBatch()) bad('expected exactly one record batch, got another message (dictionary?)');
+    header = rb.message.header();
   } catch (e) {
     if (e instanceof InvalidInputError) throw e;
     throw new InvalidInputError(`not an Arrow IPC stream: ${(e as Error).message}`, {}, { cause: e });
   }
-  const t = checkSchema((schemaMsg.message as Message<MessageHeader.Schema>).header());
-  if (rb === null || after !== null) {
-    bad(`expected exactly one record batch, got ${rb === null ? 0 : 'more than one message after the schema'}`);
-  }
-  if (!rb.message.isRecordBatch()) bad('expected exactly one record batch, got another message (dictionary?)');
-  const header = rb.message.header();
   if (header.compression !== null && header.compression !== undefined) bad('compressed batches are not supported');
   const b = header.length;
-  const at = dataBuffers(header, rb.bodyStart, b, t);
+  if (!Number.isSafeInteger(b) || b < 0) bad(`garbled batch length ${b}`);
+  if (!Number.isSafeInteger(t) || t < 0) bad(`garbled input_ids width ${t}`, 'input_ids');
+  const at = dataBuffers(header, rb.bodyStart, rb.next - rb.bodyStart, b, t);
   return {
     inputIds: viewAt(Int32Array, bytes, at[0], b * t),
     batchSize: b,
