@@ -16,13 +16,41 @@ import { buildNet, type Net } from './nets.ts';
 import { bceWithLogits } from './ops.ts';
 import { Rng } from './rng.ts';
 import { SparseRowAdam, type SparseAdamState } from './sparse-adam.ts';
+import {
+  DropoutStream,
+  GradientAccumulator,
+  checkShare,
+  shareRows,
+  takeRows,
+  type BatchShare,
+  type GradientSum,
+} from './gradients.ts';
 
 export type { Batch, ModelBatch } from './batch.ts';
 export type { SparseAdamState } from './sparse-adam.ts';
+export type { BatchShare, GradientSum } from './gradients.ts';
+export { DropoutStream, GradientAccumulator } from './gradients.ts';
 
 export interface CreateModelOptions {
   /** Pretrained matrix, vocabSize x dim row-major, row 0 = PAD (forced to zeros). Default: random U(-sqrt3, sqrt3). */
   embeddings?: Float32Array;
+  /**
+   * The embedding table itself, kept as given (not copied): a view of a SharedArrayBuffer, so that replicas of the
+   * model in other threads read the rows this model's optimizer updates (data-parallel training). vocabSize x dim,
+   * row 0 (PAD) must be zeros. Excludes `embeddings`.
+   */
+  sharedEmbeddings?: Float32Array;
+}
+
+/** What {@link SentimentModel.computeGradients} computes. */
+export interface GradientOptions {
+  /** Only this share of the batch's rows (strided, see @ch8/models/gradients). Default: every row. */
+  share?: BatchShare;
+  /**
+   * The step's dropout masks. Default: a fresh stream for this model's next step. The chunks of one accumulated step
+   * share one stream; a replica passes `dropoutStream(step)` with the step number of the model it mirrors.
+   */
+  stream?: DropoutStream;
 }
 
 export interface StepResult {
@@ -127,74 +155,12 @@ function adamInternals(optimizer: tf.Optimizer): TfjsAdamInternals {
   return o as TfjsAdamInternals;
 }
 
-/** Running sums of one accumulated (multi-chunk) step. */
-interface Accumulation {
-  /** Sum over chunks of chunk size x the chunk's mean-loss gradient w.r.t. the flat parameters. */
-  flat: tf.Tensor | undefined;
-  loss: number;
-  correct: number;
-  examples: number;
-  rows: RowGradSum | undefined;
-}
-
 /** What a chunk leaves for the host to read. */
 interface ChunkTensors {
   prep: PreparedBatch;
   loss: tf.Tensor;
   logits: tf.Tensor;
   tokenGrad: tf.Tensor | undefined;
-}
-
-/**
- * Embedding-row gradients merged over the chunks of one step: each distinct id once, its rows summed (float64)
- * with each chunk's gradient weighted by the chunk's size.
- */
-class RowGradSum {
-  private readonly slot: Int32Array;
-  private readonly ids: number[] = [];
-  private grad = new Float64Array(0);
-
-  constructor(
-    vocabSize: number,
-    private readonly dim: number,
-  ) {
-    this.slot = new Int32Array(vocabSize);
-  }
-
-  /** Adds `weight` x the per-position gradient `tokenGrad` [B*T, d] of a prepared chunk. */
-  add(prep: PreparedBatch, tokenGrad: Float32Array, weight: number): void {
-    const d = this.dim;
-    const where = new Int32Array(prep.rows.length + 1); // local id -> slot + 1 here
-    for (let r = 0; r < prep.rows.length; r++) {
-      const id = prep.rows[r]!;
-      if (this.slot[id] === 0) {
-        this.ids.push(id);
-        this.slot[id] = this.ids.length;
-      }
-      where[r + 1] = this.slot[id]!;
-    }
-    if (this.grad.length < this.ids.length * d) {
-      const next = new Float64Array(Math.max(this.ids.length * d, this.grad.length * 2));
-      next.set(this.grad);
-      this.grad = next;
-    }
-    const g = this.grad;
-    for (let i = 0; i < prep.local.length; i++) {
-      const r = prep.local[i]!;
-      if (r === 0) continue;
-      const go = (where[r]! - 1) * d;
-      const so = i * d;
-      for (let j = 0; j < d; j++) g[go + j]! += weight * tokenGrad[so + j]!;
-    }
-  }
-
-  /** The distinct ids and their gradient rows divided by `n`. */
-  result(n: number): { ids: Int32Array; grad: Float32Array } {
-    const d = this.dim;
-    const grad = new Float32Array(this.ids.length * d);
-    for (let i = 0; i < grad.length; i++) grad[i] = this.grad[i]! / n;
-    return { ids: Int32Array.from(this.ids), grad };
-  }
 }
 
 export class SentimentModel {
@@ -218,17 +184,30 @@ export class SentimentModel {
     this.lr = this.config.learningRate;
     const { vocabSize: V, dim: d, seed } = this.config;
     this.net = buildNet(this.config);
-    if (options.embeddings !== undefined) {
+    const shared = options.sharedEmbeddings;
+    if (shared !== undefined) {
+      if (options.embeddings !== undefined)
+        throw new InvalidInputError('give embeddings or sharedEmbeddings, not both', { field: 'sharedEmbeddings' });
+      if (!(shared instanceof Float32Array) || shared.length !== V * d) {
+        throw new InvalidInputError(`must be a Float32Array of vocabSize*dim = ${V * d} values`, {
+          field: 'sharedEmbeddings',
+        });
+      }
+      for (let j = 0; j < d; j++)
+        if (shared[j] !== 0) throw new InvalidInputError('row 0 (PAD) must be zeros', { field: 'sharedEmbeddings' });
+      this.table = shared;
+    } else if (options.embeddings !== undefined) {
       if (!(options.embeddings instanceof Float32Array) || options.embeddings.length !== V * d) {
         throw new InvalidInputError(`must be a Float32Array of vocabSize*dim = ${V * d} values`, {
           field: 'embeddings',
         });
       }
       this.table = Float32Array.from(options.embeddings);
+      this.table.fill(0, 0, d);
     } else {
       this.table = new Rng(seed ^ 0x5eed).uniform(new Float32Array(V * d), Math.sqrt(3));
+      this.table.fill(0, 0, d);
     }
-    this.table.fill(0, 0, d);
     this.preparer = new BatchPreparer(V);
     const rng = new Rng(seed);
     let offset = 0;
@@ -320,7 +299,21 @@ export class SentimentModel {
    * masks; the chunks of an accumulated step draw from one stream in turn.
    */
   private stepRng(): Rng {
-    return new Rng((this.config.seed * 1000003 + this.stepCount * 7919 + 17) >>> 0);
+    return new Rng(this.stepSeed(this.stepCount));
+  }
+
+  private stepSeed(step: number): number {
+    return (this.config.seed * 1000003 + step * 7919 + 17) >>> 0;
+  }
+
+  /**
+   * The dropout masks of training step `step` (default: the next step of this model). Every thread that computes a
+   * part of one step uses a stream of the same step: the parts' masks are then the whole step's.
+   */
+  dropoutStream(step: number = this.stepCount): DropoutStream {
+    if (!Number.isSafeInteger(step) || step < 0)
+      throw new InvalidInputError(`must be a non-negative integer, got ${step}`, { field: 'step' });
+    return new DropoutStream(this.stepSeed(step));
   }
 
   private forward(
@@ -461,32 +454,22 @@ export class SentimentModel {
 
   /**
    * One optimisation step over several chunks, as if they were one batch (problem 73's full-batch training with
-   * bounded memory): forward and backward chunk by chunk, the gradients summed weighted by chunk size, then ONE
-   * update with the gradient of the mean loss over all examples (dense Adam, and one sparse Adam step on the union
-   * of the fine-tuned rows). Dropout masks continue one stream over the chunks, so for a net with one dropout layer
-   * (mlp, cnn, bilstm, gru) the step equals `trainStep` on the chunks stacked in order (attention's encoder
-   * dropout draws per position: its masks depend on each chunk's T). Returns the mean loss and the correct count
-   * over all chunks (before the update). Reads back synchronously.
+   * bounded memory): {@link computeGradients} chunk by chunk (nothing updated), the gradients of the summed losses
+   * added up, then ONE {@link applyGradients} with the gradient of the mean loss over all examples (dense Adam, and
+   * one sparse Adam step on the union of the fine-tuned rows). Dropout masks continue one stream over the chunks, so
+   * for a net with one dropout layer (mlp, cnn, bilstm, gru) the step equals `trainStep` on the chunks stacked in
+   * order (attention's encoder dropout draws per position: its masks depend on each chunk's T). Returns the mean
+   * loss and the correct count over all chunks (before the update). Reads back synchronously.
    */
   trainStepAccumulated(chunks: Iterable<ModelBatch>): StepResult {
     this.checkIdle();
-    this.ensureOptimizers();
     this.busy = true;
-    const acc = this.newAccumulation();
-    const rng = this.stepRng();
     try {
-      for (const batch of chunks) {
-        const c = this.accumulateChunk(acc, batch, rng);
-        try {
-          const grad = c.tokenGrad?.dataSync() as Float32Array | undefined;
-          this.tallyChunk(acc, c.prep, c.loss.dataSync()[0]!, c.logits.dataSync(), grad);
-        } finally {
-          tf.dispose([c.loss, c.logits, ...(c.tokenGrad ? [c.tokenGrad] : [])]);
-        }
-      }
-      return this.finishAccumulated(acc);
+      const acc = this.newAccumulator();
+      const stream = this.dropoutStream();
+      for (const batch of chunks) acc.add(this.gradientsOf(batch, undefined, stream));
+      return this.applySum(acc.result(), 'chunks');
     } finally {
-      acc.flat?.dispose();
       this.busy = false;
     }
   }
@@ -494,85 +477,251 @@ export class SentimentModel {
   /** {@link trainStepAccumulated} over sync or async chunks, reading back with `await data()` (webgpu). */
   async trainStepAccumulatedAsync(chunks: Iterable<ModelBatch> | AsyncIterable<ModelBatch>): Promise<StepResult> {
     this.checkIdle();
-    this.ensureOptimizers();
     this.busy = true;
-    const acc = this.newAccumulation();
-    const rng = this.stepRng();
     try {
-      for await (const batch of chunks) {
-        const c = this.accumulateChunk(acc, batch, rng);
-        try {
-          const [loss, logits, grad] = await Promise.all([c.loss.data(), c.logits.data(), c.tokenGrad?.data()]);
-          this.tallyChunk(acc, c.prep, loss[0]!, logits, grad as Float32Array | undefined);
-        } finally {
-          tf.dispose([c.loss, c.logits, ...(c.tokenGrad ? [c.tokenGrad] : [])]);
-        }
-      }
-      return this.finishAccumulated(acc);
+      const acc = this.newAccumulator();
+      const stream = this.dropoutStream();
+      for await (const batch of chunks) acc.add(await this.gradientsOfAsync(batch, undefined, stream));
+      return this.applySum(acc.result(), 'chunks');
     } finally {
-      acc.flat?.dispose();
       this.busy = false;
     }
   }
 
-  private newAccumulation(): Accumulation {
+  /** An empty accumulator of this model's gradients (see {@link GradientAccumulator}). */
+  newAccumulator(): GradientAccumulator {
     const { finetune, vocabSize, dim } = this.config;
-    return {
-      flat: undefined,
-      loss: 0,
-      correct: 0,
-      examples: 0,
-      rows: finetune ? new RowGradSum(vocabSize, dim) : undefined,
-    };
+    return finetune
+      ? new GradientAccumulator(this.theta.size, vocabSize, dim)
+      : new GradientAccumulator(this.theta.size);
   }
 
-  /** Forward and backward of one chunk (no update); adds its size-weighted dense gradient to `acc`. */
-  private accumulateChunk(acc: Accumulation, batch: ModelBatch, rng: Rng): ChunkTensors {
-    const prep = this.preparer.prepare(batch, true);
-    // Every chunk must see the rows as they are at this step (dense semantics: caught up to it).
+  /**
+   * The gradient of the summed loss of a batch, or of one share of its rows, with dropout on: nothing is updated
+   * (the fine-tuned rows it reads are brought up to date first, as a step would see them). Parts computed this way
+   * and added up (GradientAccumulator) give, through {@link applyGradients}, the step `trainStep` would take on the
+   * whole batch, up to float summation order. An empty share (batchSize < share.count) gives zero gradients, and
+   * still advances `stream` as the batch would. Reads back synchronously.
+   */
+  computeGradients(batch: ModelBatch, options: GradientOptions = {}): GradientSum {
+    this.checkIdle();
+    return this.gradientsOf(batch, options.share, options.stream);
+  }
+
+  /** {@link computeGradients} reading back with `await data()` (webgpu). */
+  async computeGradientsAsync(batch: ModelBatch, options: GradientOptions = {}): Promise<GradientSum> {
+    this.checkIdle();
+    this.busy = true;
+    try {
+      return await this.gradientsOfAsync(batch, options.share, options.stream);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /**
+   * ONE optimisation step with the gradient of the mean loss of `sum`'s examples: dense Adam on `sum.grad /
+   * examples`, and (fine-tuning) one sparse Adam step on `sum.embeddingGrad`'s rows, exactly as
+   * {@link trainStepAccumulated} finishes a step. Returns the mean loss and correct count `sum` carries.
+   */
+  applyGradients(sum: GradientSum): StepResult {
+    this.checkIdle();
+    return this.applySum(sum, 'examples');
+  }
+
+  /**
+   * Dense embedding-Adam mode: brings the rows `batch` uses up to date, as the step's forward pass must see them.
+   * Call before replicas in other threads read those rows of a shared table ({@link CreateModelOptions}); a step on
+   * this model does it by itself.
+   */
+  syncRows(batch: ModelBatch): void {
+    this.checkIdle();
+    if (this.embeddingOptimizer === undefined) return;
+    this.embeddingOptimizer.catchUpRows(this.table, this.preparer.prepare(batch, false).rows);
+  }
+
+  /** The flat dense parameter vector (build order), into `out` when given. Reads synchronously. */
+  getParams(out: Float32Array = new Float32Array(this.theta.size)): Float32Array {
+    this.checkAlive();
+    if (out.length !== this.theta.size)
+      throw new InvalidInputError(`must have ${this.theta.size} values, got ${out.length}`, { field: 'params' });
+    out.set(this.theta.dataSync() as Float32Array);
+    return out;
+  }
+
+  /** Replaces the flat dense parameter vector (copied); the optimizers' state is left as it is. */
+  setParams(values: Float32Array): void {
+    this.checkIdle();
+    if (!(values instanceof Float32Array) || values.length !== this.theta.size)
+      throw new InvalidInputError(`must be a Float32Array of ${this.theta.size} values`, { field: 'params' });
+    const copy = values.slice(); // a backend may keep the array it is given; `values` may be shared memory
+    tf.tidy(() => this.theta.assign(tf.tensor1d(copy)));
+  }
+
+  /** The part of the batch to compute, and the rows of the dropout masks to keep. */
+  private partOf(
+    batch: ModelBatch,
+    share: BatchShare | undefined,
+    stream: DropoutStream | undefined,
+  ): { part: ModelBatch | undefined; rng: Rng; rows: Int32Array } {
+    const rng = (stream ?? this.dropoutStream()).rng;
+    const all = batch.batchSize;
+    let rows: Int32Array;
+    let part: ModelBatch | undefined = batch;
+    if (share === undefined || share.count === 1) {
+      if (share !== undefined) checkShare(share);
+      rows = shareRows(all, { index: 0, count: 1 });
+    } else {
+      checkShare(share);
+      rows = shareRows(all, share);
+      if (rows.length === 0) {
+        // Nothing to compute, but the stream must advance as the whole batch's would: a forward pass over any one
+        // row draws every mask of the batch (ShareRng), so the next chunk of the step gets its own masks.
+        const one = shareRows(all, { index: 0, count: all });
+        rng.select(one, all);
+        const prep = this.preparer.prepare(takeRows(batch, one), false);
+        tf.tidy(() => {
+          this.forward(prep, this.tokenRows(prep), this.paramViews(this.theta), true, rng);
+        });
+        part = undefined;
+      } else {
+        part = takeRows(batch, rows);
+      }
+    }
+    rng.select(rows, all);
+    return { part, rng, rows };
+  }
+
+  private zeroGradients(): GradientSum {
+    const g: GradientSum = { examples: 0, lossSum: 0, correct: 0, grad: new Float32Array(this.theta.size) };
+    if (this.config.finetune) g.embeddingGrad = { rows: new Int32Array(0), values: new Float32Array(0) };
+    return g;
+  }
+
+  /** Forward and backward of a part (no update): the tensors the host reads, gradients of the summed loss. */
+  private gradientTensors(part: ModelBatch, rng: Rng): ChunkTensors & { grad: tf.Tensor } {
+    const prep = this.preparer.prepare(part, true);
+    // Every part must see the rows as they are at this step (dense semantics: caught up to it).
     this.embeddingOptimizer?.catchUpRows(this.table, prep.rows);
-    const previous = acc.flat;
     const out = tf.tidy(() => {
       const r = this.lossAndGrads(prep, true, rng);
-      const weighted = tf.mul(r.flatGrad, prep.batchSize);
       return {
-        flat: previous === undefined ? weighted : tf.add(previous, weighted),
+        grad: tf.mul(r.flatGrad, prep.batchSize),
         loss: r.loss,
         logits: r.logits,
         tokenGrad: r.tokenGrad,
       };
     });
-    previous?.dispose();
-    acc.flat = out.flat;
-    return { prep, loss: out.loss, logits: out.logits, tokenGrad: out.tokenGrad };
+    return { prep, ...out };
   }
 
-  private tallyChunk(
-    acc: Accumulation,
+  /** The host arrays of a part's gradients; `tokenGrad` [B*T, d] is summed per distinct row and scaled to the sum. */
+  private hostGradients(
     prep: PreparedBatch,
     loss: number,
     logits: ArrayLike<number>,
+    grad: Float32Array,
     tokenGrad: Float32Array | undefined,
-  ): void {
+  ): GradientSum {
     const B = prep.batchSize;
-    acc.loss += loss * B;
-    acc.correct += countCorrect(logits, prep.labels!);
-    acc.examples += B;
-    if (tokenGrad !== undefined) acc.rows!.add(prep, tokenGrad, B);
+    const out: GradientSum = {
+      examples: B,
+      lossSum: loss * B,
+      correct: countCorrect(logits, prep.labels!),
+      grad: grad.slice(),
+    };
+    if (tokenGrad !== undefined) {
+      const d = this.config.dim;
+      const sum = new Float64Array(prep.rows.length * d);
+      for (let i = 0; i < prep.local.length; i++) {
+        const r = prep.local[i]!;
+        if (r === 0) continue;
+        const go = (r - 1) * d;
+        const so = i * d;
+        for (let j = 0; j < d; j++) sum[go + j]! += tokenGrad[so + j]!;
+      }
+      const values = new Float32Array(sum.length);
+      for (let i = 0; i < sum.length; i++) values[i] = sum[i]! * B;
+      out.embeddingGrad = { rows: prep.rows, values };
+    }
+    return out;
   }
 
-  /** The one update of an accumulated step, with the gradient of the mean loss over all its examples. */
-  private finishAccumulated(acc: Accumulation): StepResult {
-    const n = acc.examples;
-    if (n === 0 || acc.flat === undefined) throw new InvalidInputError('no batches to train on', { field: 'chunks' });
-    const flat = acc.flat;
-    tf.tidy(() => this.optimizer!.applyGradients([{ name: this.theta.name, tensor: tf.div(flat, n) }]));
-    if (acc.rows !== undefined) {
-      const { ids, grad } = acc.rows.result(n);
-      this.embeddingOptimizer!.stepRows(this.table, ids, grad);
+  private gradientsOf(
+    batch: ModelBatch,
+    share: BatchShare | undefined,
+    stream: DropoutStream | undefined,
+  ): GradientSum {
+    this.checkAlive();
+    const { part, rng } = this.partOf(batch, share, stream);
+    if (part === undefined) return this.zeroGradients();
+    const c = this.gradientTensors(part, rng);
+    try {
+      const tokenGrad = c.tokenGrad?.dataSync() as Float32Array | undefined;
+      return this.hostGradients(
+        c.prep,
+        c.loss.dataSync()[0]!,
+        c.logits.dataSync(),
+        c.grad.dataSync() as Float32Array,
+        tokenGrad,
+      );
+    } finally {
+      tf.dispose([c.loss, c.logits, c.grad, ...(c.tokenGrad ? [c.tokenGrad] : [])]);
+    }
+  }
+
+  private async gradientsOfAsync(
+    batch: ModelBatch,
+    share: BatchShare | undefined,
+    stream: DropoutStream | undefined,
+  ): Promise<GradientSum> {
+    this.checkAlive();
+    const { part, rng } = this.partOf(batch, share, stream);
+    if (part === undefined) return this.zeroGradients();
+    const c = this.gradientTensors(part, rng);
+    try {
+      const [loss, logits, grad, tokenGrad] = await Promise.all([
+        c.loss.data(),
+        c.logits.data(),
+        c.grad.data(),
+        c.tokenGrad?.data(),
+      ]);
+      return this.hostGradients(c.prep, loss[0]!, logits, grad as Float32Array, tokenGrad as Float32Array | undefined);
+    } finally {
+      tf.dispose([c.loss, c.logits, c.grad, ...(c.tokenGrad ? [c.tokenGrad] : [])]);
+    }
+  }
+
+  /** The one update of a step from the gradient of the summed loss of `sum.examples` examples. */
+  private applySum(sum: GradientSum, field: string): StepResult {
+    const n = sum.examples;
+    if (!(Number.isInteger(n) && n > 0))
+      throw new InvalidInputError(n === 0 ? 'no examples to train on' : `bad example count ${n}`, { field });
+    if (!(sum.grad instanceof Float32Array) || sum.grad.length !== this.theta.size) {
+      throw new InvalidInputError(`must be a Float32Array of ${this.theta.size} values`, { field: 'grad' });
+    }
+    const { finetune, dim } = this.config;
+    const e = sum.embeddingGrad;
+    if (e !== undefined) {
+      if (!finetune) throw new InvalidInputError('this model keeps its embeddings frozen', { field: 'embeddingGrad' });
+      if (e.values.length !== e.rows.length * dim) {
+        throw new InvalidInputError(`has ${e.values.length} values, expected rows*dim = ${e.rows.length * dim}`, {
+          field: 'embeddingGrad.values',
+        });
+      }
+    }
+    this.ensureOptimizers();
+    const grad = sum.grad;
+    tf.tidy(() => this.optimizer!.applyGradients([{ name: this.theta.name, tensor: tf.div(tf.tensor1d(grad), n) }]));
+    if (finetune) {
+      // One sparse step even when no row was used: the embedding optimizer counts steps with the dense one.
+      const rows = e?.rows ?? new Int32Array(0);
+      const values = new Float32Array(rows.length * dim);
+      if (e !== undefined) for (let i = 0; i < values.length; i++) values[i] = e.values[i]! / n;
+      this.embeddingOptimizer!.stepRows(this.table, rows, values);
     }
     this.stepCount++;
-    return { loss: acc.loss / n, correct: acc.correct, examples: n };
+    return { loss: sum.lossSum / n, correct: sum.correct, examples: n };
   }
 
   /** Logits [B] as a tensor the caller disposes (dropout off unless `training`). */
