@@ -282,6 +282,19 @@ function lastPart(field: string): string {
 
 function checkModel(c: Checker, raw: unknown): ModelConfig {
   if (!isRecord(raw)) throw c.bad('model', `must be a JSON object, got ${describe(raw)}`);
+  // Every field is a number, string or boolean (widths: a list of them). resolveConfig puts values in its messages
+  // with String(), which throws TypeError for an object such as {"toString": []}.
+  for (const [k, v] of Object.entries(raw)) {
+    const values = k === 'widths' && Array.isArray(v) ? v : [v];
+    values.forEach((x, i) => {
+      if (typeof x === 'object' && x !== null) {
+        throw c.bad(
+          `model.${k}${values === v ? `[${i}]` : ''}`,
+          `must be a number, string or boolean, got ${describe(x)}`,
+        );
+      }
+    });
+  }
   let config: ModelConfig;
   try {
     config = resolveConfig(raw as unknown as ModelConfigInput);
@@ -290,10 +303,15 @@ function checkModel(c: Checker, raw: unknown): ModelConfig {
     throw e;
   }
   // The manifest stores the resolved config: a field left to a default could change meaning with a new default.
-  for (const k of Object.keys(config)) {
-    if (!(k in raw)) throw c.bad(`model.${k}`, 'missing (the manifest stores the fully resolved config)');
+  // Own keys only: `"__proto__"` or `"constructor"` is not a field because every object inherits one.
+  // A value resolveConfig changes (null, which it takes for "use the default") is not in resolved form either.
+  for (const k of Object.keys(config) as (keyof ModelConfig)[]) {
+    if (!Object.hasOwn(raw, k)) throw c.bad(`model.${k}`, 'missing (the manifest stores the fully resolved config)');
+    if (!isDeepStrictEqual(raw[k], config[k])) {
+      throw c.bad(`model.${k}`, `must be the resolved value ${JSON.stringify(config[k])}, got ${describe(raw[k])}`);
+    }
   }
-  for (const k of Object.keys(raw)) if (!(k in config)) throw c.bad(`model.${k}`, 'unknown field');
+  for (const k of Object.keys(raw)) if (!Object.hasOwn(config, k)) throw c.bad(`model.${k}`, 'unknown field');
   return config;
 }
 
@@ -326,7 +344,13 @@ function checkVocabulary(c: Checker, raw: unknown, model: ModelConfig): ModelMan
 }
 
 function checkTokenizerSpec(c: Checker, raw: unknown, field: string): TokenizerSpec {
-  c.object(raw, field, ['kind', 'version']);
+  const spec = c.object(raw, field, ['kind', 'version']);
+  // @ch8/tokenizer puts a bad kind or version in its message with JSON.stringify (a deeply nested list overflows it).
+  for (const k of ['kind', 'version'] as const) {
+    if (typeof spec[k] === 'object' && spec[k] !== null) {
+      throw c.bad(`${field}.${k}`, `must be a ${k === 'kind' ? 'string' : 'number'}, got ${describe(spec[k])}`);
+    }
+  }
   try {
     const spec = parseTokenizerSpec(raw);
     getTokenizer(spec); // an unknown version: VocabularyMismatchError
@@ -415,11 +439,13 @@ function checkMetrics(c: Checker, raw: unknown): ModelManifest['metrics'] {
   }
   const devAccuracy = m.devAccuracy === null ? null : c.probability(m.devAccuracy, 'metrics.devAccuracy');
   const rawSplits = isObjectMap(c, m.splits, 'metrics.splits');
-  const splits: Record<string, SplitMetrics> = {};
-  for (const [name, s] of Object.entries(rawSplits)) {
-    if (name === '') throw c.bad('metrics.splits', 'a split name must not be empty');
-    splits[name] = checkSplit(c, s, `metrics.splits.${name}`);
-  }
+  // fromEntries defines own keys: assigning splits["__proto__"] would set the object's prototype instead.
+  const splits: Record<string, SplitMetrics> = Object.fromEntries(
+    Object.entries(rawSplits).map(([name, s]) => {
+      if (name === '') throw c.bad('metrics.splits', 'a split name must not be empty');
+      return [name, checkSplit(c, s, `metrics.splits.${name}`)];
+    }),
+  );
   return { epochs, bestEpoch, devAccuracy, splits };
 }
 
@@ -505,9 +531,9 @@ export function validateManifest(raw: unknown, file: string): ModelManifest {
   const metrics = checkMetrics(c, m.metrics);
   const b = c.object(m.backend, 'backend', ['backend', 'device']);
   const backend = { backend: c.string(b.backend, 'backend.backend'), device: c.string(b.device, 'backend.device') };
-  const timings: Record<string, number> = {};
-  for (const [k, v] of Object.entries(isObjectMap(c, m.timings, 'timings')))
-    timings[k] = c.number(v, `timings.${k}`, 0);
+  const timings: Record<string, number> = Object.fromEntries(
+    Object.entries(isObjectMap(c, m.timings, 'timings')).map(([k, v]) => [k, c.number(v, `timings.${k}`, 0)]),
+  );
   if (typeof m.createdAt !== 'string' || !ISO_8601.test(m.createdAt) || !Number.isFinite(Date.parse(m.createdAt))) {
     throw c.bad(
       'createdAt',

@@ -14,8 +14,15 @@ export const MODEL_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
  */
 export function checkModelName(name: string, field = 'name'): string {
   if (typeof name !== 'string' || !MODEL_NAME_PATTERN.test(name)) {
+    // Not JSON.stringify of any value: a list nested deep (from a manifest) overflows its stack.
+    const shown =
+      typeof name === 'string'
+        ? JSON.stringify(name.slice(0, 80))
+        : Array.isArray(name)
+          ? 'a list'
+          : String(typeof name);
     throw new InvalidInputError(
-      `model name ${JSON.stringify(name)} is not allowed: use 1-64 characters of a-z 0-9 . _ -, starting with a letter or digit`,
+      `model name ${shown} is not allowed: use 1-64 characters of a-z 0-9 . _ -, starting with a letter or digit`,
       { field },
     );
   }

@@ -92,8 +92,16 @@ export function convertV1Manifest(
   if (!Array.isArray(tokens)) throw refuse('metadata.vocabulary', 'does not carry its vocabulary tokens');
   if (metadata.tokenizer === undefined) throw refuse('metadata.tokenizer', 'does not record its tokenizer');
   let training: TokenizerSpec;
+  const spec = metadata.tokenizer;
+  // @ch8/tokenizer puts a bad kind or version in its message with JSON.stringify (a deeply nested list overflows it).
+  if (isRecord(spec) && [spec.kind, spec.version].some((v) => typeof v === 'object' && v !== null)) {
+    throw new InvalidInputError('kind and version must be a string and a number', {
+      file,
+      field: 'metadata.tokenizer',
+    });
+  }
   try {
-    training = parseTokenizerSpec(metadata.tokenizer);
+    training = parseTokenizerSpec(spec);
   } catch (e) {
     if (e instanceof InvalidInputError)
       throw new InvalidInputError(e.detail, { file, field: 'metadata.tokenizer' }, { cause: e });
@@ -107,7 +115,7 @@ export function convertV1Manifest(
     const actual = Number.isSafeInteger(dim) && dim > 0 ? vocabularyHash(tokens as string[], dim) : undefined;
     if (actual !== raw.vocabHash) {
       throw new VocabularyMismatchError(
-        `is ${String(raw.vocabHash)} but metadata.vocabulary and config.dim hash to ${String(actual)}`,
+        `is ${typeof raw.vocabHash === 'string' ? raw.vocabHash : `a ${Array.isArray(raw.vocabHash) ? 'list' : typeof raw.vocabHash}`} but metadata.vocabulary and config.dim hash to ${String(actual)}`,
         { file, field: 'vocabHash' },
       );
     }
@@ -152,7 +160,8 @@ export function convertV1Manifest(
     weights: raw.weights,
   };
   try {
-    return validateManifest(JSON.parse(JSON.stringify(converted)), file);
+    // Not through JSON.stringify/parse to copy it: deeply nested metadata would overflow the stack (RangeError).
+    return validateManifest(converted, file);
   } catch (e) {
     const where = { file, field: v1Field((e as InvalidInputError).field) };
     const detail = `${(e as InvalidInputError).detail} (formatVersion 1 manifest)`;
