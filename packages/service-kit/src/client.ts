@@ -12,6 +12,7 @@ import {
 } from '@bufbuild/protobuf';
 import { methodDefinition } from './descriptors.ts';
 import { Code, GrpcError } from './status.ts';
+import { channelCredentials, defaultClientTls, type Tls } from './tls.ts';
 
 export interface CallOptions {
   /** Relative deadline in ms. */
@@ -41,6 +42,11 @@ export type Client<S extends DescService> = { [K in keyof S['method']]: ClientMe
 
 export interface ClientOptions {
   maxMessageBytes?: number;
+  /**
+   * Dial with TLS (a client certificate too when it has one: mutual TLS); explicitly undefined: plaintext. Default:
+   * the process's (`useClientTls` / `useTransport`), plaintext when none was set.
+   */
+  tls?: Tls | undefined;
   channelOptions?: grpc.ChannelOptions;
 }
 
@@ -96,7 +102,8 @@ export function createClient<S extends DescService>(
   options: ClientOptions = {},
 ): Client<S> {
   const maxBytes = options.maxMessageBytes ?? 64 * 1024 * 1024;
-  const channel = new grpc.Client(address, grpc.credentials.createInsecure(), {
+  const tls = 'tls' in options ? options.tls : defaultClientTls();
+  const channel = new grpc.Client(address, channelCredentials(tls), {
     'grpc.max_receive_message_length': maxBytes,
     'grpc.max_send_message_length': maxBytes,
     ...options.channelOptions,

@@ -7,6 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { Code, GrpcError } from './status.ts';
+import { channelCredentials, defaultClientTls, type Tls } from './tls.ts';
 
 const require = createRequire(import.meta.url);
 
@@ -21,8 +22,16 @@ interface HealthClient extends grpc.Client {
   ): void;
 }
 
+export interface ProbeOptions {
+  /** Dial with TLS; explicitly undefined: plaintext. Default: the process's (`useClientTls`). */
+  tls?: Tls | undefined;
+}
+
+const credentialsOf = (options: ProbeOptions) =>
+  channelCredentials('tls' in options ? options.tls : defaultClientTls());
+
 let healthCtor: grpc.ServiceClientConstructor | undefined;
-function healthClient(address: string): HealthClient {
+function healthClient(address: string, options: ProbeOptions): HealthClient {
   if (!healthCtor) {
     const def = loadSync(healthProtoPath, { keepCase: true, enums: String });
     healthCtor = grpc.loadPackageDefinition(def)['grpc'] as never;
@@ -30,12 +39,20 @@ function healthClient(address: string): HealthClient {
       healthCtor as unknown as Record<string, Record<string, Record<string, grpc.ServiceClientConstructor>>>
     )['health']!['v1']!['Health']!;
   }
-  return new healthCtor(address, grpc.credentials.createInsecure()) as unknown as HealthClient;
+  return new healthCtor(address, credentialsOf(options)) as unknown as HealthClient;
 }
 
-/** grpc.health.v1.Health/Check. A server that cannot be reached reports UNREACHABLE (no throw). */
-export async function checkHealth(address: string, service = '', timeoutMs = 2000): Promise<ServingState> {
-  const client = healthClient(address);
+/**
+ * grpc.health.v1.Health/Check. A server that cannot be reached (a TLS handshake that fails included) reports
+ * UNREACHABLE (no throw).
+ */
+export async function checkHealth(
+  address: string,
+  service = '',
+  timeoutMs = 2000,
+  options: ProbeOptions = {},
+): Promise<ServingState> {
+  const client = healthClient(address, options);
   try {
     return await new Promise<ServingState>((resolve, reject) => {
       client.check({ service }, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => {
@@ -58,7 +75,7 @@ interface ReflectionResponse {
 let reflectionCtor: grpc.ServiceClientConstructor | undefined;
 
 /** Names of the services a server lists through grpc.reflection.v1 (ServerReflectionInfo, list_services). */
-export async function listServices(address: string, timeoutMs = 2000): Promise<string[]> {
+export async function listServices(address: string, timeoutMs = 2000, options: ProbeOptions = {}): Promise<string[]> {
   if (!reflectionCtor) {
     const protoFile = require.resolve('@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto');
     const def = loadSync(protoFile, { keepCase: true });
@@ -68,7 +85,7 @@ export async function listServices(address: string, timeoutMs = 2000): Promise<s
     >;
     reflectionCtor = pkg['grpc']!['reflection']!['v1']!['ServerReflection']!;
   }
-  const client = new reflectionCtor(address, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+  const client = new reflectionCtor(address, credentialsOf(options)) as unknown as grpc.Client & {
     ServerReflectionInfo(
       md: grpc.Metadata,
       opts: grpc.CallOptions,

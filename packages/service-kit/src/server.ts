@@ -1,8 +1,9 @@
 /**
  * A gRPC server built from protobuf-es service descriptors: typed handlers for the four call kinds, health
  * (grpc.health.v1) and reflection registered on every server, errors mapped to status codes in one place,
- * structured per-call logging, Prometheus metrics of every call (metrics.ts), message size limits, bounded buffering
- * for server streams, graceful shutdown.
+ * structured per-call logging, Prometheus metrics of every call (metrics.ts), TLS and mutual TLS (tls.ts), call
+ * limits (message size, concurrent calls, default and longest deadline: transport.ts), a plaintext health-only port,
+ * bounded buffering for server streams, graceful shutdown.
  */
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
@@ -23,11 +24,16 @@ import { fileDescriptorProtos, serviceDefinition } from './descriptors.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { createRpcMetrics, createServiceMetrics, type ServiceMetrics } from './metrics.ts';
 import { Code, codeName, GrpcError, statusOf } from './status.ts';
+import { serverCredentials, type Tls } from './tls.ts';
+import { currentTransport, DEFAULT_LIMITS, type CallLimits } from './transport.ts';
 
 export interface CallContext {
   /** Aborted when the client cancels, the deadline passes or the server shuts down hard. */
   readonly signal: AbortSignal;
-  /** Absolute deadline in ms since the epoch, or Infinity. */
+  /**
+   * Absolute deadline in ms since the epoch, or Infinity: the client's, or the server's default for a call without
+   * one, cut to the server's longest (`CallLimits`).
+   */
   readonly deadline: number;
   readonly requestId: string;
   readonly peer: string;
@@ -66,8 +72,20 @@ export interface ServerOptions {
   /** Name used in logs (e.g. "embedding"). */
   name: string;
   logger?: Logger;
-  /** Largest message accepted or sent, bytes. Default 64 MiB. */
+  /** Largest message accepted or sent, bytes. Default 64 MiB (`limits.maxMessageBytes` wins). */
   maxMessageBytes?: number;
+  /**
+   * Serve TLS with this (mutual TLS when it requires client certificates); explicitly undefined: plaintext. Default:
+   * the process's transport (`useTransport`), plaintext when none was set.
+   */
+  tls?: Tls | undefined;
+  /** Call limits; each field not given comes from the process's transport, else `DEFAULT_LIMITS` (none but 64 MiB). */
+  limits?: Partial<CallLimits>;
+  /**
+   * HOST:PORT of a second, plaintext server that answers grpc.health.v1 only (the same statuses), for probes that
+   * cannot speak TLS; '' for none. Default: the process's transport.
+   */
+  healthAddress?: string;
   /** Responses a server stream may have queued before the handler is paused. Default 8. */
   maxBufferedResponses?: number;
   /** Extra grpc-js channel options. */
@@ -122,6 +140,20 @@ function readAll<T>(readable: Readable): AsyncIterable<T> {
   return readable.iterator({ destroyOnReturn: false }) as AsyncIterable<T>;
 }
 
+/** Loopback hosts: plaintext there is the default and not warned about. */
+export function isLoopbackAddress(address: string): boolean {
+  if (address.startsWith('unix:')) return true;
+  const host = address
+    .replace(/^(dns|ipv4|ipv6):(\/\/\/)?/, '')
+    .replace(/:\d+$/, '')
+    .replace(/^\[(.*)\]$/, '$1')
+    .toLowerCase();
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host) || host === '::ffff:127.0.0.1';
+}
+
+/** Health and reflection are never limited: a server at its limit still answers its probes. */
+const UNLIMITED_PATH = /^\/grpc\.(health\.v1\.Health|reflection\.v1(alpha)?\.ServerReflection)\//;
+
 /** `source`, calling `onItem` for each item it yields. */
 async function* counted<T>(source: AsyncIterable<T>, onItem: () => void): AsyncIterable<T> {
   for await (const item of source) {
@@ -132,22 +164,85 @@ async function* counted<T>(source: AsyncIterable<T>, onItem: () => void): AsyncI
 
 export function createServer(options: ServerOptions): Ch8Server {
   const logger = options.logger ?? createLogger({ bindings: { service: options.name } });
-  const maxBytes = options.maxMessageBytes ?? 64 * 1024 * 1024;
+  const transport = currentTransport();
+  const tls = 'tls' in options ? options.tls : transport.tls;
+  const limits: CallLimits = {
+    ...DEFAULT_LIMITS,
+    ...transport.limits,
+    ...(options.maxMessageBytes !== undefined ? { maxMessageBytes: options.maxMessageBytes } : {}),
+    ...options.limits,
+  };
+  const healthAddress = options.healthAddress ?? transport.healthAddress ?? '';
+  /** ` (CH8_GATEWAY_MAX_CONCURRENT_CALLS)`: the setting a refusal names, when the limits say where they came from. */
+  const setting = (name: string): string => (limits.settings ? ` (${limits.settings}_${name})` : '');
   const maxBuffered = Math.max(1, options.maxBufferedResponses ?? 8);
+  const metrics = options.metrics ?? createServiceMetrics(options.name);
+  const metricLabels = options.metricLabels ?? [];
+  const rpc = createRpcMetrics(metrics, metricLabels);
+
+  /**
+   * Admission: a call beyond `maxConcurrentCalls` is refused as soon as its headers arrive, before grpc-js reads its
+   * request (so a flood of large requests is not buffered), and never reaches a handler.
+   */
+  let admitted = 0;
+  const admission: grpc.ServerInterceptor = (descriptor, next) => {
+    if (UNLIMITED_PATH.test(descriptor.path)) return new grpc.ServerInterceptingCall(next);
+    let holding = false;
+    const release = () => {
+      if (holding) {
+        holding = false;
+        admitted--;
+      }
+    };
+    const call: grpc.ServerInterceptingCall = new grpc.ServerInterceptingCall(next, {
+      start(startNext) {
+        startNext({
+          onReceiveMetadata(metadata, metadataNext) {
+            if (admitted >= limits.maxConcurrentCalls) {
+              const method = descriptor.path.slice(descriptor.path.lastIndexOf('/') + 1);
+              const details = `too many concurrent calls: the limit is ${limits.maxConcurrentCalls}${setting('MAX_CONCURRENT_CALLS')}, retry later`;
+              rpc.observe(
+                {
+                  ...Object.fromEntries(metricLabels.map((l) => [l, ''])),
+                  method,
+                  code: 'RESOURCE_EXHAUSTED',
+                } as never,
+                0,
+              );
+              logger.debug('call refused', { rpc: descriptor.path, code: 'RESOURCE_EXHAUSTED', details });
+              call.sendStatus({ code: Code.RESOURCE_EXHAUSTED, details, metadata: new grpc.Metadata() });
+              return;
+            }
+            admitted++;
+            holding = true;
+            metadataNext(metadata);
+          },
+          onCancel() {
+            release();
+          },
+        });
+      },
+      sendStatus(status, statusNext) {
+        release();
+        statusNext(status);
+      },
+    });
+    return call;
+  };
+
   const server = new grpc.Server({
-    'grpc.max_receive_message_length': maxBytes,
-    'grpc.max_send_message_length': maxBytes,
+    'grpc.max_receive_message_length': limits.maxMessageBytes,
+    'grpc.max_send_message_length': limits.maxMessageBytes,
+    ...(limits.maxConcurrentCalls > 0 ? { interceptors: [admission] } : {}),
     ...options.channelOptions,
   });
+  let healthServer: grpc.Server | undefined;
   const health = new HealthImplementation({ '': 'NOT_SERVING' });
   const services: DescService[] = [];
   /** Abort functions of the calls in flight, for a hard stop at the end of the grace period. */
   const live = new Set<() => void>();
   let inFlight = 0;
   let started = false;
-  const metrics = options.metrics ?? createServiceMetrics(options.name);
-  const metricLabels = options.metricLabels ?? [];
-  const rpc = createRpcMetrics(metrics, metricLabels);
 
   /**
    * A call's context; `finish` to call once its answer is out, `record` with its final status (the first code
@@ -158,6 +253,8 @@ export function createServer(options: ServerOptions): Ch8Server {
     name: string,
     method: string,
     onCancel: (cb: () => void) => void,
+    /** Sends `error` (DEADLINE_EXCEEDED) to the client when a deadline the server set passes. */
+    onExpire: (error: GrpcError) => void,
   ): { ctx: CallContext; finish: () => void; record: (code: Code) => void } => {
     const t0 = performance.now();
     rpc.started(method);
@@ -180,11 +277,37 @@ export function createServer(options: ServerOptions): Ch8Server {
     onCancel(() => abort('call cancelled by the client or its deadline passed'));
     const stopNow = () => abort('server shutting down');
     live.add(stopNow);
-    const deadline = deadlineMs(call.getDeadline());
+    // The client's deadline, or the server's default for a call without one, cut to the server's longest. grpc-js
+    // enforces the client's; the kit the server's, with a timer of its own.
+    let deadline = deadlineMs(call.getDeadline());
+    const own = limits.methods?.[method];
+    const defaultMs = own?.defaultDeadlineMs ?? limits.defaultDeadlineMs;
+    const maxMs = own?.maxDeadlineMs ?? limits.maxDeadlineMs;
+    const now = Date.now();
+    let imposed: string | undefined;
+    if (!Number.isFinite(deadline) && defaultMs > 0) {
+      deadline = now + defaultMs;
+      imposed = `the server's default deadline of ${defaultMs} ms${own ? ` for ${method}` : setting('DEFAULT_DEADLINE_MS')}`;
+    }
+    if (maxMs > 0 && deadline > now + maxMs) {
+      deadline = now + maxMs;
+      imposed = `the server's longest deadline of ${maxMs} ms${own ? ` for ${method}` : setting('MAX_DEADLINE_MS')}`;
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    if (imposed !== undefined) {
+      const why = imposed;
+      timer = setTimeout(() => {
+        if (finished || controller.signal.aborted) return;
+        const error = new GrpcError(Code.DEADLINE_EXCEEDED, `deadline exceeded: ${why} passed`);
+        controller.abort(error);
+        onExpire(error);
+      }, deadline - now);
+    }
     controller.signal.addEventListener(
       'abort',
       () => {
         live.delete(stopNow);
+        clearTimeout(timer);
         // The client cancels at its own copy of the deadline, a little before the server's: within 50 ms counts.
         record(Date.now() >= deadline - 50 ? Code.DEADLINE_EXCEEDED : Code.CANCELLED);
       },
@@ -192,6 +315,7 @@ export function createServer(options: ServerOptions): Ch8Server {
     );
     const finish = (): void => {
       finished = true;
+      clearTimeout(timer);
       live.delete(stopNow);
     };
     call.once('finish', finish);
@@ -247,18 +371,31 @@ export function createServer(options: ServerOptions): Ch8Server {
               call: grpc.ServerUnaryCall<unknown, unknown>,
               callback: grpc.sendUnaryData<unknown>,
             ) => {
-              const { ctx, finish, record } = context(call, name, short, (cb) => call.on('cancelled', cb));
+              // One answer: a server-set deadline may have answered already when the handler ends.
+              let answered = false;
+              const answer: grpc.sendUnaryData<unknown> = (err, res) => {
+                if (answered) return;
+                answered = true;
+                callback(err, res);
+              };
+              const { ctx, finish, record } = context(
+                call,
+                name,
+                short,
+                (cb) => call.on('cancelled', cb),
+                (e) => answer(fail(ctx, e)),
+              );
               void track(async () => {
                 try {
                   const res = await (handler as UnaryHandler<unknown>)(call.request as never, ctx);
                   finish();
                   record(Code.OK);
-                  callback(null, toMessage(res));
+                  answer(null, toMessage(res));
                 } catch (e) {
                   finish();
                   const err = fail(ctx, e);
                   record(err.code);
-                  callback(err);
+                  answer(err);
                 }
               });
             };
@@ -268,19 +405,31 @@ export function createServer(options: ServerOptions): Ch8Server {
               call: grpc.ServerReadableStream<unknown, unknown>,
               callback: grpc.sendUnaryData<unknown>,
             ) => {
-              const { ctx, finish, record } = context(call, name, short, (cb) => call.on('cancelled', cb));
+              let answered = false;
+              const answer: grpc.sendUnaryData<unknown> = (err, res) => {
+                if (answered) return;
+                answered = true;
+                callback(err, res);
+              };
+              const { ctx, finish, record } = context(
+                call,
+                name,
+                short,
+                (cb) => call.on('cancelled', cb),
+                (e) => answer(fail(ctx, e)),
+              );
               void track(async () => {
                 try {
                   const requests = counted(readAll(call), () => rpc.received(short));
                   const res = await (handler as ClientStreamHandler<unknown>)(requests as never, ctx);
                   finish();
                   record(Code.OK);
-                  callback(null, toMessage(res));
+                  answer(null, toMessage(res));
                 } catch (e) {
                   finish();
                   const err = fail(ctx, e);
                   record(err.code);
-                  callback(err);
+                  answer(err);
                 }
               });
             };
@@ -290,7 +439,19 @@ export function createServer(options: ServerOptions): Ch8Server {
             impl[method.name] = (
               call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>,
             ) => {
-              const { ctx, record } = context(call, name, short, (cb) => call.on('cancelled', cb));
+              // Ended once: by the handler (end or error) or by a server-set deadline, whichever comes first.
+              let ended = false;
+              const { ctx, record } = context(
+                call,
+                name,
+                short,
+                (cb) => call.on('cancelled', cb),
+                (e) => {
+                  if (ended) return;
+                  ended = true;
+                  call.emit('error', fail(ctx, e));
+                },
+              );
               void track(async () => {
                 // Bounded buffering: at most `maxBuffered` responses handed to grpc-js and not yet flushed.
                 let pending = 0;
@@ -324,11 +485,13 @@ export function createServer(options: ServerOptions): Ch8Server {
                     }
                   }
                   if (ctx.signal.aborted) return;
+                  ended = true;
                   call.end();
                   record(Code.OK);
                   if (call.writableLength > 0 || pending > 0) await once(call, 'finish').catch(() => undefined);
                 } catch (e) {
-                  if (ctx.signal.aborted) return;
+                  if (ctx.signal.aborted || ended) return;
+                  ended = true;
                   const err = fail(ctx, e);
                   record(err.code);
                   call.emit('error', err);
@@ -358,12 +521,44 @@ export function createServer(options: ServerOptions): Ch8Server {
         },
       } as never);
       reflection.addToServer(server);
-      const port = await new Promise<number>((resolve, reject) =>
-        server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) =>
-          err ? reject(err) : resolve(p),
-        ),
-      );
-      logger.info('listening', { address: address.replace(/:\d+$/, `:${port}`), port });
+      const bind = (target: grpc.Server, at: string, credentials: grpc.ServerCredentials) =>
+        new Promise<number>((resolve, reject) =>
+          target.bindAsync(at, credentials, (err, p) => (err ? reject(err) : resolve(p))),
+        );
+      const port = await bind(server, address, serverCredentials(tls));
+      const bound = address.replace(/:\d+$/, `:${port}`);
+      if (tls === undefined && !isLoopbackAddress(address))
+        logger.warn(
+          'serving plaintext gRPC on a non-loopback address: anyone who reaches it can call it and read the traffic; set CH8_TLS_CERT and CH8_TLS_KEY to serve TLS',
+          {
+            address: bound,
+          },
+        );
+      logger.info('listening', {
+        address: bound,
+        port,
+        tls: tls === undefined ? 'off' : tls.requireClientCert ? 'mutual' : 'on',
+      });
+      if (healthAddress !== '') {
+        // Probes (Kubernetes' gRPC probes speak no TLS) reach the same health statuses on a plaintext port that
+        // serves nothing else; it stops with the server.
+        const probeServer = new grpc.Server();
+        health.addToServer(probeServer);
+        try {
+          const healthPort = await bind(probeServer, healthAddress, grpc.ServerCredentials.createInsecure());
+          healthServer = probeServer;
+          logger.info('health listening', {
+            address: healthAddress.replace(/:\d+$/, `:${healthPort}`),
+            port: healthPort,
+          });
+        } catch (e) {
+          server.forceShutdown();
+          const field = limits.settings ? `${limits.settings}_HEALTH_ADDR ` : '';
+          throw new Error(`the health port ${field}${healthAddress} cannot be bound: ${(e as Error).message}`, {
+            cause: e,
+          });
+        }
+      }
       return port;
     },
 
@@ -393,6 +588,7 @@ export function createServer(options: ServerOptions): Ch8Server {
           resolve();
         });
       });
+      healthServer?.forceShutdown();
       logger.info('stopped');
     },
 

@@ -1,9 +1,12 @@
 /**
  * For service tests: start a server built by a service's createXServer(deps) on a free loopback port, marked
- * SERVING, and stop it again; or run a service's main.ts as a process and find where it listens.
+ * SERVING, and stop it again; or run a service's main.ts as a process and find where it listens; make a CA and
+ * certificates for TLS tests.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Ch8Server } from './server.ts';
 
@@ -101,5 +104,103 @@ export async function startServiceProcess(options: {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       return exited;
     },
+  };
+}
+
+/** PEM files for TLS tests, all in one folder. */
+export interface TestCertificates {
+  dir: string;
+  /** The CA that signed the server and client certificates. */
+  ca: string;
+  /** For 127.0.0.1, ::1 and localhost; usable by a server and as a client certificate (a service calling another). */
+  serverCert: string;
+  serverKey: string;
+  /** A client certificate (CN ch8-test-client). */
+  clientCert: string;
+  clientKey: string;
+  /** Another CA, and a client certificate it signed: neither is trusted by the first. */
+  otherCa: string;
+  otherCert: string;
+  otherKey: string;
+}
+
+/**
+ * Makes a CA, a server certificate and client certificates under `dir` with the `openssl` command (P-256 keys, valid
+ * for a day). Returns `{ skip }` with the reason when openssl is not there (a test then skips, saying why).
+ */
+export function makeTestCertificates(dir: string): TestCertificates | { skip: string } {
+  const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  try {
+    openssl('version');
+  } catch (e) {
+    return { skip: `TLS tests need the openssl command: ${(e as Error).message}` };
+  }
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+  const ca = (name: string) =>
+    openssl(
+      'req',
+      '-x509',
+      ...ec,
+      '-keyout',
+      `${name}.key`,
+      '-out',
+      `${name}.pem`,
+      '-days',
+      '1',
+      '-subj',
+      `/CN=${name}`,
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+    );
+  const leaf = (name: string, signer: string, cn: string, extensions: string) => {
+    writeFileSync(join(dir, `${name}.ext`), extensions);
+    openssl('req', '-new', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`);
+    openssl(
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      `${signer}.pem`,
+      '-CAkey',
+      `${signer}.key`,
+      '-set_serial',
+      String(Date.now()),
+      '-days',
+      '1',
+      '-out',
+      `${name}.pem`,
+      '-extfile',
+      `${name}.ext`,
+    );
+  };
+  try {
+    ca('ca');
+    ca('other-ca');
+    leaf(
+      'server',
+      'ca',
+      'localhost',
+      'basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\nextendedKeyUsage=serverAuth,clientAuth\n',
+    );
+    leaf('client', 'ca', 'ch8-test-client', 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n');
+    leaf('other', 'other-ca', 'ch8-untrusted-client', 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n');
+  } catch (e) {
+    const stderr = (e as { stderr?: Buffer }).stderr?.toString() ?? '';
+    return { skip: `openssl could not make test certificates: ${(e as Error).message} ${stderr}` };
+  }
+  const at = (f: string) => join(dir, f);
+  return {
+    dir,
+    ca: at('ca.pem'),
+    serverCert: at('server.pem'),
+    serverKey: at('server.key'),
+    clientCert: at('client.pem'),
+    clientKey: at('client.key'),
+    otherCa: at('other-ca.pem'),
+    otherCert: at('other.pem'),
+    otherKey: at('other.key'),
   };
 }
