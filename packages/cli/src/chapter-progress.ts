@@ -22,6 +22,8 @@ export function phaseLine(
   total?: number,
   note?: string,
 ): string {
+  // A terminal that reports no size (0 columns, as some pseudo-terminals do) is taken as 80 wide.
+  width = width > 0 ? width : 80;
   const barWidth = Math.max(10, Math.min(30, width - label.length - 40));
   let bar: string;
   let count = '';

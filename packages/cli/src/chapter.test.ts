@@ -7,6 +7,8 @@ import { validateChapterResults } from '@ch8/report/validate';
 import { gpuSkipReason, chapterCommand } from './commands/chapter.ts';
 import { CHAPTER_RUNS, modelResult, parseModelList, planRuns, resultsTable, samplesTable } from './chapter-plan.ts';
 import type { RunView } from './runs.ts';
+import { phaseLine } from './chapter-progress.ts';
+import { stepLine } from './progress.ts';
 import { runCommand } from './testing.ts';
 
 let dir: string;
@@ -287,4 +289,24 @@ test('problem 77 without a GPU: the reason in words', () => {
     gpuSkipReason({ gpu: false, reason: 'backend webgpu is not available: webgpu setup failed: no Dawn' }),
     'no usable GPU adapter: webgpu setup failed: no Dawn',
   );
+});
+
+test('the waiting bars: done/total filled in proportion, a bouncing block without a total, 0 columns read as 80', () => {
+  // 'load' + 40 columns: bar width max(10, min(30, 40 - 4 - 40)) = 10; 3 of 4 done fills round(7.5) = 8 cells.
+  assert.equal(phaseLine('load', 1.25, 40, 3, 4), 'load [########..] 3/4 1.3 s');
+  // No total: a block of 3 at 5 cells a second; at 0.4 s it has moved 2 cells.
+  assert.equal(phaseLine('load', 0.4, 40), 'load [..###.....] 0.4 s');
+  assert.equal(phaseLine('load', 0, 0, 1, 2, 'embedding'), phaseLine('load', 0, 80, 1, 2, 'embedding'));
+  const step = {
+    epoch: 1,
+    epochs: 2,
+    step: 5,
+    stepsInEpoch: 10,
+    loss: 0.5,
+    accuracy: 0.75,
+    examplesPerSecond: 100,
+    elapsed: 5,
+  };
+  assert.equal(stepLine(step, 0), stepLine(step, 80));
+  assert.ok(stepLine(step, 0).includes('ETA 0:05'), stepLine(step, 0));
 });

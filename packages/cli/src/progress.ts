@@ -44,7 +44,9 @@ function clock(seconds: number): string {
 }
 
 /** The live line for a step (exported for tests). */
-export function stepLine(s: StepView, width: number): string {
+export function stepLine(s: StepView, columns: number): string {
+  // A terminal that reports no size (0 columns, as some pseudo-terminals do) is taken as 80 wide.
+  const width = columns > 0 ? columns : 80;
   const frac = s.stepsInEpoch > 0 ? Math.min(1, s.step / s.stepsInEpoch) : 0;
   const eta = frac > 0 ? (s.elapsed / frac) * (1 - frac) : Number.NaN;
   const text = ` step ${s.step}/${s.stepsInEpoch} loss ${s.loss.toFixed(4)} acc ${s.accuracy.toFixed(3)} ${Math.round(s.examplesPerSecond)} ex/s ETA ${clock(eta)}`;
