@@ -10,6 +10,12 @@ import { MODEL_KINDS, isModelKind, type ModelKind } from '@ch8/models/config';
 
 export const BUCKETINGS: readonly Bucketing[] = ['none', 'chunk', 'global'];
 
+/** Most data-parallel workers (replicas, the training thread included) of one run. */
+export const MAX_WORKERS = 64;
+
+/** Backends a run with more than one worker may name: the CPU ones a worker thread can run (auto may pick one). */
+const PARALLEL_PREFERENCES: readonly string[] = ['auto', 'wasm', 'cpu'];
+
 /** Largest seed: seeds travel as JSON numbers and uint64 on the wire; both hold integers up to 2^53 - 1 exactly. */
 export const MAX_SEED = Number.MAX_SAFE_INTEGER;
 
@@ -39,6 +45,12 @@ export interface TrainingConfig {
   maxBatchesPerEpoch: number;
   /** Learning rate factor after an epoch without a better dev accuracy; 1 = constant. */
   lrDecay: number;
+  /**
+   * Data-parallel replicas: the training thread plus workers - 1 worker threads, each computing the gradients of
+   * its share of every batch (summed in shared memory, one update). 1 = single-threaded. Only on wasm and cpu: a
+   * run whose auto backend turns out to be a GPU or native one trains with 1 (and says so).
+   */
+  workers: number;
 }
 
 /** What a caller may give: `model` is required, everything else has a default. */
@@ -110,6 +122,9 @@ export function resolveTrainingConfig(input: TrainingConfigInput): TrainingConfi
   if (lrDecay < 1 && devSplit === null)
     throw bad('lr_decay', 'needs a dev split to tell when dev accuracy stops improving');
   if (patience > 0 && devSplit === null) throw bad('early_stopping_patience', 'needs a dev split');
+  const workers = integer(input.workers ?? 1, 'workers', 1, MAX_WORKERS);
+  if (workers > 1 && !PARALLEL_PREFERENCES.includes(backend))
+    throw bad('workers', `more than one worker runs on wasm or cpu only (backend ${backend} keeps 1)`);
   return {
     model,
     finetune,
@@ -126,5 +141,6 @@ export function resolveTrainingConfig(input: TrainingConfigInput): TrainingConfi
     dropout,
     maxBatchesPerEpoch,
     lrDecay,
+    workers,
   };
 }

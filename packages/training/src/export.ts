@@ -31,6 +31,7 @@ export async function exportRun(root: string, result: TrainResult, ctx: ExportCo
       tokenizer: { training: { ...feed.tokenizer }, raw: { ...RAW_TOKENIZER } },
       training: {
         ...result.config,
+        workers: result.workers,
         stopReason: result.stopReason,
         resumedFromEpoch: result.resumedFromEpoch,
         data: {

@@ -1,6 +1,6 @@
 /**
  * RunConfig (ch8.trainer.v1) <-> TrainingConfig. The wire's zero values mean "default" where the contract says so
- * (learning_rate 0, empty splits, empty export name, BUCKETING_UNSPECIFIED = chunk); epochs 0 stays an error.
+ * (learning_rate 0, empty splits, empty export name, BUCKETING_UNSPECIFIED = chunk, workers 0 = 1); epochs 0 stays an error.
  */
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { Bucketing as WireBucketing } from '@ch8/contracts/dataset';
@@ -68,6 +68,7 @@ export function trainingConfigFromProto(c: RunConfig): TrainingConfig {
     dropout: c.dropout ?? null,
     maxBatchesPerEpoch: c.maxBatchesPerEpoch,
     lrDecay: c.lrDecay === 0 ? 1 : c.lrDecay,
+    workers: c.workers === 0 ? 1 : c.workers,
   });
 }
 
@@ -89,5 +90,6 @@ export function trainingConfigToProto(t: TrainingConfig): MessageInitShape<typeo
     ...(t.dropout === null ? {} : { dropout: t.dropout }),
     maxBatchesPerEpoch: t.maxBatchesPerEpoch,
     lrDecay: t.lrDecay,
+    workers: t.workers,
   };
 }

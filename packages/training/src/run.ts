@@ -6,8 +6,10 @@
  * epoch's weights are kept; at the end they are scored on every split (accuracy, precision, recall, F1, confusion).
  *
  * It runs on whatever tfjs backend is active (the caller selects it) and reads tensors asynchronously only, so it
- * works on webgpu too.
+ * works on webgpu too. With `workers` > 1 (wasm or cpu) every step is data-parallel across worker threads
+ * (parallel.ts): the same training up to float summation order.
  */
+import { getBackend } from '@tensorflow/tfjs';
 import type { Batch } from '@ch8/batching/collate';
 import { CancelledError, FailedPreconditionError, InvalidInputError } from '@ch8/errors';
 import { computeSplitMetrics, type EpochRecord, type SplitMetrics } from '@ch8/model-repository/manifest';
@@ -16,6 +18,7 @@ import { createModel, type NamedWeight } from '@ch8/models/model';
 import type { TrainingState } from '@ch8/models/checkpoint';
 import type { TrainingConfig } from './config.ts';
 import { checkSplit, type DataFeed, type EpochOptions } from './feed.ts';
+import { DataParallel, isParallelBackend, type WorkerFault } from './parallel.ts';
 
 export interface StepEvent {
   /** 1-based. */
@@ -74,6 +77,8 @@ export interface TrainOptions {
   evalBatchSize?: number;
   /** Chunk size of a full-batch step (default 4096 examples). */
   fullBatchChunk?: number;
+  /** Test only: a fault injected into a data-parallel worker (config.workers > 1). */
+  workerFault?: WorkerFault;
 }
 
 export type StopReason = 'epochs' | 'early-stopping';
@@ -96,13 +101,16 @@ export interface TrainResult {
   /** Epochs restored from a checkpoint (0 = a fresh run). */
   resumedFromEpoch: number;
   stopReason: StopReason;
+  /** Data-parallel replicas the run trained with: config.workers, or 1 on a backend that runs one only. */
+  workers: number;
 }
 
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /** The checkpoint key of a run: the resolved config (minus what does not change the trajectory) and the data. */
 export function checkpointKey(config: TrainingConfig, vocabHash: string): string {
-  const { exportName: _name, backend: _backend, ...rest } = config;
+  // Neither changes the trajectory (workers only up to float summation order): a run may resume with others.
+  const { exportName: _name, backend: _backend, workers: _workers, ...rest } = config;
   return JSON.stringify({ ...rest, vocabHash });
 }
 
@@ -162,18 +170,34 @@ export async function train(config: TrainingConfig, feed: DataFeed, options: Tra
       { field: 'matrix' },
     );
   }
-  const model = createModel(
-    {
-      kind: config.model,
-      vocabSize: info.tokens.length,
-      dim: info.dim,
-      finetune: config.finetune,
-      seed: config.seed,
-      ...(config.learningRate === null ? {} : { learningRate: config.learningRate }),
-      ...(config.dropout === null ? {} : { dropout: config.dropout }),
-    },
-    { embeddings: matrix },
-  );
+  const modelConfig = {
+    kind: config.model,
+    vocabSize: info.tokens.length,
+    dim: info.dim,
+    finetune: config.finetune,
+    seed: config.seed,
+    ...(config.learningRate === null ? {} : { learningRate: config.learningRate }),
+    ...(config.dropout === null ? {} : { dropout: config.dropout }),
+  };
+  let workers = config.workers;
+  const tfBackend = getBackend();
+  if (workers > 1 && !isParallelBackend(tfBackend)) {
+    events.onMessage?.(
+      `workers: ${workers} asked, 1 used: data-parallel workers run on wasm or cpu, this run is on ${tfBackend}`,
+    );
+    workers = 1;
+  }
+  const parallel =
+    workers > 1 && isParallelBackend(tfBackend)
+      ? await DataParallel.start(modelConfig, matrix, {
+          workers,
+          backend: tfBackend,
+          ...(options.workerFault === undefined ? {} : { fault: options.workerFault }),
+        })
+      : undefined;
+  if (parallel !== undefined)
+    events.onMessage?.(`data-parallel: ${workers} replicas (this thread and ${workers - 1} worker threads)`);
+  const model = parallel?.model ?? createModel(modelConfig, { embeddings: matrix });
   try {
     const key = checkpointKey(config, info.vocabHash);
     let history: EpochEvent[] = [];
@@ -234,7 +258,7 @@ export async function train(config: TrainingConfig, feed: DataFeed, options: Tra
           ),
           wait,
         );
-        const r = await model.trainStepAccumulatedAsync(chunks);
+        const r = await (parallel?.stepAccumulated(chunks) ?? model.trainStepAccumulatedAsync(chunks));
         loss = r.loss * r.examples;
         correct = r.correct;
         examples = r.examples;
@@ -249,7 +273,7 @@ export async function train(config: TrainingConfig, feed: DataFeed, options: Tra
         };
         for await (const batch of timed(feed.batches(config.trainSplit, batchOptions, signal), wait)) {
           if (signal?.aborted) throw cancelled(signal);
-          const r = await model.trainStepAsync(batch);
+          const r = await (parallel?.step(batch) ?? model.trainStepAsync(batch));
           loss += r.loss * r.examples;
           correct += r.correct;
           examples += r.examples;
@@ -351,8 +375,10 @@ export async function train(config: TrainingConfig, feed: DataFeed, options: Tra
       seconds: (performance.now() - started) / 1000,
       resumedFromEpoch,
       stopReason,
+      workers,
     };
   } finally {
+    await parallel?.close();
     model.dispose();
   }
 }
