@@ -199,3 +199,28 @@ test('an export that fails (write error injected in the worker) ends FAILED and 
     await t.stop();
   }
 });
+
+test('workers 2: the run trains data-parallel in its worker (one more thread), recorded in the run and the export', async () => {
+  const { run } = await trainer.client.startRun({
+    config: quickConfig({
+      model: 'bow-finetune',
+      epochs: 1,
+      maxBatchesPerEpoch: 10,
+      workers: 2,
+      exportName: 'two-workers',
+    }),
+  });
+  assert.equal(run!.config!.workers, 2);
+  const events = await watchAll(trainer.client, run!.runId);
+  assert.deepEqual(states(events), [RunState.PENDING, RunState.RUNNING, RunState.SUCCEEDED]);
+  assert.ok(
+    events.some((e) => e.event.case === 'message' && /data-parallel: 2 replicas/.test(e.event.value)),
+    'the run says it trains with 2 replicas',
+  );
+  const ended = (await trainer.client.getRun({ runId: run!.runId })).run!;
+  assert.equal(ended.config!.workers, 2);
+  assert.equal(ended.epochs.length, 1);
+  const { model, manifest } = await loadModel(ended.exported!.path);
+  model.dispose();
+  assert.equal(manifest.training['workers'], 2);
+});
