@@ -473,7 +473,7 @@ export const chapterCommand: Command = {
       type: 'string',
       help: `comma-separated zoo models or run names (default all: ${CHAPTER_RUNS.map((r) => r.name).join(', ')})`,
     },
-    epochs: { type: 'string', help: "maximum epochs of every run (default: each run's own, 8-40)" },
+    epochs: { type: 'string', help: "maximum epochs of every run (default: each run's own, 8 to 30)" },
     seed: { type: 'string', help: 'seed of every run (default 1)' },
     backend: {
       type: 'string',
