@@ -98,6 +98,7 @@ function trainingConfig(args: Parsed, env: Record<string, string | undefined>): 
     patience: int(args, 'patience', 0, 0),
     bucketing: (str(args, 'bucketing') ?? 'chunk') as TrainingConfig['bucketing'],
     maxBatchesPerEpoch: int(args, 'max-batches', 0, 0),
+    workers: int(args, 'workers', 1, 1),
     backend: (str(args, 'backend') ?? env['CH8_BACKEND'] ?? 'auto') as TrainingConfig['backend'],
     exportName: str(args, 'name') ?? model,
     ...(lr === undefined ? {} : { learningRate: lr }),
@@ -330,6 +331,10 @@ export const trainCommand: Command = {
     seed: { type: 'string', help: 'seed of the initial weights, dropout and batch order (default 1)' },
     bucketing: { type: 'string', help: 'none, chunk or global: group examples of similar length (default chunk)' },
     'max-batches': { type: 'string', help: 'stop each epoch after this many batches (quick runs; default 0 = all)' },
+    workers: {
+      type: 'string',
+      help: 'data-parallel replicas: this thread and N-1 worker threads share every batch (wasm/cpu; default 1)',
+    },
     backend: {
       type: 'string',
       help: 'auto, tfjs-node-gpu, tfjs-node, webgpu, wasm or cpu (default $CH8_BACKEND or auto)',
