@@ -6,7 +6,7 @@
  * left empty.
  */
 import { InvalidInputError } from '@ch8/errors';
-import type { ModelInferRequest } from '@ch8/contracts/inference';
+import type { InferTensorContents, ModelInferRequest } from '@ch8/contracts/inference';
 import type { TextPrediction } from './loaded.ts';
 
 export const PLATFORM = 'ch8_tfjs';
@@ -65,6 +65,19 @@ export function encodeRawBytes(items: readonly (string | Uint8Array)[]): Uint8Ar
   return out;
 }
 
+/** Contents of any kind but bytes_contents (which a BYTES input never holds). */
+function hasTypedContents(c: InferTensorContents): boolean {
+  return (
+    c.boolContents.length > 0 ||
+    c.intContents.length > 0 ||
+    c.int64Contents.length > 0 ||
+    c.uintContents.length > 0 ||
+    c.uint64Contents.length > 0 ||
+    c.fp32Contents.length > 0 ||
+    c.fp64Contents.length > 0
+  );
+}
+
 /** The texts of a ModelInfer request (checks the input's name, datatype, shape and data). */
 export function textsOf(req: ModelInferRequest): string[] {
   if (req.inputs.length !== 1) {
@@ -99,7 +112,7 @@ export function textsOf(req: ModelInferRequest): string[] {
       );
     }
     const c = input.contents;
-    if (c !== undefined && (c.bytesContents.length > 0 || c.fp32Contents.length > 0 || c.intContents.length > 0)) {
+    if (c !== undefined && (c.bytesContents.length > 0 || hasTypedContents(c))) {
       throw new InvalidInputError('an input may not carry contents when raw_input_contents is used', {
         field: `${field}.contents`,
       });
@@ -107,16 +120,7 @@ export function textsOf(req: ModelInferRequest): string[] {
     elements = decodeRawBytes(req.rawInputContents[0]!, n, 'raw_input_contents[0]');
   } else {
     const c = input.contents;
-    const typedOther =
-      c !== undefined &&
-      (c.boolContents.length > 0 ||
-        c.intContents.length > 0 ||
-        c.int64Contents.length > 0 ||
-        c.uintContents.length > 0 ||
-        c.uint64Contents.length > 0 ||
-        c.fp32Contents.length > 0 ||
-        c.fp64Contents.length > 0);
-    if (typedOther) {
+    if (c !== undefined && hasTypedContents(c)) {
       throw new InvalidInputError('a BYTES input carries its data in contents.bytes_contents', {
         field: `${field}.contents`,
       });
