@@ -7,8 +7,11 @@
  * The baseline measured in the same run is bucketing off (random batches padded to their longest example, as the
  * PyTorch reference does); pass --reference peer.json (ch8_torch.py --out) to add the reference's figures and ratios.
  *
+ * --workers N trains data-parallel (@ch8/training/parallel: this thread and N-1 worker threads, wasm or cpu);
+ * data_wait_share is the share of the training time spent assembling batches (collate) on the training thread.
+ *
  *   pnpm bench:models [--models LIST] [--epochs N] [--backend NAME] [--sst2 DIR] [--bucketing on|off|both]
- *                     [--reference FILE] [--json]
+ *                     [--workers N] [--reference FILE] [--json]
  */
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -18,6 +21,7 @@ import { batchPlan, paddingStats } from '@ch8/batching/plan';
 import { selectBackend, type BackendPreference } from '@ch8/backend/select';
 import { MODEL_KINDS, type ModelKind } from '@ch8/models/config';
 import { createModel } from '@ch8/models/model';
+import { DataParallel, isParallelBackend } from '@ch8/training/parallel';
 import { modelList, readArgs } from './src/args.ts';
 import { inOrder, loadSst2Glove } from './src/sst2-glove.ts';
 
@@ -35,6 +39,7 @@ function parseArgs(argv: string[]) {
     bucketing: ['off', 'on'] as ('on' | 'off')[],
     reference: undefined as string | undefined,
     json: false,
+    workers: 1,
   };
   readArgs(argv, (a, value) => {
     if (a === '--models') opts.models = modelList(value());
@@ -47,6 +52,7 @@ function parseArgs(argv: string[]) {
       opts.bucketing = v === 'both' ? ['off', 'on'] : [v];
     } else if (a === '--reference') opts.reference = resolve(value());
     else if (a === '--json') opts.json = true;
+    else if (a === '--workers') opts.workers = Math.max(1, Number.parseInt(value(), 10));
     else return false;
     return true;
   });
@@ -59,6 +65,7 @@ const round = (x: number, digits = 4): number => Math.round(x * 10 ** digits) / 
 
 const info = await selectBackend({ prefer: opts.backend });
 log(`backend ${info.backend}: ${info.device}`);
+if (opts.workers > 1 && !isParallelBackend(info.tfBackend)) throw new Error(`--workers needs wasm or cpu`);
 
 // --- Data: SST-2, vocabulary = wink GloVe-100d words of train + dev (cached pruned table) ---------------------------
 const { table, cacheHit, train, dev, trainLengths: lengths } = await loadSst2Glove(opts.sst2);
@@ -90,8 +97,15 @@ for (const kind of opts.models) {
   for (const bucketing of opts.bucketing) {
     // webgpu cannot read tensors synchronously in Node: use the models' async reads there.
     const readAsync = info.tfBackend === 'webgpu';
-    const model = createModel({ kind, vocabSize: V, dim: table.dim, seed: SEED }, { embeddings: table.matrix });
+    const config = { kind, vocabSize: V, dim: table.dim, seed: SEED };
+    const backend = info.tfBackend;
+    const dp =
+      opts.workers > 1 && isParallelBackend(backend)
+        ? await DataParallel.start(config, table.matrix, { workers: opts.workers, backend })
+        : undefined;
+    const model = dp?.model ?? createModel(config, { embeddings: table.matrix });
     try {
+      let dataSeconds = 0;
       let trainSeconds = 0;
       let cpuSeconds = 0;
       let seen = 0;
@@ -113,8 +127,10 @@ for (const kind of opts.models) {
         const t0 = performance.now();
         const c0 = process.cpuUsage();
         for (const positions of plan) {
+          const d0 = performance.now();
           const batch = collate(Array.from(positions, (p) => train[p]!));
-          const r = readAsync ? await model.trainStepAsync(batch) : model.trainStep(batch);
+          dataSeconds += (performance.now() - d0) / 1000;
+          const r = dp ? await dp.step(batch) : readAsync ? await model.trainStepAsync(batch) : model.trainStep(batch);
           lossSum += r.loss * r.examples;
           epochSeen += r.examples;
         }
@@ -141,12 +157,14 @@ for (const kind of opts.models) {
         backend: info.backend,
         device: info.device,
         bucketing,
+        workers: opts.workers,
         epochs: opts.epochs,
         train_examples: seen,
         train_seconds: round(trainSeconds, 2),
         train_examples_per_second: Math.round(seen / trainSeconds),
         // Less sensitive to other processes on a shared machine than wall time (this process's CPU time only).
         train_examples_per_cpu_second: Math.round(seen / cpuSeconds),
+        data_wait_share: round(dataSeconds / trainSeconds),
         padding_share: round(1 - tokens / cells),
         final_epoch_train_loss: round(lossSum / (seen / opts.epochs)),
         dev_accuracy: round(evaluation.accuracy),
@@ -169,6 +187,7 @@ for (const kind of opts.models) {
       results.push(row);
       log(JSON.stringify(row));
     } finally {
+      await dp?.close();
       model.dispose();
     }
   }
@@ -192,7 +211,9 @@ if (opts.json) {
     'model',
     'finetune',
     'bucketing',
+    'workers',
     'train_examples_per_second',
+    'data_wait_share',
     'padding_share',
     'dev_accuracy',
     'infer_examples_per_second',
