@@ -76,7 +76,9 @@ export async function detectFormat(path: string): Promise<FormatInfo> {
   }
 }
 
-function classify(sample: Buffer, path: string, gzip: boolean): FormatInfo {
+function classify(whole: Buffer, path: string, gzip: boolean): FormatInfo {
+  // A UTF-8 byte order mark in front is skipped (the readers skip it too).
+  const sample = whole[0] === 0xef && whole[1] === 0xbb && whole[2] === 0xbf ? whole.subarray(3) : whole;
   let i = 0;
   while (i < sample.length && (sample[i] === 0x20 || sample[i] === 0x0a || sample[i] === 0x0d || sample[i] === 0x09)) {
     i++;

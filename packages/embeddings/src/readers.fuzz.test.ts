@@ -436,7 +436,9 @@ function refJson(bytes: Uint8Array, wanted: ReadonlySet<string> | null = null): 
   }
 }
 
-function reference(format: VectorFormat, bytes: Uint8Array, wanted: ReadonlySet<string> | null = null): Outcome {
+function reference(format: VectorFormat, file: Uint8Array, wanted: ReadonlySet<string> | null = null): Outcome {
+  // A UTF-8 byte order mark in front is not content.
+  const bytes = file[0] === 0xef && file[1] === 0xbb && file[2] === 0xbf ? file.subarray(3) : file;
   switch (format) {
     case 'word2vec-binary':
       return outcomeOf(() => refBinary(bytes, wanted));
@@ -578,6 +580,13 @@ function mutate(bytes: Uint8Array, mutations: readonly Mutation[]): Uint8Array {
 /** Read window sizes: tiny ones put entries across chunk boundaries; undefined = the default 1 MiB. */
 const chunkArb = fc.constantFrom(undefined, 7, 16, 61, 4096);
 
+/** A UTF-8 byte order mark in front, now and then (as Windows editors save text). */
+const bomArb = fc.oneof({ weight: 12, arbitrary: fc.constant(false) }, fc.constant(true));
+
+function withBom(bom: boolean, bytes: Buffer): Uint8Array {
+  return new Uint8Array(bom ? Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), bytes]) : bytes);
+}
+
 interface TextFile {
   dim: number;
   entries: Array<{ word: Uint8Array; tokens: string[] }>;
@@ -588,6 +597,7 @@ interface TextFile {
   blanks: number[];
   countDelta: number;
   dimDelta: number;
+  bom: boolean;
 }
 
 const textFileArb: fc.Arbitrary<TextFile> = fc.integer({ min: 1, max: 5 }).chain((dim) =>
@@ -604,6 +614,7 @@ const textFileArb: fc.Arbitrary<TextFile> = fc.integer({ min: 1, max: 5 }).chain
     blanks: fc.array(fc.nat(8), { maxLength: 2 }),
     countDelta: fc.oneof({ weight: 12, arbitrary: fc.constant(0) }, fc.constantFrom(-1, 1, 1_000_000)),
     dimDelta: fc.oneof({ weight: 15, arbitrary: fc.constant(0) }, fc.constantFrom(-1, 1)),
+    bom: bomArb,
   }),
 );
 
@@ -621,7 +632,7 @@ function textBytes(f: TextFile, header: boolean): Uint8Array {
     parts.push(l);
     if (k < lines.length - 1 || f.finalEol) parts.push(eol);
   });
-  return new Uint8Array(Buffer.concat(parts));
+  return withBom(f.bom, Buffer.concat(parts));
 }
 
 interface BinaryFile {
@@ -631,6 +642,7 @@ interface BinaryFile {
   countDelta: number;
   dimDelta: number;
   tail: string;
+  bom: boolean;
 }
 
 const binaryFileArb: fc.Arbitrary<BinaryFile> = fc.integer({ min: 1, max: 5 }).chain((dim) =>
@@ -647,6 +659,7 @@ const binaryFileArb: fc.Arbitrary<BinaryFile> = fc.integer({ min: 1, max: 5 }).c
     countDelta: fc.oneof({ weight: 12, arbitrary: fc.constant(0) }, fc.constantFrom(-1, 1, 9_000_000_000_000)),
     dimDelta: fc.oneof({ weight: 15, arbitrary: fc.constant(0) }, fc.constantFrom(-1, 1)),
     tail: fc.constantFrom('', '', '\n', ' \r\n'),
+    bom: bomArb,
   }),
 );
 
@@ -659,7 +672,7 @@ function binaryBytes(f: BinaryFile): Uint8Array {
     if (f.newline) parts.push(Buffer.from('\n'));
   }
   parts.push(Buffer.from(f.tail));
-  return new Uint8Array(Buffer.concat(parts));
+  return withBom(f.bom, Buffer.concat(parts));
 }
 
 interface JsonFile {
@@ -670,6 +683,7 @@ interface JsonFile {
   dimensions: number;
   spaced: boolean;
   trailingComma: boolean;
+  bom: boolean;
 }
 
 const jsonFileArb: fc.Arbitrary<JsonFile> = fc.integer({ min: 1, max: 5 }).chain((dim) =>
@@ -691,6 +705,7 @@ const jsonFileArb: fc.Arbitrary<JsonFile> = fc.integer({ min: 1, max: 5 }).chain
     dimensions: fc.oneof({ weight: 15, arbitrary: fc.constant(dim) }, fc.constantFrom(dim + 1, dim - 1, 1e300)),
     spaced: fc.boolean(),
     trailingComma: fc.oneof({ weight: 5, arbitrary: fc.constant(false) }, fc.constant(true)),
+    bom: bomArb,
   }),
 );
 
@@ -739,7 +754,7 @@ function jsonBytes(f: JsonFile): Uint8Array {
     });
     parts.push(Buffer.from('}'));
   }
-  return new Uint8Array(Buffer.concat(parts));
+  return withBom(f.bom, Buffer.concat(parts));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -912,6 +927,7 @@ describe('vector readers: truncation at every byte', () => {
         countDelta: 0,
         dimDelta: 0,
         tail: '',
+        bom: false,
       }),
     },
     ...(['word2vec-text', 'glove-text'] as const).map((format) => ({
@@ -927,6 +943,7 @@ describe('vector readers: truncation at every byte', () => {
           blanks: [2],
           countDelta: 0,
           dimDelta: 0,
+          bom: format === 'glove-text',
         },
         format === 'word2vec-text',
       ),
@@ -941,6 +958,7 @@ describe('vector readers: truncation at every byte', () => {
         dimensions: dim,
         spaced: true,
         trailingComma: false,
+        bom: false,
       }),
     })),
   ];
@@ -1083,6 +1101,21 @@ describe('regressions: counterexamples the fuzzing found, kept as plain tests', 
         ['b\x01', [2]],
       ],
     },
+    {
+      name: 'GloVe: a UTF-8 byte order mark is not part of the first word (it was "\\ufeffthe")',
+      format: 'glove-text',
+      bytes: Buffer.from('\ufeffthe 1 2\na 3 4\n'),
+      expect: [
+        ['the', [1, 2]],
+        ['a', [3, 4]],
+      ],
+    },
+    {
+      name: 'word2vec text: a byte order mark before "N D" (the header was garbled)',
+      format: 'word2vec-text',
+      bytes: Buffer.from('\ufeff1 2\nthe 1 2\n'),
+      expect: [['the', [1, 2]]],
+    },
   ];
   for (const c of cases) {
     test(c.name, async () => {
@@ -1103,6 +1136,11 @@ describe('regressions: counterexamples the fuzzing found, kept as plain tests', 
       }
     });
   }
+
+  test('a byte order mark does not hide the format from detection (a word2vec text file was taken for GloVe)', async () => {
+    const path = await fileOf(Buffer.from('\ufeff2 3\nthe 1 2 3\na 4 5 6\n'));
+    assert.deepEqual(await detectFormat(path), { format: 'word2vec-text', gzip: false, count: 2, dim: 3 });
+  });
 
   test('a header that lies by far does not make pruneVectors allocate for it (was a RangeError)', async () => {
     // 1M rows of 65536 floats announced, one entry there: the reader must report the truncation.

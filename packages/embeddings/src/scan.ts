@@ -99,6 +99,9 @@ export async function* scan(
   sink: ScanSink,
   counts: ScanCounts,
 ): AsyncGenerator<void> {
+  // A UTF-8 byte order mark (Windows editors write one) is not part of the first word or the header.
+  while (r.end - r.pos < 3 && (await r.refill()));
+  if (r.end - r.pos >= 3 && isBom(r.buf, r.pos)) r.pos += 3;
   switch (format) {
     case 'word2vec-binary':
       yield* scanBinary(r, sink, counts);
@@ -114,6 +117,11 @@ export async function* scan(
       yield* scanJson(r, sink, counts);
       return;
   }
+}
+
+/** The UTF-8 byte order mark EF BB BF at buf[at]. */
+export function isBom(buf: Uint8Array, at: number): boolean {
+  return buf[at] === 0xef && buf[at + 1] === 0xbb && buf[at + 2] === 0xbf;
 }
 
 /** Reads the `N D` header line of a word2vec file. */
