@@ -10,6 +10,7 @@ import { createLogger } from './logger.ts';
 import { checkHealth } from './probes.ts';
 import { createServer, type Ch8Server, type ServiceHandlers } from './server.ts';
 import { Code, GrpcError } from './status.ts';
+import { holdCall } from './testing.ts';
 import { callLimitsFromConfig, limitsConfigSpec, transportFromConfig, type CallLimits } from './transport.ts';
 import { tlsConfigSpec } from './tls.ts';
 
@@ -202,6 +203,35 @@ describe('deadlines', () => {
     assert.equal((await client.collect(slowly())).count, 3);
     assert.equal(await checkHealth(s.address, '', 2000, { tls: undefined }), 'SERVING');
   });
+});
+
+test('a call whose request never comes holds its place only until the server-set deadline', async () => {
+  const s = await start({ maxConcurrentCalls: 1, defaultDeadlineMs: 400, maxDeadlineMs: 800 });
+  const client = createClient(EchoService, s.address, { tls: undefined });
+  const echo = `/${EchoService.typeName}/Echo`;
+  const held: { close(): void }[] = [];
+  try {
+    const t0 = Date.now();
+    const stalled = await holdCall(s.address, echo);
+    held.push(stalled);
+    await sleep(100);
+    await rejectsWith(client.echo({ text: 'x' }, { timeoutMs: 2000 }), Code.RESOURCE_EXHAUSTED, /limit is 1/);
+    const ended = await stalled.status;
+    assert.equal(ended.code, Code.DEADLINE_EXCEEDED);
+    assert.match(ended.details, /default deadline of 400 ms \(CH8_ECHO_DEFAULT_DEADLINE_MS\)/);
+    assert.ok(Date.now() - t0 >= 350, 'not before the deadline');
+    assert.equal((await client.echo({ text: 'in' }, { timeoutMs: 2000 })).text, 'in');
+    // A client deadline longer than the server's longest is cut to it.
+    const long = await holdCall(s.address, echo, { timeoutMs: 60_000 });
+    held.push(long);
+    const cut = await long.status;
+    assert.equal(cut.code, Code.DEADLINE_EXCEEDED);
+    assert.match(cut.details, /longest deadline of 800 ms \(CH8_ECHO_MAX_DEADLINE_MS\)/);
+  } finally {
+    for (const h of held) h.close();
+    client.close();
+    await s.server.shutdown(500);
+  }
 });
 
 test('limit settings: named by the prefix, defaults, the default deadline within the longest', () => {

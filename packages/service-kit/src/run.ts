@@ -12,6 +12,31 @@ export interface RunOptions {
   graceMs?: number;
 }
 
+/**
+ * A service's settings, parsed by `parse` (its config.ts on process.env): a bad one (a malformed value, a TLS file
+ * that is missing or does not match) is one JSON log line naming the setting and the file, then exit code 2, instead
+ * of a stack trace.
+ */
+export function settingsOrExit<T>(service: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (e) {
+    const err = e as Error & { field?: string; file?: string };
+    process.stderr.write(
+      JSON.stringify({
+        time: new Date().toISOString(),
+        level: 'error',
+        service,
+        msg: 'invalid settings, not starting',
+        error: err.message,
+        ...(err.field !== undefined ? { setting: err.field } : {}),
+        ...(err.file !== undefined ? { file: err.file } : {}),
+      }) + '\n',
+    );
+    process.exit(2);
+  }
+}
+
 export async function runService(options: RunOptions): Promise<void> {
   const { logger } = options;
   let started: Awaited<ReturnType<RunOptions['start']>>;

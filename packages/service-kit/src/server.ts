@@ -151,6 +151,9 @@ export function isLoopbackAddress(address: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host) || host === '::ffff:127.0.0.1';
 }
 
+/** Request metadata by which the admission interceptor hands a call's server-set deadline to its handler. */
+const DEADLINE_KEY = 'x-ch8-server-deadline';
+
 /** Health and reflection are never limited: a server at its limit still answers its probes. */
 const UNLIMITED_PATH = /^\/grpc\.(health\.v1\.Health|reflection\.v1(alpha)?\.ServerReflection)\//;
 
@@ -181,25 +184,54 @@ export function createServer(options: ServerOptions): Ch8Server {
   const rpc = createRpcMetrics(metrics, metricLabels);
 
   /**
-   * Admission: a call beyond `maxConcurrentCalls` is refused as soon as its headers arrive, before grpc-js reads its
-   * request (so a flood of large requests is not buffered), and never reaches a handler.
+   * The deadline of a call to `method` whose client asked for `clientDeadline` (ms since the epoch, or Infinity): the
+   * server's default when it asked for none, cut to the server's longest; `imposed` says which, naming the setting.
+   */
+  const serverDeadline = (method: string, clientDeadline: number, now: number) => {
+    const own = limits.methods?.[method];
+    const defaultMs = own?.defaultDeadlineMs ?? limits.defaultDeadlineMs;
+    const maxMs = own?.maxDeadlineMs ?? limits.maxDeadlineMs;
+    let deadline = clientDeadline;
+    let imposed: string | undefined;
+    if (!Number.isFinite(deadline) && defaultMs > 0) {
+      deadline = now + defaultMs;
+      imposed = `the server's default deadline of ${defaultMs} ms${own ? ` for ${method}` : setting('DEFAULT_DEADLINE_MS')}`;
+    }
+    if (maxMs > 0 && deadline > now + maxMs) {
+      deadline = now + maxMs;
+      imposed = `the server's longest deadline of ${maxMs} ms${own ? ` for ${method}` : setting('MAX_DEADLINE_MS')}`;
+    }
+    return { deadline, imposed };
+  };
+  const deadlineLimits =
+    limits.defaultDeadlineMs > 0 ||
+    limits.maxDeadlineMs > 0 ||
+    Object.values(limits.methods ?? {}).some((m) => m.defaultDeadlineMs > 0 || m.maxDeadlineMs > 0);
+
+  /**
+   * Admission, as soon as a call's headers arrive, before grpc-js reads its request: a call beyond
+   * `maxConcurrentCalls` is refused (a flood of large requests is not buffered) and never reaches a handler; a call
+   * the server gives a deadline (its default, or its longest) is ended with DEADLINE_EXCEEDED when that passes,
+   * whether its handler runs or its request never came (grpc-js then tells the handler: its signal aborts).
    */
   let admitted = 0;
   const admission: grpc.ServerInterceptor = (descriptor, next) => {
     if (UNLIMITED_PATH.test(descriptor.path)) return new grpc.ServerInterceptingCall(next);
     let holding = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const release = () => {
+      clearTimeout(timer);
       if (holding) {
         holding = false;
         admitted--;
       }
     };
+    const method = descriptor.path.slice(descriptor.path.lastIndexOf('/') + 1);
     const call: grpc.ServerInterceptingCall = new grpc.ServerInterceptingCall(next, {
       start(startNext) {
         startNext({
           onReceiveMetadata(metadata, metadataNext) {
-            if (admitted >= limits.maxConcurrentCalls) {
-              const method = descriptor.path.slice(descriptor.path.lastIndexOf('/') + 1);
+            if (limits.maxConcurrentCalls > 0 && admitted >= limits.maxConcurrentCalls) {
               const details = `too many concurrent calls: the limit is ${limits.maxConcurrentCalls}${setting('MAX_CONCURRENT_CALLS')}, retry later`;
               rpc.observe(
                 {
@@ -213,8 +245,24 @@ export function createServer(options: ServerOptions): Ch8Server {
               call.sendStatus({ code: Code.RESOURCE_EXHAUSTED, details, metadata: new grpc.Metadata() });
               return;
             }
-            admitted++;
-            holding = true;
+            if (limits.maxConcurrentCalls > 0) {
+              admitted++;
+              holding = true;
+            }
+            const now = Date.now();
+            const { deadline, imposed } = serverDeadline(method, deadlineMs(next.getDeadline()), now);
+            if (imposed !== undefined) {
+              timer = setTimeout(
+                () =>
+                  call.sendStatus({
+                    code: Code.DEADLINE_EXCEEDED,
+                    details: `deadline exceeded: ${imposed} passed`,
+                    metadata: new grpc.Metadata(),
+                  }),
+                deadline - now,
+              );
+              metadata.set(DEADLINE_KEY, String(deadline));
+            }
             metadataNext(metadata);
           },
           onCancel() {
@@ -233,7 +281,7 @@ export function createServer(options: ServerOptions): Ch8Server {
   const server = new grpc.Server({
     'grpc.max_receive_message_length': limits.maxMessageBytes,
     'grpc.max_send_message_length': limits.maxMessageBytes,
-    ...(limits.maxConcurrentCalls > 0 ? { interceptors: [admission] } : {}),
+    ...(limits.maxConcurrentCalls > 0 || deadlineLimits ? { interceptors: [admission] } : {}),
     ...options.channelOptions,
   });
   let healthServer: grpc.Server | undefined;
@@ -253,8 +301,6 @@ export function createServer(options: ServerOptions): Ch8Server {
     name: string,
     method: string,
     onCancel: (cb: () => void) => void,
-    /** Sends `error` (DEADLINE_EXCEEDED) to the client when a deadline the server set passes. */
-    onExpire: (error: GrpcError) => void,
   ): { ctx: CallContext; finish: () => void; record: (code: Code) => void } => {
     const t0 = performance.now();
     rpc.started(method);
@@ -277,37 +323,13 @@ export function createServer(options: ServerOptions): Ch8Server {
     onCancel(() => abort('call cancelled by the client or its deadline passed'));
     const stopNow = () => abort('server shutting down');
     live.add(stopNow);
-    // The client's deadline, or the server's default for a call without one, cut to the server's longest. grpc-js
-    // enforces the client's; the kit the server's, with a timer of its own.
-    let deadline = deadlineMs(call.getDeadline());
-    const own = limits.methods?.[method];
-    const defaultMs = own?.defaultDeadlineMs ?? limits.defaultDeadlineMs;
-    const maxMs = own?.maxDeadlineMs ?? limits.maxDeadlineMs;
-    const now = Date.now();
-    let imposed: string | undefined;
-    if (!Number.isFinite(deadline) && defaultMs > 0) {
-      deadline = now + defaultMs;
-      imposed = `the server's default deadline of ${defaultMs} ms${own ? ` for ${method}` : setting('DEFAULT_DEADLINE_MS')}`;
-    }
-    if (maxMs > 0 && deadline > now + maxMs) {
-      deadline = now + maxMs;
-      imposed = `the server's longest deadline of ${maxMs} ms${own ? ` for ${method}` : setting('MAX_DEADLINE_MS')}`;
-    }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    if (imposed !== undefined) {
-      const why = imposed;
-      timer = setTimeout(() => {
-        if (finished || controller.signal.aborted) return;
-        const error = new GrpcError(Code.DEADLINE_EXCEEDED, `deadline exceeded: ${why} passed`);
-        controller.abort(error);
-        onExpire(error);
-      }, deadline - now);
-    }
+    // The admission interceptor's deadline when it set one (the server's default, or its longest), else the client's.
+    const deadline = md[DEADLINE_KEY] !== undefined ? Number(md[DEADLINE_KEY]) : deadlineMs(call.getDeadline());
+    delete md[DEADLINE_KEY];
     controller.signal.addEventListener(
       'abort',
       () => {
         live.delete(stopNow);
-        clearTimeout(timer);
         // The client cancels at its own copy of the deadline, a little before the server's: within 50 ms counts.
         record(Date.now() >= deadline - 50 ? Code.DEADLINE_EXCEEDED : Code.CANCELLED);
       },
@@ -315,7 +337,6 @@ export function createServer(options: ServerOptions): Ch8Server {
     );
     const finish = (): void => {
       finished = true;
-      clearTimeout(timer);
       live.delete(stopNow);
     };
     call.once('finish', finish);
@@ -371,31 +392,18 @@ export function createServer(options: ServerOptions): Ch8Server {
               call: grpc.ServerUnaryCall<unknown, unknown>,
               callback: grpc.sendUnaryData<unknown>,
             ) => {
-              // One answer: a server-set deadline may have answered already when the handler ends.
-              let answered = false;
-              const answer: grpc.sendUnaryData<unknown> = (err, res) => {
-                if (answered) return;
-                answered = true;
-                callback(err, res);
-              };
-              const { ctx, finish, record } = context(
-                call,
-                name,
-                short,
-                (cb) => call.on('cancelled', cb),
-                (e) => answer(fail(ctx, e)),
-              );
+              const { ctx, finish, record } = context(call, name, short, (cb) => call.on('cancelled', cb));
               void track(async () => {
                 try {
                   const res = await (handler as UnaryHandler<unknown>)(call.request as never, ctx);
                   finish();
                   record(Code.OK);
-                  answer(null, toMessage(res));
+                  callback(null, toMessage(res));
                 } catch (e) {
                   finish();
                   const err = fail(ctx, e);
                   record(err.code);
-                  answer(err);
+                  callback(err);
                 }
               });
             };
@@ -405,31 +413,19 @@ export function createServer(options: ServerOptions): Ch8Server {
               call: grpc.ServerReadableStream<unknown, unknown>,
               callback: grpc.sendUnaryData<unknown>,
             ) => {
-              let answered = false;
-              const answer: grpc.sendUnaryData<unknown> = (err, res) => {
-                if (answered) return;
-                answered = true;
-                callback(err, res);
-              };
-              const { ctx, finish, record } = context(
-                call,
-                name,
-                short,
-                (cb) => call.on('cancelled', cb),
-                (e) => answer(fail(ctx, e)),
-              );
+              const { ctx, finish, record } = context(call, name, short, (cb) => call.on('cancelled', cb));
               void track(async () => {
                 try {
                   const requests = counted(readAll(call), () => rpc.received(short));
                   const res = await (handler as ClientStreamHandler<unknown>)(requests as never, ctx);
                   finish();
                   record(Code.OK);
-                  answer(null, toMessage(res));
+                  callback(null, toMessage(res));
                 } catch (e) {
                   finish();
                   const err = fail(ctx, e);
                   record(err.code);
-                  answer(err);
+                  callback(err);
                 }
               });
             };
@@ -439,19 +435,7 @@ export function createServer(options: ServerOptions): Ch8Server {
             impl[method.name] = (
               call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>,
             ) => {
-              // Ended once: by the handler (end or error) or by a server-set deadline, whichever comes first.
-              let ended = false;
-              const { ctx, record } = context(
-                call,
-                name,
-                short,
-                (cb) => call.on('cancelled', cb),
-                (e) => {
-                  if (ended) return;
-                  ended = true;
-                  call.emit('error', fail(ctx, e));
-                },
-              );
+              const { ctx, record } = context(call, name, short, (cb) => call.on('cancelled', cb));
               void track(async () => {
                 // Bounded buffering: at most `maxBuffered` responses handed to grpc-js and not yet flushed.
                 let pending = 0;
@@ -485,13 +469,11 @@ export function createServer(options: ServerOptions): Ch8Server {
                     }
                   }
                   if (ctx.signal.aborted) return;
-                  ended = true;
                   call.end();
                   record(Code.OK);
                   if (call.writableLength > 0 || pending > 0) await once(call, 'finish').catch(() => undefined);
                 } catch (e) {
-                  if (ctx.signal.aborted || ended) return;
-                  ended = true;
+                  if (ctx.signal.aborted) return;
                   const err = fail(ctx, e);
                   record(err.code);
                   call.emit('error', err);

@@ -204,3 +204,61 @@ export function makeTestCertificates(dir: string): TestCertificates | { skip: st
     otherKey: at('other.key'),
   };
 }
+
+export interface HeldCall {
+  /** The call's status once the server ends it: grpc-status and grpc-message. */
+  readonly status: Promise<{ code: number; details: string }>;
+  close(): void;
+}
+
+/**
+ * Opens a gRPC call to `path` (e.g. `/ch8.gateway.v1.GatewayService/ListModels`) and sends its headers, never its
+ * request: what a slow or stalled client does. For tests of admission limits and server-set deadlines.
+ * `timeoutMs` sends a grpc-timeout header.
+ */
+export async function holdCall(
+  address: string,
+  path: string,
+  options: { timeoutMs?: number; tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer } } = {},
+): Promise<HeldCall> {
+  const { connect } = await import('node:http2');
+  const session = options.tls
+    ? connect(`https://${address}`, {
+        ...(options.tls.ca ? { ca: options.tls.ca } : {}),
+        ...(options.tls.cert ? { cert: options.tls.cert } : {}),
+        ...(options.tls.key ? { key: options.tls.key } : {}),
+        ALPNProtocols: ['h2'],
+      })
+    : connect(`http://${address}`);
+  session.on('error', () => {});
+  const stream = session.request(
+    {
+      ':method': 'POST',
+      ':path': path,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      ...(options.timeoutMs !== undefined ? { 'grpc-timeout': `${options.timeoutMs}m` } : {}),
+    },
+    { endStream: false },
+  );
+  stream.on('data', () => {});
+  // Resolved on the status itself: the call stays half open (this side never ends its request), so no 'close'.
+  const status = new Promise<{ code: number; details: string }>((resolve, reject) => {
+    const take = (h: Record<string, unknown>) => {
+      if (h['grpc-status'] !== undefined)
+        resolve({ code: Number(h['grpc-status']), details: decodeURIComponent(String(h['grpc-message'] ?? '')) });
+    };
+    stream.on('response', take);
+    stream.on('trailers', take);
+    stream.on('error', reject);
+    stream.on('close', () => reject(new Error('the call closed without a status')));
+  });
+  status.catch(() => undefined);
+  return {
+    status,
+    close() {
+      stream.close();
+      session.close();
+    },
+  };
+}

@@ -1,5 +1,7 @@
 import { parseConfig, type FieldSpec } from '@ch8/service-kit/config';
 import { parseMetricsAddress } from '@ch8/service-kit/metrics';
+import { tlsConfigSpec } from '@ch8/service-kit/tls';
+import { healthAddressSpec, limitsConfigSpec, transportFromConfig } from '@ch8/service-kit/transport';
 
 export const datasetConfigSpec = {
   address: { env: 'CH8_DATASET_ADDR', kind: 'string', default: '127.0.0.1:50052', doc: 'address to listen on' },
@@ -37,6 +39,16 @@ export const datasetConfigSpec = {
     default: '127.0.0.1:9462',
     doc: 'HOST:PORT of the Prometheus metrics endpoint (GET /metrics; port 0 picks a free one, logged); "off" to disable',
   },
+  ...tlsConfigSpec,
+  ...healthAddressSpec('CH8_DATASET'),
+  // PrepareDataset against a large vector source takes minutes; StreamBatches lasts a whole pass over the data: it
+  // has no default and no longest deadline (STREAM_DEADLINES).
+  ...limitsConfigSpec('CH8_DATASET', {
+    maxMessageBytes: 64 * 1024 * 1024,
+    maxConcurrentCalls: 256,
+    defaultDeadlineMs: 900_000,
+    maxDeadlineMs: 3_600_000,
+  }),
   logLevel: {
     env: 'CH8_LOG_LEVEL',
     kind: 'enum',
@@ -46,9 +58,16 @@ export const datasetConfigSpec = {
   },
 } satisfies Record<string, FieldSpec>;
 
+/** StreamBatches feeds a training run for as long as the run reads: no deadline unless its caller sets one. */
+export const STREAM_DEADLINES = { StreamBatches: { defaultDeadlineMs: 0, maxDeadlineMs: 0 } } as const;
+
 export type DatasetConfig = ReturnType<typeof parseDatasetConfig>;
 
 export function parseDatasetConfig(env: Record<string, string | undefined>) {
   const c = parseConfig(datasetConfigSpec, env);
-  return { ...c, metricsAddress: parseMetricsAddress(c.metricsAddress, 'CH8_DATASET_METRICS_ADDR') };
+  return {
+    ...c,
+    metricsAddress: parseMetricsAddress(c.metricsAddress, 'CH8_DATASET_METRICS_ADDR'),
+    transport: transportFromConfig(c, 'CH8_DATASET', STREAM_DEADLINES),
+  };
 }

@@ -1,10 +1,13 @@
 import { createLogger } from '@ch8/service-kit/logger';
 import { serveMetrics } from '@ch8/service-kit/metrics';
-import { runService } from '@ch8/service-kit/run';
+import { runService, settingsOrExit } from '@ch8/service-kit/run';
+import { useTransport } from '@ch8/service-kit/transport';
 import { parseDatasetConfig } from './config.ts';
 import { createDatasetServer } from './server.ts';
 
-const config = parseDatasetConfig(process.env);
+const config = settingsOrExit('dataset', () => parseDatasetConfig(process.env));
+// TLS, call limits and the health port for the server built below, TLS for the clients it makes.
+useTransport(config.transport);
 const logger = createLogger({ level: config.logLevel, bindings: { service: 'dataset' } });
 await runService({
   logger,

@@ -1,6 +1,8 @@
 import { isAbsolute, join, resolve } from 'node:path';
 import { ch8Home, parseConfig, type FieldSpec } from '@ch8/service-kit/config';
 import { parseMetricsAddress } from '@ch8/service-kit/metrics';
+import { tlsConfigSpec } from '@ch8/service-kit/tls';
+import { healthAddressSpec, limitsConfigSpec, transportFromConfig } from '@ch8/service-kit/transport';
 
 export const embeddingConfigSpec = {
   address: { env: 'CH8_EMBEDDING_ADDR', kind: 'string', default: '127.0.0.1:50051', doc: 'address to listen on' },
@@ -29,6 +31,15 @@ export const embeddingConfigSpec = {
     default: '127.0.0.1:9461',
     doc: 'HOST:PORT of the Prometheus metrics endpoint (GET /metrics; port 0 picks a free one, logged); "off" to disable',
   },
+  ...tlsConfigSpec,
+  ...healthAddressSpec('CH8_EMBEDDING'),
+  // Loading a large vector source (GoogleNews) takes minutes: the dataset service allows 15 (CH8_EMBEDDING_TIMEOUT_MS).
+  ...limitsConfigSpec('CH8_EMBEDDING', {
+    maxMessageBytes: 64 * 1024 * 1024,
+    maxConcurrentCalls: 256,
+    defaultDeadlineMs: 900_000,
+    maxDeadlineMs: 3_600_000,
+  }),
   logLevel: {
     env: 'CH8_LOG_LEVEL',
     kind: 'enum',
@@ -49,5 +60,10 @@ export function parseEmbeddingConfig(env: Record<string, string | undefined>, cw
       : isAbsolute(c.cacheDir)
         ? c.cacheDir
         : resolve(cwd, c.cacheDir);
-  return { ...c, cacheDir, metricsAddress: parseMetricsAddress(c.metricsAddress, 'CH8_EMBEDDING_METRICS_ADDR') };
+  return {
+    ...c,
+    cacheDir,
+    metricsAddress: parseMetricsAddress(c.metricsAddress, 'CH8_EMBEDDING_METRICS_ADDR'),
+    transport: transportFromConfig(c, 'CH8_EMBEDDING'),
+  };
 }

@@ -3,6 +3,8 @@ import { InvalidInputError } from '@ch8/errors';
 import { checkModelName } from '@ch8/model-repository/names';
 import { ch8Home, parseConfig, type FieldSpec } from '@ch8/service-kit/config';
 import { parseMetricsAddress } from '@ch8/service-kit/metrics';
+import { tlsConfigSpec } from '@ch8/service-kit/tls';
+import { healthAddressSpec, limitsConfigSpec, transportFromConfig } from '@ch8/service-kit/transport';
 
 export const gatewayConfigSpec = {
   address: { env: 'CH8_GATEWAY_ADDR', kind: 'string', default: '127.0.0.1:50054', doc: 'address to listen on' },
@@ -97,6 +99,16 @@ export const gatewayConfigSpec = {
     default: '127.0.0.1:9464',
     doc: 'HOST:PORT of the Prometheus metrics endpoint (GET /metrics; port 0 picks a free one, logged); "off" to disable',
   },
+  ...tlsConfigSpec,
+  ...healthAddressSpec('CH8_GATEWAY'),
+  // Memory of requests in flight stays under MAX_CONCURRENT_CALLS x MAX_MESSAGE_BYTES (512 MiB by default): a call
+  // beyond the limit is refused before its request is read. A text call of 4 MiB holds about 4096 sentences.
+  ...limitsConfigSpec('CH8_GATEWAY', {
+    maxMessageBytes: 4 * 1024 * 1024,
+    maxConcurrentCalls: 128,
+    defaultDeadlineMs: 30_000,
+    maxDeadlineMs: 300_000,
+  }),
   logLevel: {
     env: 'CH8_LOG_LEVEL',
     kind: 'enum',
@@ -159,5 +171,6 @@ export function parseGatewayConfig(env: Record<string, string | undefined>, cwd:
     modelRepository,
     versionPolicies: parseVersionPolicies(c.versionPolicy),
     metricsAddress: parseMetricsAddress(c.metricsAddress, 'CH8_GATEWAY_METRICS_ADDR'),
+    transport: transportFromConfig(c, 'CH8_GATEWAY'),
   };
 }

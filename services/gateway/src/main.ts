@@ -1,11 +1,14 @@
 import { selectBackend } from '@ch8/backend/select';
 import { createLogger } from '@ch8/service-kit/logger';
-import { runService } from '@ch8/service-kit/run';
+import { runService, settingsOrExit } from '@ch8/service-kit/run';
+import { useTransport } from '@ch8/service-kit/transport';
 import { parseGatewayConfig } from './config.ts';
 import { serveMetrics } from '@ch8/service-kit/metrics';
 import { createGatewayServer } from './server.ts';
 
-const config = parseGatewayConfig(process.env);
+const config = settingsOrExit('gateway', () => parseGatewayConfig(process.env));
+// TLS, call limits and the health port for the server built below, TLS for the clients it makes.
+useTransport(config.transport);
 const logger = createLogger({ level: config.logLevel, bindings: { service: 'gateway' } });
 await runService({
   logger,

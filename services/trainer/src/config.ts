@@ -2,6 +2,8 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { BACKENDS } from '@ch8/backend/names';
 import { ch8Home, parseConfig, type FieldSpec } from '@ch8/service-kit/config';
 import { parseMetricsAddress } from '@ch8/service-kit/metrics';
+import { tlsConfigSpec } from '@ch8/service-kit/tls';
+import { healthAddressSpec, limitsConfigSpec, transportFromConfig } from '@ch8/service-kit/transport';
 
 export const trainerConfigSpec = {
   address: { env: 'CH8_TRAINER_ADDR', kind: 'string', default: '127.0.0.1:50053', doc: 'address to listen on' },
@@ -58,6 +60,16 @@ export const trainerConfigSpec = {
     default: '127.0.0.1:9463',
     doc: 'HOST:PORT of the Prometheus metrics endpoint (GET /metrics; port 0 picks a free one, logged); "off" to disable',
   },
+  ...tlsConfigSpec,
+  ...healthAddressSpec('CH8_TRAINER'),
+  // StartRun may prepare a data set for up to CH8_DATASET_TIMEOUT_MS (15 min); WatchRun lasts a whole run: it has no
+  // default and no longest deadline (WATCH_DEADLINES).
+  ...limitsConfigSpec('CH8_TRAINER', {
+    maxMessageBytes: 16 * 1024 * 1024,
+    maxConcurrentCalls: 256,
+    defaultDeadlineMs: 900_000,
+    maxDeadlineMs: 3_600_000,
+  }),
   logLevel: {
     env: 'CH8_LOG_LEVEL',
     kind: 'enum',
@@ -66,6 +78,9 @@ export const trainerConfigSpec = {
     doc: 'log level',
   },
 } satisfies Record<string, FieldSpec>;
+
+/** WatchRun follows a run to its end (hours on a large data set): no deadline unless its caller sets one. */
+export const WATCH_DEADLINES = { WatchRun: { defaultDeadlineMs: 0, maxDeadlineMs: 0 } } as const;
 
 export type TrainerConfig = ReturnType<typeof parseTrainerConfig>;
 
@@ -84,5 +99,6 @@ export function parseTrainerConfig(env: Record<string, string | undefined>, cwd:
     modelRepository: path(c.modelRepository, 'models'),
     stateDir: path(c.stateDir, 'trainer'),
     metricsAddress: parseMetricsAddress(c.metricsAddress, 'CH8_TRAINER_METRICS_ADDR'),
+    transport: transportFromConfig(c, 'CH8_TRAINER', WATCH_DEADLINES),
   };
 }

@@ -1,10 +1,13 @@
 import { createLogger } from '@ch8/service-kit/logger';
 import { serveMetrics } from '@ch8/service-kit/metrics';
-import { runService } from '@ch8/service-kit/run';
+import { runService, settingsOrExit } from '@ch8/service-kit/run';
+import { useTransport } from '@ch8/service-kit/transport';
 import { parseTrainerConfig } from './config.ts';
 import { createTrainerServer } from './server.ts';
 
-const config = parseTrainerConfig(process.env);
+const config = settingsOrExit('trainer', () => parseTrainerConfig(process.env));
+// TLS, call limits and the health port for the server built below, TLS for the clients it makes.
+useTransport(config.transport);
 const logger = createLogger({ level: config.logLevel, bindings: { service: 'trainer' } });
 await runService({
   logger,

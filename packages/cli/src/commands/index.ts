@@ -1,5 +1,6 @@
 /** Every CLI command, in the order --help lists them. */
 import type { Command } from '../command.ts';
+import { talksToServices, withTlsFlags } from '../tls.ts';
 import { chapterCommand } from './chapter.ts';
 import { dataShowCommand, dataStatsCommand } from './data.ts';
 import { evalCommand } from './eval.ts';
@@ -17,6 +18,7 @@ import { serveCommand } from './serve.ts';
 import { trainCommand } from './train.ts';
 import { vectorsLookupCommand, vectorsPruneCommand } from './vectors.ts';
 
+/** Every command; those that dial a running service take --tls-ca, --tls-cert and --tls-key (tls.ts). */
 export const COMMANDS: readonly Command[] = [
   chapterCommand,
   healthCommand,
@@ -37,4 +39,4 @@ export const COMMANDS: readonly Command[] = [
   modelsReloadCommand,
   vectorsPruneCommand,
   vectorsLookupCommand,
-];
+].map((c) => (talksToServices(c) ? withTlsFlags(c) : c));

@@ -28,7 +28,7 @@ export const serveCommand: Command = {
   summary: 'run the gateway on a model repository (text API + Open Inference Protocol) until Ctrl-C',
   problems: [],
   usage:
-    'ch8 serve --models DIR [--addr HOST:PORT] [--backend NAME] [--metrics-addr HOST:PORT|off] [--default-model NAME] [--poll-ms N]',
+    'ch8 serve --models DIR [--addr HOST:PORT] [--backend NAME] [--metrics-addr HOST:PORT|off] [--default-model NAME] [--poll-ms N] [--tls-cert FILE --tls-key FILE [--tls-ca FILE] [--tls-client-auth require]]',
   flags: {
     models: { type: 'string', help: 'model repository <DIR>/<name>/<version>/ (e.g. what ch8 train --models wrote)' },
     addr: { type: 'string', help: 'HOST:PORT to listen on (default $CH8_GATEWAY_ADDR or 127.0.0.1:50054)' },
@@ -39,6 +39,13 @@ export const serveCommand: Command = {
     },
     'default-model': { type: 'string', help: 'model answering requests that name none (default: the only one)' },
     'poll-ms': { type: 'string', help: 'how often the repository is scanned for new versions (default 2000)' },
+    'tls-cert': { type: 'string', help: 'PEM certificate to serve TLS with (default $CH8_TLS_CERT; none: plaintext)' },
+    'tls-key': { type: 'string', help: 'PEM private key of --tls-cert (default $CH8_TLS_KEY)' },
+    'tls-ca': { type: 'string', help: 'PEM CA that signs client certificates (default $CH8_TLS_CA)' },
+    'tls-client-auth': {
+      type: 'string',
+      help: 'require: mutual TLS, clients need a certificate signed by --tls-ca (default $CH8_TLS_CLIENT_AUTH or none)',
+    },
     json: { type: 'boolean', help: 'one JSON document on standard output when the gateway stops' },
   },
   async run(args, io) {
@@ -65,6 +72,18 @@ export const serveCommand: Command = {
       const v = str(args, flag);
       if (v !== undefined) env[variable] = v;
     }
+    // TLS files as the gateway reads them (CH8_TLS_*), relative to where the command was typed; it checks them.
+    const tlsFiles: [string, string][] = [
+      ['tls-cert', 'CH8_TLS_CERT'],
+      ['tls-key', 'CH8_TLS_KEY'],
+      ['tls-ca', 'CH8_TLS_CA'],
+    ];
+    for (const [flag, variable] of tlsFiles) {
+      const v = str(args, flag);
+      if (v !== undefined) env[variable] = resolve(io.cwd, v);
+    }
+    const clientAuth = str(args, 'tls-client-auth');
+    if (clientAuth !== undefined) env['CH8_TLS_CLIENT_AUTH'] = clientAuth;
     const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'services', 'gateway', 'src', 'main.ts')], {
       cwd: ROOT,
       env: { ...io.env, ...env },
