@@ -56,8 +56,9 @@ const NUMBER_LIKE = /^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$|^[-+]?(?:inf|in
 /** Bytes of text lines; 4 * D bytes of float32 practically never are all of them. */
 const PRINTABLE = /^[\x20-\x7e\t\r\n]*$/;
 
+/** The white-space separated fields of a line; a \r (of a CRLF line end) separates too, as in the readers. */
 function fieldsOf(line: string): string[] {
-  return line.split(/[ \t]+/).filter((t) => t.length > 0);
+  return line.split(/[ \t\r]+/).filter((t) => t.length > 0);
 }
 
 /**
@@ -74,6 +75,21 @@ export async function detectFormat(path: string): Promise<FormatInfo> {
   } finally {
     await r.close();
   }
+}
+
+/**
+ * Whether the first (up to 2) entries of `rest` read as word2vec binary ones: a word up to a space, 4*D bytes; with
+ * one entry announced, only white space after it.
+ */
+function binaryEntriesFit(rest: Buffer, count: number, dim: number): boolean {
+  let pos = 0;
+  for (let i = 0; i < Math.min(count, 2); i++) {
+    while (pos < rest.length && rest[pos] === 0x0a) pos++;
+    const sp = rest.indexOf(0x20, pos);
+    if (sp <= pos || sp + 1 + 4 * dim > rest.length) return false;
+    pos = sp + 1 + 4 * dim;
+  }
+  return count !== 1 || /^[ \t\r\n]*$/.test(rest.toString('latin1', pos));
 }
 
 function classify(whole: Buffer, path: string, gzip: boolean): FormatInfo {
@@ -109,7 +125,10 @@ function classify(whole: Buffer, path: string, gzip: boolean): FormatInfo {
         return { format: 'word2vec-text', ...info };
     }
     const vectorBytes = rest.toString('latin1', sp + 1, Math.min(rest.length, sp + 1 + 4 * header.dim));
-    return { format: PRINTABLE.test(vectorBytes) ? 'word2vec-text' : 'word2vec-binary', ...info };
+    if (!PRINTABLE.test(vectorBytes)) return { format: 'word2vec-binary', ...info };
+    // Printable float32 bytes happen with tiny D ("\rF*N" is one value): binary when the first entries parse as
+    // binary ones, else text.
+    return { format: binaryEntriesFit(rest, header.count, header.dim) ? 'word2vec-binary' : 'word2vec-text', ...info };
   }
   const first = fields[0];
   if (
@@ -119,8 +138,16 @@ function classify(whole: Buffer, path: string, gzip: boolean): FormatInfo {
   ) {
     throw new InvalidInputError(`garbled header "${firstLine.slice(0, 80)}": expected "N D"`, { file: path, line: 1 });
   }
-  if (fields.length >= 2 && fields.slice(1).every((f) => NUMBER_LIKE.test(f))) {
-    return { format: 'glove-text', gzip, dim: fields.length - 1 };
+  // GloVe has no header: empty lines before the first entry are skipped, as its reader skips them.
+  let entry = fields;
+  for (let end = nl; (firstLine === '' || firstLine === '\r') && entry.length === 0 && end >= 0; ) {
+    const next = sample.indexOf(0x0a, end + 1);
+    const line = sample.toString('latin1', end + 1, next < 0 ? sample.length : next);
+    if (line !== '' && line !== '\r') entry = fieldsOf(line);
+    end = next;
+  }
+  if (entry.length >= 2 && entry.slice(1).every((f) => NUMBER_LIKE.test(f))) {
+    return { format: 'glove-text', gzip, dim: entry.length - 1 };
   }
   throw new InvalidInputError('unknown vector format: not word2vec (binary or text), GloVe/fastText text or JSON', {
     file: path,

@@ -454,7 +454,15 @@ class JsonCursor {
   unescape(raw: string): string {
     try {
       let controls = '';
-      for (const ch of raw) controls += ch < ' ' ? `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}` : ch;
+      let backslashes = 0;
+      for (const ch of raw) {
+        if (ch < ' ') {
+          // A control character right after an escaping backslash is a bad escape, not a character to keep.
+          if (backslashes % 2 === 1) this.fail('bad escape in a string');
+          controls += `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`;
+        } else controls += ch;
+        backslashes = ch === '\\' ? backslashes + 1 : 0;
+      }
       return JSON.parse(`"${controls}"`) as string;
     } catch {
       this.fail('bad escape in a string');
