@@ -91,7 +91,12 @@ export class ShareRng extends Rng {
     const per = n / b;
     const full = this.base.dropoutMask(per * this.batchSize, rate);
     const out = new Float32Array(n);
-    for (let r = 0; r < b; r++) out.set(full.subarray(this.rows[r]! * per, (this.rows[r]! + 1) * per), r * per);
+    const rows = this.rows;
+    for (let r = 0; r < b; r++) {
+      const src = rows[r]! * per;
+      const dst = r * per;
+      for (let j = 0; j < per; j++) out[dst + j] = full[src + j]!;
+    }
     return out;
   }
 }
