@@ -1,5 +1,5 @@
 /**
- * Starts the services of the stack as real processes on free (or given) loopback ports: the demo and the
+ * Starts the services of the stack as real processes on free (or given) loopback ports: `ch8 chapter` and the
  * black-box tests use it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -47,6 +47,12 @@ export async function startStack(
 ): Promise<Stack> {
   const env: Record<string, string> = {};
   for (const n of SERVICE_NAMES) env[`CH8_${n.toUpperCase()}_ADDR`] = `127.0.0.1:${await freePort()}`;
+  // Metrics endpoints on ports of the system's choosing (each service logs where), so that stacks started side by
+  // side, or beside `pnpm dev` on the fixed ports 9461-9464, never compete for a port. The environment may name one.
+  for (const n of SERVICE_NAMES) {
+    const key = `CH8_${n.toUpperCase()}_METRICS_ADDR`;
+    if (process.env[key] === undefined) env[key] = '127.0.0.1:0';
+  }
   const services = {} as Record<ServiceName, RunningService>;
   for (const name of names) {
     const child = spawn(NODE_TSX[0], [...NODE_TSX.slice(1), path.join(ROOT, 'services', name, 'src/main.ts')], {

@@ -31,6 +31,7 @@ function topHelp(): string {
     const first = cmd.replace(/^ch8 /, '').split(/[ |]/)[0]!;
     lines.push(`  ${n}  ${what.padEnd(72)} ${cmd}${available.has(first) ? '' : '  (not built yet)'}`);
   }
+  lines.push('  70-79  all of them through the four services, with a results table and report.html: ch8 chapter');
   lines.push('', 'Every command takes --json: exactly one JSON document on standard output, logs on standard error.');
   return lines.join('\n');
 }

@@ -1,6 +1,6 @@
 /**
  * `ch8 serve`: runs the gateway alone on a model repository, in the foreground, until SIGINT/SIGTERM. The gateway
- * is its own process (services/gateway/src/main.ts, started as `ch8 demo` starts the stack): the CLI depends on
+ * is its own process (services/gateway/src/main.ts, started as `ch8 chapter` starts the stack): the CLI depends on
  * libraries, never on a service's code. Its JSON logs pass through to standard error; where it listens is said
  * there in plain words once it is up.
  */
