@@ -123,6 +123,9 @@ export class GradientAccumulator {
   private readonly slot: Int32Array | undefined;
   private ids: number[] = [];
   private rowGrad = new Float64Array(0);
+  private readonly denseOut: Float32Array;
+  private rowsOut = new Int32Array(0);
+  private valuesOut = new Float32Array(0);
   examples = 0;
   lossSum = 0;
   correct = 0;
@@ -134,6 +137,7 @@ export class GradientAccumulator {
     readonly dim = 0,
   ) {
     this.dense = new Float64Array(parameterCount);
+    this.denseOut = new Float32Array(parameterCount);
     this.slot = vocabSize > 0 ? new Int32Array(vocabSize) : undefined;
   }
 
@@ -182,19 +186,29 @@ export class GradientAccumulator {
     }
   }
 
-  /** The sum so far (float32 arrays, fresh copies). */
+  /**
+   * The sum so far, in float32 arrays that this accumulator owns and reuses: valid until its next `result()` (a
+   * step is applied at once; nothing is allocated per step).
+   */
   result(): GradientSum {
+    this.denseOut.set(this.dense);
     const out: GradientSum = {
       examples: this.examples,
       lossSum: this.lossSum,
       correct: this.correct,
-      grad: Float32Array.from(this.dense),
+      grad: this.denseOut,
     };
     if (this.slot !== undefined) {
-      out.embeddingGrad = {
-        rows: Int32Array.from(this.ids),
-        values: Float32Array.from(this.rowGrad.subarray(0, this.ids.length * this.dim)),
-      };
+      const n = this.ids.length;
+      const d = this.dim;
+      if (this.rowsOut.length < n) {
+        this.rowsOut = new Int32Array(Math.max(n, this.rowsOut.length * 2));
+        this.valuesOut = new Float32Array(this.rowsOut.length * d);
+      }
+      for (let r = 0; r < n; r++) this.rowsOut[r] = this.ids[r]!;
+      const values = this.valuesOut.subarray(0, n * d);
+      values.set(this.rowGrad.subarray(0, n * d));
+      out.embeddingGrad = { rows: this.rowsOut.subarray(0, n), values };
     }
     return out;
   }

@@ -554,8 +554,10 @@ export class SentimentModel {
     this.checkIdle();
     if (!(values instanceof Float32Array) || values.length !== this.theta.size)
       throw new InvalidInputError(`must be a Float32Array of ${this.theta.size} values`, { field: 'params' });
-    const copy = values.slice(); // a backend may keep the array it is given; `values` may be shared memory
-    tf.tidy(() => this.theta.assign(tf.tensor1d(copy)));
+    // The cpu backend keeps the array it is given (`values` may be shared memory that changes later); the others
+    // copy it into their own memory at once.
+    const data = tf.getBackend() === 'cpu' ? values.slice() : values;
+    tf.tidy(() => this.theta.assign(tf.tensor1d(data)));
   }
 
   /** The part of the batch to compute, and the rows of the dropout masks to keep. */
@@ -628,7 +630,8 @@ export class SentimentModel {
       examples: B,
       lossSum: loss * B,
       correct: countCorrect(logits, prep.labels!),
-      grad: grad.slice(),
+      // A read-back array: a copy on wasm and webgpu, the backend's own (never changed, dropped on dispose) on cpu.
+      grad,
     };
     if (tokenGrad !== undefined) {
       const d = this.config.dim;

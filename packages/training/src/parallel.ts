@@ -252,14 +252,13 @@ export class DataParallel {
     Atomics.add(ctrl, GEN, 1);
     Atomics.notify(ctrl, GEN);
     if (first) this.stream = model.dropoutStream();
-    let own: GradientSum;
     try {
-      own = model.computeGradients(batch, { share: { index: 0, count: workers }, stream: this.stream! });
+      // This thread's share, added up while the workers may still compute theirs.
+      this.acc.add(model.computeGradients(batch, { share: { index: 0, count: workers }, stream: this.stream! }));
     } finally {
       // Never leave while workers still read the input or write their slots.
       await this.waitDone();
     }
-    this.acc.add(own);
     for (let k = 1; k < workers; k++) this.acc.add(this.slot(k));
   }
 
