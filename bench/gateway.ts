@@ -11,7 +11,8 @@
  *   pnpm bench:gateway --models DIR [--bow NAME] [--cnn NAME] [--phases bow-single,bow-batch,cnn-single,rollout]
  *       [--seconds 10] [--rollout-seconds 30] [--batch-texts 1000] [--batch-callers 4] [--backend auto]
  *       [--texts ../shared/data/sst2/dev.tsv] [--profile-gateway DIR (a V8 CPU profile of the gateway)]
- *       [--client h2|grpc-js]
+ *       [--client h2|grpc-js] [--tls (the gateway serves mutual TLS with certificates made here; its phases' clients
+ *       use them; the floor phases stay plaintext)]
  * Clients: `h2` (default) is bench/src/h2-grpc.ts, gRPC over node:http2 with each request encoded once up front
  * and each answer decoded; `grpc-js` is the project's @grpc/grpc-js client (service-kit), which costs the load
  * generator about twice the CPU per call. Both share the machine's cores with the server, so the lighter one
@@ -30,6 +31,8 @@ import { GatewayService, PredictRequestSchema, PredictResponseSchema } from '@ch
 import { EchoRequestSchema, EchoResponseSchema, EchoService } from '@ch8/contracts/testing';
 import { createClient } from '@ch8/service-kit/client';
 import { checkHealth } from '@ch8/service-kit/probes';
+import { makeTestCertificates } from '@ch8/service-kit/testing';
+import { loadTls, type Tls } from '@ch8/service-kit/tls';
 import { frame, H2UnaryCaller } from './src/h2-grpc.ts';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -59,6 +62,7 @@ if (CLIENT !== 'h2' && CLIENT !== 'grpc-js') {
   process.exit(2);
 }
 const TEXTS_FILE = resolve(flag('texts') ?? join(root, '..', 'shared', 'data', 'sst2', 'dev.tsv'));
+const TLS = argv.includes('--tls');
 
 const loadAtStart = loadavg()[0]!;
 const log = (s: string) => void process.stderr.write(`[bench:gateway] ${s}\n`);
@@ -113,6 +117,21 @@ const texts = (await readFile(TEXTS_FILE, 'utf8'))
 log(`${texts.length} texts from ${TEXTS_FILE}`);
 
 const scratch = await mkdtemp(join(tmpdir(), 'ch8-bench-gateway-'));
+// --tls: a CA and certificates (openssl), the gateway serving mutual TLS, every gateway client presenting one.
+let tls: Tls | undefined;
+const tlsEnv: Record<string, string> = {};
+if (TLS) {
+  const certDir = await mkdtemp(join(tmpdir(), 'ch8-bench-gateway-tls-'));
+  const made = makeTestCertificates(certDir);
+  if ('skip' in made) throw new Error(made.skip);
+  tls = loadTls({ ca: made.ca, cert: made.clientCert, key: made.clientKey });
+  Object.assign(tlsEnv, {
+    CH8_TLS_CA: made.ca,
+    CH8_TLS_CERT: made.serverCert,
+    CH8_TLS_KEY: made.serverKey,
+    CH8_TLS_CLIENT_AUTH: 'require',
+  });
+}
 async function newestVersion(dir: string): Promise<string> {
   const vs = (await readdir(dir)).filter((e) => /^[1-9]\d*$/.test(e)).map(Number);
   if (vs.length === 0) throw new Error(`no version under ${dir}`);
@@ -158,7 +177,7 @@ const child: ChildProcess = spawn(
     'tsx',
     join(root, 'services', 'gateway', 'src', 'main.ts'),
   ],
-  { cwd: root, env: { ...process.env, ...gatewayEnv, ...passOn }, stdio: ['ignore', 'ignore', 'inherit'] },
+  { cwd: root, env: { ...process.env, ...gatewayEnv, ...passOn, ...tlsEnv }, stdio: ['ignore', 'ignore', 'inherit'] },
 );
 const stopChild = () => {
   if (child.exitCode === null) child.kill('SIGTERM');
@@ -172,7 +191,7 @@ interface PhaseResult {
 
 async function waitServing(): Promise<void> {
   const end = Date.now() + 120_000;
-  while ((await checkHealth(address, 'ch8.gateway.v1.GatewayService')) !== 'SERVING') {
+  while ((await checkHealth(address, 'ch8.gateway.v1.GatewayService', 2000, { tls })) !== 'SERVING') {
     if (child.exitCode !== null) throw new Error(`the gateway exited with ${child.exitCode}`);
     if (Date.now() > end) throw new Error('the gateway did not become SERVING within 120 s');
     await new Promise((r) => setTimeout(r, 200));
@@ -355,8 +374,8 @@ async function http2Floor(): Promise<PhaseResult> {
 }
 
 const results: Record<string, PhaseResult> = {};
-const client = createClient(GatewayService, address);
-const caller = new H2UnaryCaller(address);
+const client = createClient(GatewayService, address, { tls });
+const caller = new H2UnaryCaller(address, tls);
 const PREDICT = `/${GatewayService.typeName}/${GatewayService.method.predict.name}`;
 /** One Predict call of `batch` texts through the chosen client: texts answered and the version that answered. */
 async function predict(model: string, batch: string[], timeoutMs: number) {
@@ -458,6 +477,7 @@ process.stdout.write(
       },
       gateway: { backend: BACKEND, settings: passOn, texts_file: TEXTS_FILE },
       client: CLIENT,
+      tls: TLS ? 'mutual' : 'off',
       phases: results,
     },
     null,

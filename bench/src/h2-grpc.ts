@@ -7,6 +7,13 @@
  */
 import { connect, constants, type ClientHttp2Session } from 'node:http2';
 
+/** PEM material for a TLS connection (a client certificate too for mutual TLS). */
+export interface H2Tls {
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+}
+
 export class GrpcCallError extends Error {
   constructor(
     readonly code: number,
@@ -45,13 +52,20 @@ export class H2UnaryCaller {
   private session: ClientHttp2Session | undefined;
   private closed = false;
 
-  constructor(private readonly address: string) {}
+  /** With `tls`, the connection is TLS (h2 over ALPN), as a gRPC channel with TLS credentials makes it. */
+  constructor(
+    private readonly address: string,
+    private readonly tls?: H2Tls,
+  ) {}
 
   /** The connection, opened on first use and again after the server went away (as a gRPC channel would). */
   private open(): ClientHttp2Session {
     if (this.closed) throw new Error('the caller is closed');
     if (this.session === undefined || this.session.closed || this.session.destroyed) {
-      this.session = connect(`http://${this.address}`);
+      this.session =
+        this.tls === undefined
+          ? connect(`http://${this.address}`)
+          : connect(`https://${this.address}`, { ...this.tls, ALPNProtocols: ['h2'] });
       this.session.on('error', () => {}); // surfaced per call as stream errors
     }
     return this.session;
