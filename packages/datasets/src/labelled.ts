@@ -3,7 +3,7 @@
  * columns and a configurable label mapping.
  */
 import { extname } from 'node:path';
-import { InvalidInputError } from '@ch8/errors';
+import { describeValue, InvalidInputError } from '@ch8/errors';
 import { forEachLine, readText, stripBom, type LabelledRow } from './rows.ts';
 
 export type { LabelledRow } from './rows.ts';
@@ -50,17 +50,7 @@ interface Resolved {
   labels: Readonly<Record<string, 0 | 1>>;
 }
 
-/**
- * A JSON value in a message: primitives as JSON (cut at 40 characters), lists and objects by kind only (they may be
- * huge, or nested deeper than JSON.stringify's stack allows).
- */
-function show(v: unknown): string {
-  if (v === undefined) return 'nothing';
-  if (Array.isArray(v)) return 'a list';
-  if (typeof v === 'object' && v !== null) return 'an object';
-  const s = JSON.stringify(v);
-  return s.length > 40 ? `${s.slice(0, 40)}...` : s;
-}
+const show = describeValue;
 
 function mapLabel(raw: unknown, r: Resolved, where: { line?: number; entry?: number }): 0 | 1 {
   const key =

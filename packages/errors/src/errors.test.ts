@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
   DeadlineExceededError,
+  describeValue,
   InvalidInputError,
   NotFoundError,
   errorFromPlain,
@@ -45,4 +46,18 @@ test('an error survives being sent as plain data: same class, message and locati
   assert.equal(other.name, 'TypeError');
   assert.equal(other.message, 'boom');
   assert.equal(isKnownError(other), false);
+});
+
+test('describeValue shows primitives as JSON and never walks lists or objects', () => {
+  assert.equal(describeValue('abc'), '"abc"');
+  assert.equal(describeValue(3), '3');
+  assert.equal(describeValue(undefined), 'nothing');
+  assert.equal(describeValue(null), 'null');
+  assert.equal(describeValue(12n), '12n');
+  assert.equal(describeValue('x'.repeat(100)), `"${'x'.repeat(39)}...`);
+  // A hostile toString and a nesting deeper than JSON.stringify's stack are described by kind only.
+  assert.equal(describeValue({ toString: [] }), 'an object');
+  let deep: unknown = 1;
+  for (let i = 0; i < 100_000; i++) deep = [deep];
+  assert.equal(describeValue(deep), 'a list');
 });

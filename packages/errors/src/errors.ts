@@ -26,6 +26,21 @@ function describe(message: string, where: ErrorLocation): string {
   return parts.length > 0 ? `${parts.join(', ')}: ${message}` : message;
 }
 
+/**
+ * A value from an input, for an error message: primitives as JSON (cut at 40 characters), lists and objects by kind
+ * only (they may be huge, nested deeper than JSON.stringify's stack allows, or have a hostile toString).
+ */
+export function describeValue(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'an object';
+  if (typeof v === 'function') return 'a function';
+  if (typeof v === 'symbol') return 'a symbol';
+  const s = typeof v === 'bigint' ? `${v}n` : JSON.stringify(v);
+  return s.length > 40 ? `${s.slice(0, 40)}...` : s;
+}
+
 abstract class Ch8Error extends Error {
   readonly file: string | undefined;
   readonly line: number | undefined;

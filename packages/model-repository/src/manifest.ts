@@ -5,7 +5,7 @@
  * `weights.bin` with its SHA-256. {@link validateManifest} checks every field and names the one that is wrong.
  */
 import { isDeepStrictEqual } from 'node:util';
-import { InvalidInputError, VocabularyMismatchError, isKnownError } from '@ch8/errors';
+import { describeValue, InvalidInputError, VocabularyMismatchError, isKnownError } from '@ch8/errors';
 import { PAD_TOKEN, vocabularyHash } from '@ch8/embeddings/vocabulary';
 import { resolveConfig, type ModelConfig, type ModelConfigInput } from '@ch8/models/config';
 import { getTokenizer, parseTokenizerSpec, type TokenizerSpec } from '@ch8/tokenizer';
@@ -247,14 +247,7 @@ class Checker {
   }
 }
 
-function describe(v: unknown): string {
-  if (v === undefined) return 'nothing';
-  if (Array.isArray(v)) return 'a list';
-  if (v === null) return 'null';
-  if (typeof v === 'object') return 'an object';
-  const s = JSON.stringify(v);
-  return s.length > 40 ? `${s.slice(0, 40)}...` : s;
-}
+const describe = describeValue;
 
 /** Rethrows a known error of another package with this file and a prefixed field. */
 function relocate(e: unknown, file: string, prefix: string, fallbackField: string): never {

@@ -1,4 +1,4 @@
-import { InvalidInputError } from '@ch8/errors';
+import { describeValue, InvalidInputError } from '@ch8/errors';
 
 /** Model ids of the zoo (problems 72, 78, 79). */
 export const MODEL_KINDS = ['bow-frozen', 'bow-finetune', 'mlp', 'cnn', 'bilstm', 'gru', 'attention'] as const;
@@ -64,12 +64,12 @@ function bad(field: string, message: string): InvalidInputError {
 
 function positiveInt(v: unknown, field: string): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0)
-    throw bad(field, `must be a positive integer, got ${String(v)}`);
+    throw bad(field, `must be a positive integer, got ${describeValue(v)}`);
   return v;
 }
 
 function rate(v: unknown, field: string): number {
-  if (typeof v !== 'number' || !(v >= 0 && v < 1)) throw bad(field, `must be in [0, 1), got ${String(v)}`);
+  if (typeof v !== 'number' || !(v >= 0 && v < 1)) throw bad(field, `must be in [0, 1), got ${describeValue(v)}`);
   return v;
 }
 
@@ -77,7 +77,7 @@ function rate(v: unknown, field: string): number {
 export function resolveConfig(input: ModelConfigInput): ModelConfig {
   const kind = input.kind;
   if (typeof kind !== 'string' || !isModelKind(kind)) {
-    throw bad('kind', `unknown model kind ${JSON.stringify(kind)}; one of ${MODEL_KINDS.join(', ')}`);
+    throw bad('kind', `unknown model kind ${describeValue(kind)}; one of ${MODEL_KINDS.join(', ')}`);
   }
   const vocabSize = positiveInt(input.vocabSize, 'vocabSize');
   if (vocabSize < 2) throw bad('vocabSize', 'needs PAD plus at least one word');

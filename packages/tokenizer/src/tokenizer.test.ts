@@ -106,6 +106,13 @@ describe('tokenizer specs', () => {
       (e: unknown) => isInvalidInput(e) && e.field === 'tokenizer',
     );
     assert.throws(() => parseTokenizerSpec('wordpiece@1'), isInvalidInput);
+    // A kind nested deeper than JSON.stringify's stack allows is refused by name, not with a RangeError.
+    let deep: unknown = 'raw';
+    for (let i = 0; i < 100_000; i++) deep = [deep];
+    assert.throws(
+      () => parseTokenizerSpec({ kind: deep, version: 1 }),
+      (e: unknown) => isInvalidInput(e) && e.field === 'tokenizer.kind',
+    );
   });
 
   it('malformed version -> InvalidInputError; unknown version -> VocabularyMismatchError', () => {

@@ -9,7 +9,7 @@
  * A model records the `TokenizerSpec` it was trained with; `getTokenizer(spec)` gives the function back and
  * refuses kinds or versions this package does not implement.
  */
-import { InvalidInputError, VocabularyMismatchError } from '@ch8/errors';
+import { describeValue, InvalidInputError, VocabularyMismatchError } from '@ch8/errors';
 
 /** A function from text to tokens. Pure and deterministic. */
 export type Tokenize = (text: string) => string[];
@@ -265,12 +265,12 @@ export function parseTokenizerSpec(value: unknown): TokenizerSpec {
   }
   const { kind, version } = value as { kind?: unknown; version?: unknown };
   if (!isKind(kind)) {
-    throw new InvalidInputError(`unknown tokenizer kind ${JSON.stringify(kind)} (expected "chapter" or "raw")`, {
+    throw new InvalidInputError(`unknown tokenizer kind ${describeValue(kind)} (expected "chapter" or "raw")`, {
       field: 'tokenizer.kind',
     });
   }
   if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) {
-    throw new InvalidInputError(`tokenizer version must be a positive integer, got ${JSON.stringify(version)}`, {
+    throw new InvalidInputError(`tokenizer version must be a positive integer, got ${describeValue(version)}`, {
       field: 'tokenizer.version',
     });
   }
