@@ -10,7 +10,7 @@
  * request once its call has a status. (bench/src/h2-grpc.ts does not: it keeps writing a refused request, and Node's
  * HTTP/2 server closes such a connection with ENHANCE_YOUR_CALM after about a thousand frames for closed streams.)
  *
- *   pnpm exec tsx bench/gateway-flood.ts [--callers 256] [--seconds 20] [--max-calls 128] [--max-bytes 4194304]
+ *   pnpm exec tsx bench/gateway-flood.ts [--callers 192] [--seconds 15] [--max-calls 128] [--max-bytes 2097152]
  *       [--models DIR --model NAME (a model to answer with; default none: every admitted call is NOT_FOUND after
  *       its request is read)] [--connections 8] [--no-compare]
  */
@@ -27,10 +27,10 @@ import { Code, GrpcError } from '@ch8/service-kit/status';
 import { readArgs } from './src/args.ts';
 
 const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '..');
-let callers = 256;
-let seconds = 20;
+let callers = 192;
+let seconds = 15;
 let maxCalls = 128;
-let maxBytes = 4 * 1024 * 1024;
+let maxBytes = 2 * 1024 * 1024;
 let connections = 8;
 let models: string | undefined;
 let model = 'flood';

@@ -24,6 +24,7 @@ const handlers: ServiceHandlers<typeof EchoService> = {
     seen.push(entry);
     if (req.delayMs > 0) await sleep(req.delayMs, undefined, { signal: ctx.signal }).catch(() => undefined);
     entry.aborted = ctx.signal.aborted;
+    if (req.fail === 'invalid') throw new InvalidInputError('refused on purpose', { field: 'fail' });
     return { text: req.text, payload: req.payload };
   },
   async *count(req) {
@@ -92,6 +93,15 @@ describe('max concurrent calls', () => {
     assert.equal((await slow).text, 'slow');
     await sleep(50);
     assert.equal((await client.echo({ text: 'again' }, { timeoutMs: 5000 })).text, 'again');
+    // Every ending frees its place: answers, errors, cancelled streams. Both places are free again.
+    for (let i = 0; i < 5; i++) await assert.rejects(client.echo({ fail: 'invalid' }, { timeoutMs: 5000 }));
+    const both = await Promise.all(
+      [0, 1].map((i) => client.echo({ text: `both ${i}`, delayMs: 200 }, { timeoutMs: 5000 })),
+    );
+    assert.deepEqual(
+      both.map((r) => r.text),
+      ['both 0', 'both 1'],
+    );
     const text = await s.server.metrics.registry.metrics();
     const refused = parseExposition(text).samples.filter(
       (x) => x.name === 'ch8_echo_requests_total' && x.labels['code'] === 'RESOURCE_EXHAUSTED',

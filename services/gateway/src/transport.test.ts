@@ -8,7 +8,7 @@ test('transport settings: plaintext, limits that bound the memory of requests in
   assert.equal(transport.tls, undefined);
   assert.equal(transport.healthAddress, '');
   assert.deepEqual(transport.limits, {
-    maxMessageBytes: 4 * 1024 * 1024,
+    maxMessageBytes: 2 * 1024 * 1024,
     maxConcurrentCalls: 128,
     defaultDeadlineMs: 30_000,
     maxDeadlineMs: 300_000,
