@@ -290,8 +290,6 @@ async function gatewayRss(): Promise<number> {
 }
 
 test('a flood of large requests: refused beyond the limit before they are read, the gateway stays small and serving', async (t) => {
-  // bench/gateway-flood.ts, the long form, compares with no limit: there the same flood grows the gateway by about
-  // twice what is sent.
   if (skip) return t.skip(skip);
   const gateway = stack!.services.gateway.address;
   const callers = 96;
@@ -331,8 +329,9 @@ test('a flood of large requests: refused beyond the limit before they are read, 
     );
     assert.deepEqual([...codes.keys()].sort(), ['NOT_FOUND', 'RESOURCE_EXHAUSTED']);
     assert.ok(codes.get('RESOURCE_EXHAUSTED')! >= callers / 2, 'most calls were beyond the limit');
-    // Everything sent, had it been buffered, would be callers x bytes; admitted calls hold at most limit x bytes.
-    assert.ok(peak - before < (callers * bytes) / 2, `RSS grew by ${mib(peak - before)} MiB`);
+    // Admitted calls hold at most limit x bytes (11 MiB here; decoded, a few times that). Had every request been read,
+    // the gateway would have grown by about twice what was sent (bench/gateway-flood.ts without a limit).
+    assert.ok(peak - before < callers * bytes * 0.75, `RSS grew by ${mib(peak - before)} MiB`);
     assert.equal(await checkHealth(gateway, 'inference.GRPCInferenceService', 2000, { tls: client }), 'SERVING');
   } finally {
     c.close();
