@@ -10,7 +10,7 @@
  * request once its call has a status. (bench/src/h2-grpc.ts does not: it keeps writing a refused request, and Node's
  * HTTP/2 server closes such a connection with ENHANCE_YOUR_CALM after about a thousand frames for closed streams.)
  *
- *   pnpm exec tsx bench/gateway-flood.ts [--callers 192] [--seconds 15] [--max-calls 128] [--max-bytes 2097152]
+ *   pnpm bench:gateway-flood [--callers 192] [--seconds 15] [--max-calls 128] [--max-bytes 2097152]
  *       [--models DIR --model NAME (a model to answer with; default none: every admitted call is NOT_FOUND after
  *       its request is read)] [--connections 8] [--no-compare]
  */

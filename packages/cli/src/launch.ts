@@ -53,11 +53,16 @@ export async function startStack(
     const key = `CH8_${n.toUpperCase()}_METRICS_ADDR`;
     if (process.env[key] === undefined) env[key] = '127.0.0.1:0';
   }
+  // The stack is plaintext on loopback unless the caller asks otherwise: TLS settings or health ports from the user's
+  // shell would make the services serve TLS (or bind fixed ports) while the caller's own clients dial plaintext.
+  const inherited = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !/^CH8_TLS_|^CH8_[A-Z]+_HEALTH_ADDR$/.test(k)),
+  );
   const services = {} as Record<ServiceName, RunningService>;
   for (const name of names) {
     const child = spawn(NODE_TSX[0], [...NODE_TSX.slice(1), path.join(ROOT, 'services', name, 'src/main.ts')], {
       cwd: ROOT,
-      env: { ...process.env, ...env, ...extraEnv },
+      env: { ...inherited, ...env, ...extraEnv },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const logs: string[] = [];
