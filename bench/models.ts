@@ -8,12 +8,13 @@
  * PyTorch reference does); pass --reference peer.json (ch8_torch.py --out) to add the reference's figures and ratios.
  *
  * --workers N trains data-parallel (@ch8/training/parallel: this thread and N-1 worker threads, wasm or cpu);
- * data_wait_share is the share of the training time spent assembling batches (collate) on the training thread.
+ * data_wait_share is the share of the training time spent assembling batches (collate) on the training thread;
+ * train_examples_per_busiest_thread_cpu_second (Linux) is the rate if every thread had a core of its own.
  *
  *   pnpm bench:models [--models LIST] [--epochs N] [--backend NAME] [--sst2 DIR] [--bucketing on|off|both]
  *                     [--workers N] [--reference FILE] [--json]
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { collate, type Batch } from '@ch8/batching/collate';
@@ -60,6 +61,21 @@ function parseArgs(argv: string[]) {
 }
 
 const opts = parseArgs(process.argv.slice(2));
+
+/** CPU seconds per thread of this process (Linux /proc; empty elsewhere), by thread id. */
+function threadCpuSeconds(): Map<string, number> {
+  const out = new Map<string, number>();
+  try {
+    for (const tid of readdirSync('/proc/self/task')) {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(tid, (Number(f[11]) + Number(f[12])) / 100); // utime + stime, in clock ticks of 1/100 s
+    }
+  } catch {
+    // not Linux: no per-thread figures
+  }
+  return out;
+}
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
 const round = (x: number, digits = 4): number => Math.round(x * 10 ** digits) / 10 ** digits;
 
@@ -108,6 +124,7 @@ for (const kind of opts.models) {
       let dataSeconds = 0;
       let trainSeconds = 0;
       let cpuSeconds = 0;
+      const busiest = new Map<string, number>();
       let seen = 0;
       let lossSum = 0;
       let cells = 0;
@@ -126,6 +143,7 @@ for (const kind of opts.models) {
         let epochSeen = 0;
         const t0 = performance.now();
         const c0 = process.cpuUsage();
+        const t0Threads = threadCpuSeconds();
         for (const positions of plan) {
           const d0 = performance.now();
           const batch = collate(Array.from(positions, (p) => train[p]!));
@@ -137,6 +155,8 @@ for (const kind of opts.models) {
         const dt = (performance.now() - t0) / 1000;
         const cpu = process.cpuUsage(c0);
         cpuSeconds += (cpu.user + cpu.system) / 1e6;
+        for (const [tid, s] of threadCpuSeconds())
+          busiest.set(tid, (busiest.get(tid) ?? 0) + s - (t0Threads.get(tid) ?? 0));
         trainSeconds += dt;
         seen += epochSeen;
         log(
@@ -164,6 +184,9 @@ for (const kind of opts.models) {
         train_examples_per_second: Math.round(seen / trainSeconds),
         // Less sensitive to other processes on a shared machine than wall time (this process's CPU time only).
         train_examples_per_cpu_second: Math.round(seen / cpuSeconds),
+        // With a core per thread a step lasts as long as its busiest thread: this is the rate that would give.
+        train_examples_per_busiest_thread_cpu_second:
+          busiest.size > 0 ? Math.round(seen / Math.max(...busiest.values())) : null,
         data_wait_share: round(dataSeconds / trainSeconds),
         padding_share: round(1 - tokens / cells),
         final_epoch_train_loss: round(lossSum / (seen / opts.epochs)),
