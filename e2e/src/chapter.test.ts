@@ -20,43 +20,15 @@ import { GatewayService } from '@ch8/contracts/gateway';
 import { GRPCInferenceService } from '@ch8/contracts/inference';
 import { createClient } from '@ch8/service-kit/client';
 import { checkHealth } from '@ch8/service-kit/probes';
+import { DIM, knownAnswerTsv, knownAnswerVectors, type Lexicon } from './data.ts';
 import { runCli, startStack, type Stack } from './stack.ts';
 
-const DIM = 6;
-const POS = ['good', 'great', 'gorgeous', 'witty', 'moving', 'loved'];
-const NEG = ['bad', 'dull', 'worse', 'awful', 'cold', 'slow'];
-const FILLER = ['the', 'film', 'plot', 'is', 'and', 'acting', 'food', 'service', 'was', 'it'];
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
-}
-
-function tsv(n: number, seed: number): string {
-  const r = rng(seed);
-  const lines = ['sentence\tlabel'];
-  for (let i = 0; i < n; i++) {
-    const words: string[] = [];
-    let score = 0;
-    const len = 3 + Math.floor(r() * 8);
-    for (let k = 0; k < len; k++) {
-      const u = r();
-      if (u < 0.25) {
-        words.push(POS[Math.floor(r() * POS.length)]!);
-        score++;
-      } else if (u < 0.5) {
-        words.push(NEG[Math.floor(r() * NEG.length)]!);
-        score--;
-      } else words.push(FILLER[Math.floor(r() * FILLER.length)]!);
-    }
-    if (score === 0) {
-      words.push('good');
-      score = 1;
-    }
-    lines.push(`${words.join(' ')} \t${score > 0 ? 1 : 0}`);
-  }
-  return lines.join('\n') + '\n';
-}
+const WORDS: Lexicon = {
+  pos: ['good', 'great', 'gorgeous', 'witty', 'moving', 'loved'],
+  neg: ['bad', 'dull', 'worse', 'awful', 'cold', 'slow'],
+  filler: ['the', 'film', 'plot', 'is', 'and', 'acting', 'food', 'service', 'was', 'it'],
+};
+const VOCAB = WORDS.pos.length + WORDS.neg.length + WORDS.filler.length;
 
 let dir: string;
 let out: string;
@@ -64,15 +36,9 @@ let out: string;
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'ch8-e2e-chapter-'));
   out = join(dir, 'out');
-  const r = rng(11);
-  const vec = [...POS, ...NEG, ...FILLER].map((w) => {
-    const sign = POS.includes(w) ? 1 : NEG.includes(w) ? -1 : 0;
-    const v = Array.from({ length: DIM }, (_, j) => (j === 0 ? 3 * sign : 0) + (r() - 0.5) * 0.5);
-    return `${w} ${v.map((x) => x.toFixed(5)).join(' ')}`;
-  });
-  await writeFile(join(dir, 'vectors.txt'), vec.join('\n') + '\n');
-  await writeFile(join(dir, 'train.tsv'), tsv(800, 1));
-  await writeFile(join(dir, 'dev.tsv'), tsv(150, 2));
+  await writeFile(join(dir, 'vectors.txt'), knownAnswerVectors(11, WORDS, 3));
+  await writeFile(join(dir, 'train.tsv'), knownAnswerTsv(800, 1, WORDS, ' '));
+  await writeFile(join(dir, 'dev.tsv'), knownAnswerTsv(150, 2, WORDS, ' '));
 });
 
 let stack: Stack | undefined;
@@ -141,7 +107,7 @@ test('ch8 chapter --models bow-frozen,cnn --epochs 2: trains through the service
   // 70, 71, 75 as the services reported them: 22 words in the vectors, all of them in the data.
   assert.deepEqual(
     [doc.embeddings?.vocab_size, doc.embeddings?.dim, doc.embeddings?.words_found],
-    [POS.length + NEG.length + FILLER.length + 1, DIM, POS.length + NEG.length + FILLER.length],
+    [VOCAB + 1, DIM, VOCAB],
   );
   assert.deepEqual(
     doc.dataset?.splits.map((s) => [s.split, s.kept]),

@@ -30,43 +30,7 @@ import { freePort, ROOT, type ServiceName } from '@ch8/cli/launch';
 import { createClient, type Client } from '@ch8/service-kit/client';
 import { checkHealth } from '@ch8/service-kit/probes';
 import { Code, GrpcError } from '@ch8/service-kit/status';
-
-// --- Data: sentiment carried by the first coordinate of a word's vector (as in train.test.ts) ---------------------
-const DIM = 6;
-const POS = ['good', 'great', 'fine', 'superb', 'lovely', 'fun'];
-const NEG = ['bad', 'awful', 'dull', 'poor', 'boring', 'weak'];
-const FILLER = ['the', 'film', 'plot', 'was', 'a', 'story', 'cast', 'it'];
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
-}
-
-function tsv(n: number, seed: number): string {
-  const r = rng(seed);
-  const lines = ['sentence\tlabel'];
-  for (let i = 0; i < n; i++) {
-    const words: string[] = [];
-    let score = 0;
-    const len = 3 + Math.floor(r() * 8);
-    for (let k = 0; k < len; k++) {
-      const u = r();
-      if (u < 0.25) {
-        words.push(POS[Math.floor(r() * POS.length)]!);
-        score++;
-      } else if (u < 0.5) {
-        words.push(NEG[Math.floor(r() * NEG.length)]!);
-        score--;
-      } else words.push(FILLER[Math.floor(r() * FILLER.length)]!);
-    }
-    if (score === 0) {
-      words.push('good');
-      score = 1;
-    }
-    lines.push(`${words.join(' ')}\t${score > 0 ? 1 : 0}`);
-  }
-  return lines.join('\n') + '\n';
-}
+import { knownAnswerTsv, knownAnswerVectors } from './data.ts';
 
 // --- Services as processes, restartable on the same address --------------------------------------------------------
 interface Proc {
@@ -122,16 +86,10 @@ let trainer: Client<typeof TrainerService>;
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'ch8-e2e-faults-'));
-  const r = rng(7);
-  const vec = [...POS, ...NEG, ...FILLER].map((w) => {
-    const sign = POS.includes(w) ? 1 : NEG.includes(w) ? -1 : 0;
-    const v = Array.from({ length: DIM }, (_, j) => (j === 0 ? sign : 0) + (r() - 0.5) * 0.5);
-    return `${w} ${v.map((x) => x.toFixed(5)).join(' ')}`;
-  });
-  await writeFile(join(dir, 'vectors.txt'), vec.join('\n') + '\n');
+  await writeFile(join(dir, 'vectors.txt'), knownAnswerVectors(7));
   await mkdir(join(dir, 'sst2'));
-  await writeFile(join(dir, 'sst2', 'train.tsv'), tsv(400, 1));
-  await writeFile(join(dir, 'sst2', 'dev.tsv'), tsv(100, 2));
+  await writeFile(join(dir, 'sst2', 'train.tsv'), knownAnswerTsv(400, 1));
+  await writeFile(join(dir, 'sst2', 'dev.tsv'), knownAnswerTsv(100, 2));
   env = {
     CH8_LOG_LEVEL: 'info',
     CH8_DATA_ROOTS: dir,

@@ -13,47 +13,11 @@ import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { checkHealth } from '@ch8/service-kit/probes';
 import { ROOT } from '@ch8/cli/launch';
+import { knownAnswerTsv, knownAnswerVectors, LEXICON } from './data.ts';
 import { runCli, startStack, type Stack } from './stack.ts';
 
 let stack: Stack;
 let dir: string;
-
-// Sentiment carried by the first coordinate of a word's vector; fillers are neutral. Label = the sign of the sum.
-const DIM = 6;
-const POS = ['good', 'great', 'fine', 'superb', 'lovely', 'fun'];
-const NEG = ['bad', 'awful', 'dull', 'poor', 'boring', 'weak'];
-const FILLER = ['the', 'film', 'plot', 'was', 'a', 'story', 'cast', 'it'];
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
-}
-
-function tsv(n: number, seed: number): string {
-  const r = rng(seed);
-  const lines = ['sentence\tlabel'];
-  for (let i = 0; i < n; i++) {
-    const words: string[] = [];
-    let score = 0;
-    const len = 3 + Math.floor(r() * 8);
-    for (let k = 0; k < len; k++) {
-      const u = r();
-      if (u < 0.25) {
-        words.push(POS[Math.floor(r() * POS.length)]!);
-        score++;
-      } else if (u < 0.5) {
-        words.push(NEG[Math.floor(r() * NEG.length)]!);
-        score--;
-      } else words.push(FILLER[Math.floor(r() * FILLER.length)]!);
-    }
-    if (score === 0) {
-      words.push('good');
-      score = 1;
-    }
-    lines.push(`${words.join(' ')} \t${score > 0 ? 1 : 0}`);
-  }
-  return lines.join('\n') + '\n';
-}
 
 async function waitServing(address: string): Promise<void> {
   const end = Date.now() + 60_000;
@@ -66,15 +30,9 @@ async function waitServing(address: string): Promise<void> {
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'ch8-e2e-train-'));
-  const r = rng(7);
-  const vec = [...POS, ...NEG, ...FILLER].map((w) => {
-    const sign = POS.includes(w) ? 1 : NEG.includes(w) ? -1 : 0;
-    const v = Array.from({ length: DIM }, (_, j) => (j === 0 ? sign : 0) + (r() - 0.5) * 0.5);
-    return `${w} ${v.map((x) => x.toFixed(5)).join(' ')}`;
-  });
-  await writeFile(join(dir, 'vectors.txt'), vec.join('\n') + '\n');
-  await writeFile(join(dir, 'train.tsv'), tsv(600, 1));
-  await writeFile(join(dir, 'dev.tsv'), tsv(120, 2));
+  await writeFile(join(dir, 'vectors.txt'), knownAnswerVectors(7));
+  await writeFile(join(dir, 'train.tsv'), knownAnswerTsv(600, 1, LEXICON, ' '));
+  await writeFile(join(dir, 'dev.tsv'), knownAnswerTsv(120, 2, LEXICON, ' '));
   stack = await startStack(
     {
       CH8_LOG_LEVEL: 'warn',
