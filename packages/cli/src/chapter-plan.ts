@@ -7,25 +7,14 @@
 import { InvalidInputError } from '@ch8/errors';
 import { MODEL_KINDS, type ModelKind } from '@ch8/models/config';
 import type { ChapterModelResult, ChapterResults, ChapterSample, ChapterSplit } from '@ch8/report/results';
-import { resolveTrainingConfig, type TrainingConfig, type TrainingConfigInput } from '@ch8/training/config';
+import { resolveTrainingConfig, type TrainingConfig } from '@ch8/training/config';
+import { SST2_SETTINGS, type ModelSettings } from '@ch8/training/settings';
 import type { RunView } from './runs.ts';
 
-type Settings = Omit<TrainingConfigInput, 'model' | 'exportName' | 'backend' | 'seed'>;
+type Settings = ModelSettings;
 
-/**
- * Hyperparameters per model, chosen on SST-2 dev by a search over seeds 1-3. bench/accuracy.ts's SETTINGS holds the
- * same table (the benchmark reports the accuracy figures with it); the CLI keeps its own copy, as benchmarks are
- * never a dependency.
- */
-export const MODEL_SETTINGS: Record<ModelKind, Settings> = {
-  'bow-frozen': { learningRate: 1e-2, batchSize: 64, bucketing: 'none', epochs: 10, patience: 3 },
-  'bow-finetune': { learningRate: 5e-4, batchSize: 64, bucketing: 'none', epochs: 10, patience: 3 },
-  mlp: { learningRate: 1e-3, batchSize: 64, bucketing: 'none', epochs: 10, patience: 2, lrDecay: 0.5 },
-  cnn: { learningRate: 5e-4, batchSize: 64, bucketing: 'chunk', epochs: 8, patience: 2, lrDecay: 0.5 },
-  bilstm: { learningRate: 1e-3, batchSize: 64, bucketing: 'chunk', epochs: 10, patience: 2, lrDecay: 0.5 },
-  gru: { learningRate: 1e-3, batchSize: 64, bucketing: 'chunk', epochs: 10, patience: 2, lrDecay: 0.5 },
-  attention: { learningRate: 1e-3, batchSize: 64, bucketing: 'chunk', epochs: 10, patience: 2, lrDecay: 0.5 },
-};
+/** Hyperparameters per model: the SST-2 table of @ch8/training (chosen on dev by a search over seeds 1-3). */
+export const MODEL_SETTINGS = SST2_SETTINGS;
 
 /**
  * Problem 73's full batch: one Adam step per epoch over the whole train split, so many more epochs and a larger
