@@ -16,10 +16,10 @@
  */
 import { spawn } from 'node:child_process';
 import { cp, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { createServer as createNetServer } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '@ch8/cli/launch';
 import { GatewayService } from '@ch8/contracts/gateway';
 import { createClient } from '@ch8/service-kit/client';
 import { checkHealth } from '@ch8/service-kit/probes';
@@ -50,14 +50,6 @@ readArgs(process.argv.slice(2), (flag, value) => {
 const log = (s: string) => void process.stderr.write(`[bench:gateway-flood] ${s}\n`);
 const mib = (b: number) => Math.round((b / 2 ** 20) * 10) / 10;
 const loadAtStart = loadavg()[0]!;
-
-async function freePort(): Promise<number> {
-  const s = createNetServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 async function rss(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');

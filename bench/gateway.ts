@@ -22,11 +22,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { cp, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
-import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { freePort } from '@ch8/cli/launch';
 import { GatewayService, PredictRequestSchema, PredictResponseSchema } from '@ch8/contracts/gateway';
 import { EchoRequestSchema, EchoResponseSchema, EchoService } from '@ch8/contracts/testing';
 import { createClient } from '@ch8/service-kit/client';
@@ -67,14 +67,6 @@ const TLS = argv.includes('--tls');
 const loadAtStart = loadavg()[0]!;
 const log = (s: string) => void process.stderr.write(`[bench:gateway] ${s}\n`);
 const round = (x: number, digits = 1): number => Math.round(x * 10 ** digits) / 10 ** digits;
-
-async function freePort(): Promise<number> {
-  const s = createNetServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /** CPU seconds (user + system) of a process from /proc (Linux), or NaN. */
 async function processCpuSeconds(pid: number): Promise<number> {

@@ -28,10 +28,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cp, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
-import { createServer as createNetServer } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { freePort } from '@ch8/cli/launch';
 import { selectBackend } from '@ch8/backend/select';
 import { ROOT } from '@ch8/cli/launch';
 import { GatewayService, PredictRequestSchema, PredictResponseSchema, VersionState } from '@ch8/contracts/gateway';
@@ -92,14 +92,6 @@ function rng(s: number): () => number {
   return () => (state = (Math.imul(state, 1664525) + 1013904223) >>> 0) / 2 ** 32;
 }
 const random = rng(seed);
-
-async function freePort(): Promise<number> {
-  const s = createNetServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /** The gateway's own account of its memory (prom-client's process metrics), MiB; NaN when not exposed. */
 async function heapMiB(url: string): Promise<{ heap_used: number; heap_total: number; external: number }> {
