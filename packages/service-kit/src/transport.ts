@@ -102,6 +102,18 @@ export function limitsConfigSpec(prefix: string, d: LimitDefaults) {
 }
 
 /** `<prefix>_HEALTH_ADDR`: the plaintext health-only port, off by default. */
+/** The `<PREFIX>_METRICS_ADDR` setting (checked with `parseMetricsAddress`); each service has its own default port. */
+export function metricsAddressSpec(prefix: string, defaultAddress: string) {
+  return {
+    metricsAddress: {
+      env: `${prefix}_METRICS_ADDR`,
+      kind: 'string',
+      default: defaultAddress,
+      doc: 'HOST:PORT of the Prometheus metrics endpoint (GET /metrics; port 0 picks a free one, logged); "off" to disable',
+    },
+  } satisfies Record<string, FieldSpec>;
+}
+
 export function healthAddressSpec(prefix: string) {
   return {
     healthAddress: {

@@ -1,7 +1,12 @@
 import { parseConfig, type FieldSpec } from '@ch8/service-kit/config';
 import { parseMetricsAddress } from '@ch8/service-kit/metrics';
 import { tlsConfigSpec } from '@ch8/service-kit/tls';
-import { healthAddressSpec, limitsConfigSpec, transportFromConfig } from '@ch8/service-kit/transport';
+import {
+  healthAddressSpec,
+  limitsConfigSpec,
+  transportFromConfig,
+  metricsAddressSpec,
+} from '@ch8/service-kit/transport';
 
 export const datasetConfigSpec = {
   address: { env: 'CH8_DATASET_ADDR', kind: 'string', default: '127.0.0.1:50052', doc: 'address to listen on' },
@@ -33,12 +38,7 @@ export const datasetConfigSpec = {
     default: 8,
     doc: 'batches a slow stream consumer may leave queued',
   },
-  metricsAddress: {
-    env: 'CH8_DATASET_METRICS_ADDR',
-    kind: 'string',
-    default: '127.0.0.1:9462',
-    doc: 'HOST:PORT of the Prometheus metrics endpoint (GET /metrics; port 0 picks a free one, logged); "off" to disable',
-  },
+  ...metricsAddressSpec('CH8_DATASET', '127.0.0.1:9462'),
   ...tlsConfigSpec,
   ...healthAddressSpec('CH8_DATASET'),
   // PrepareDataset against a large vector source takes minutes; StreamBatches lasts a whole pass over the data: it

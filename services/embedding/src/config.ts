@@ -2,7 +2,12 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { ch8Home, parseConfig, type FieldSpec } from '@ch8/service-kit/config';
 import { parseMetricsAddress } from '@ch8/service-kit/metrics';
 import { tlsConfigSpec } from '@ch8/service-kit/tls';
-import { healthAddressSpec, limitsConfigSpec, transportFromConfig } from '@ch8/service-kit/transport';
+import {
+  healthAddressSpec,
+  limitsConfigSpec,
+  transportFromConfig,
+  metricsAddressSpec,
+} from '@ch8/service-kit/transport';
 
 export const embeddingConfigSpec = {
   address: { env: 'CH8_EMBEDDING_ADDR', kind: 'string', default: '127.0.0.1:50051', doc: 'address to listen on' },
@@ -25,12 +30,7 @@ export const embeddingConfigSpec = {
     default: 1024 * 1024,
     doc: 'read window when loading a source; smaller windows stall other calls less (each window is parsed in one go)',
   },
-  metricsAddress: {
-    env: 'CH8_EMBEDDING_METRICS_ADDR',
-    kind: 'string',
-    default: '127.0.0.1:9461',
-    doc: 'HOST:PORT of the Prometheus metrics endpoint (GET /metrics; port 0 picks a free one, logged); "off" to disable',
-  },
+  ...metricsAddressSpec('CH8_EMBEDDING', '127.0.0.1:9461'),
   ...tlsConfigSpec,
   ...healthAddressSpec('CH8_EMBEDDING'),
   // Loading a large vector source (GoogleNews) takes minutes: the dataset service allows 15 (CH8_EMBEDDING_TIMEOUT_MS).

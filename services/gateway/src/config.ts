@@ -4,7 +4,12 @@ import { checkModelName } from '@ch8/model-repository/names';
 import { ch8Home, parseConfig, type FieldSpec } from '@ch8/service-kit/config';
 import { parseMetricsAddress } from '@ch8/service-kit/metrics';
 import { tlsConfigSpec } from '@ch8/service-kit/tls';
-import { healthAddressSpec, limitsConfigSpec, transportFromConfig } from '@ch8/service-kit/transport';
+import {
+  healthAddressSpec,
+  limitsConfigSpec,
+  transportFromConfig,
+  metricsAddressSpec,
+} from '@ch8/service-kit/transport';
 
 export const gatewayConfigSpec = {
   address: { env: 'CH8_GATEWAY_ADDR', kind: 'string', default: '127.0.0.1:50054', doc: 'address to listen on' },
@@ -93,12 +98,7 @@ export const gatewayConfigSpec = {
     default: 'auto',
     doc: 'compute backend the models run on, chosen once at start',
   },
-  metricsAddress: {
-    env: 'CH8_GATEWAY_METRICS_ADDR',
-    kind: 'string',
-    default: '127.0.0.1:9464',
-    doc: 'HOST:PORT of the Prometheus metrics endpoint (GET /metrics; port 0 picks a free one, logged); "off" to disable',
-  },
+  ...metricsAddressSpec('CH8_GATEWAY', '127.0.0.1:9464'),
   ...tlsConfigSpec,
   ...healthAddressSpec('CH8_GATEWAY'),
   // Requests in flight hold at most MAX_CONCURRENT_CALLS x MAX_MESSAGE_BYTES (256 MiB by default; the process grows by

@@ -3,7 +3,12 @@ import { BACKENDS } from '@ch8/backend/names';
 import { ch8Home, parseConfig, type FieldSpec } from '@ch8/service-kit/config';
 import { parseMetricsAddress } from '@ch8/service-kit/metrics';
 import { tlsConfigSpec } from '@ch8/service-kit/tls';
-import { healthAddressSpec, limitsConfigSpec, transportFromConfig } from '@ch8/service-kit/transport';
+import {
+  healthAddressSpec,
+  limitsConfigSpec,
+  transportFromConfig,
+  metricsAddressSpec,
+} from '@ch8/service-kit/transport';
 
 export const trainerConfigSpec = {
   address: { env: 'CH8_TRAINER_ADDR', kind: 'string', default: '127.0.0.1:50053', doc: 'address to listen on' },
@@ -54,12 +59,7 @@ export const trainerConfigSpec = {
     default: 'auto',
     doc: 'compute backend of a run whose config says "auto" (or nothing)',
   },
-  metricsAddress: {
-    env: 'CH8_TRAINER_METRICS_ADDR',
-    kind: 'string',
-    default: '127.0.0.1:9463',
-    doc: 'HOST:PORT of the Prometheus metrics endpoint (GET /metrics; port 0 picks a free one, logged); "off" to disable',
-  },
+  ...metricsAddressSpec('CH8_TRAINER', '127.0.0.1:9463'),
   ...tlsConfigSpec,
   ...healthAddressSpec('CH8_TRAINER'),
   // StartRun may prepare a data set for up to CH8_DATASET_TIMEOUT_MS (15 min); WatchRun lasts a whole run: it has no
