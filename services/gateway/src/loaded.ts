@@ -9,6 +9,7 @@ import type { SentimentModel } from '@ch8/models/model';
 import { FailedPreconditionError } from '@ch8/errors';
 import { formatTokenizerSpec, tokenizerForRawText, type Tokenize } from '@ch8/tokenizer';
 import { Batcher, type BatchObserver, type EnqueueOptions } from './batcher.ts';
+import { BowScorer } from './bow-scorer.ts';
 import { encodeText, type EncodedText } from './text.ts';
 
 /** The answer for a text with no token in the vocabulary (documented in the README and gateway.proto). */
@@ -38,6 +39,10 @@ export class LoadedVersion {
   readonly #tokenize: Tokenize;
   readonly #ids: Map<string, number>;
   readonly #batcher: Batcher<Int32Array, number>;
+  /** The plain-JS scorer of a bag-of-words version, once warm-up found it equal to the tfjs forward pass. */
+  #scorer: BowScorer | undefined;
+  /** Largest difference between the scorer and the tfjs forward pass at warm-up (NaN: not compared). */
+  #scorerDifference = NaN;
   #leases = 0;
   #draining = false;
   #drained: (() => void) | undefined;
@@ -66,7 +71,9 @@ export class LoadedVersion {
 
   /**
    * Loads a version directory (every check of `loadModel`: manifest, checksum, vocabulary hash, tokenizer) on the
-   * current tfjs backend and warms it up with a call at the smallest and at the largest batch size.
+   * current tfjs backend and warms it up with a call at the smallest and at the largest batch size. A bag-of-words
+   * version is then computed by {@link BowScorer} (no tfjs call per batch) when that equals the tfjs forward pass to
+   * float rounding on rows of every length up to 64 and ids across the vocabulary; otherwise by tfjs.
    */
   static async load(dir: string, batching: BatchingOptions, observer: BatchObserver = {}): Promise<LoadedVersion> {
     const { model, manifest } = await loadModel(dir);
@@ -85,12 +92,39 @@ export class LoadedVersion {
     const V = this.manifest.vocabulary.size;
     if (V < 2) return; // nothing but <pad>: every text is answered without the model
     const row = (n: number) => Int32Array.from({ length: n }, (_, k) => 1 + (k % (V - 1)));
-    await this.#compute([row(4)]);
-    await this.#compute(Array.from({ length: Math.min(maxBatch, 64) }, (_, i) => row(1 + (i % 12))));
+    await this.#computeTfjs([row(4)]);
+    await this.#computeTfjs(Array.from({ length: Math.min(maxBatch, 64) }, (_, i) => row(1 + (i % 12))));
+    const scorer = await BowScorer.of(this.#model);
+    if (scorer === undefined) return;
+    // Rows of lengths 1..64 whose ids step through the whole vocabulary (a stride prime to V - 1).
+    let next = 0;
+    const stride = 7919 % (V - 1) || 1;
+    const rows = Array.from({ length: 64 }, (_, i) =>
+      Int32Array.from({ length: i + 1 }, () => 1 + (next = (next + stride) % (V - 1))),
+    );
+    const check = scorer.agreesWith(rows, await this.#computeTfjs(rows));
+    this.#scorerDifference = check.maxDifference;
+    if (check.equal) this.#scorer = scorer;
+  }
+
+  /**
+   * How this version computes: `bow-scorer` (plain JS, {@link BowScorer}) or `tfjs`, and for a bag-of-words version
+   * the largest difference between the two seen at warm-up.
+   */
+  get compute(): { path: 'bow-scorer' | 'tfjs'; maxDifference?: number } {
+    const path = this.#scorer !== undefined ? 'bow-scorer' : 'tfjs';
+    return Number.isNaN(this.#scorerDifference) ? { path } : { path, maxDifference: this.#scorerDifference };
   }
 
   /** P(positive) per id row (rows non-empty), in order. */
-  async #compute(rows: Int32Array[]): Promise<number[]> {
+  #compute(rows: Int32Array[]): Promise<number[]> {
+    const scorer = this.#scorer;
+    if (scorer !== undefined) return Promise.resolve(scorer.probabilities(rows));
+    return this.#computeTfjs(rows);
+  }
+
+  /** {@link #compute} by the model's tfjs forward pass (one padded batch). */
+  async #computeTfjs(rows: Int32Array[]): Promise<number[]> {
     const batch = collate(rows.map((inputIds, index) => ({ inputIds, label: 0, index })));
     const p = await this.#model.predictProbabilitiesAsync(batch);
     const out = new Array<number>(rows.length);
@@ -125,28 +159,39 @@ export class LoadedVersion {
   /** Predicts every text (tokenized, mapped, batched with other calls). The caller holds a lease. */
   async predict(texts: readonly string[], options: EnqueueOptions = {}): Promise<TextPrediction[]> {
     if (this.#disposed) throw new FailedPreconditionError(`model ${this.name} version ${this.version} was unloaded`);
-    const encoded = texts.map((t) => encodeText(t, this.#tokenize, this.#ids));
+    const n = texts.length;
+    const encoded = new Array<EncodedText>(n);
     // Texts with known tokens, longest first: the model calls a long request is cut into then hold texts of similar
     // lengths, so little of each call is padding.
     const order: number[] = [];
-    for (let i = 0; i < encoded.length; i++) if (encoded[i]!.ids.length > 0) order.push(i);
+    for (let i = 0; i < n; i++) {
+      const e = encodeText(texts[i]!, this.#tokenize, this.#ids);
+      encoded[i] = e;
+      if (e.ids.length > 0) order.push(i);
+    }
     if (order.length > 1) order.sort((a, b) => encoded[b]!.ids.length - encoded[a]!.ids.length || a - b);
-    const computed =
-      order.length > 0
-        ? await this.#batcher.enqueue(
-            order.map((i) => encoded[i]!.ids),
-            options,
-          )
-        : [];
-    const probabilities = new Array<number>(encoded.length);
-    order.forEach((i, k) => (probabilities[i] = computed[k]!));
+    const rows = new Array<Int32Array>(order.length);
+    for (let k = 0; k < order.length; k++) rows[k] = encoded[order[k]!]!.ids;
+    const computed = order.length > 0 ? await this.#batcher.enqueue(rows, options) : [];
+    const probabilities = new Float64Array(n).fill(NO_KNOWN_TOKEN_PROBABILITY);
+    for (let k = 0; k < order.length; k++) probabilities[order[k]!] = computed[k]!;
     const labels = this.manifest.labels;
-    return encoded.map((e, i) => {
-      const noKnownToken = e.ids.length === 0;
-      const probability = noKnownToken ? NO_KNOWN_TOKEN_PROBABILITY : probabilities[i]!;
+    const out = new Array<TextPrediction>(n);
+    for (let i = 0; i < n; i++) {
+      const e = encoded[i]!;
+      const probability = probabilities[i]!;
       const labelId = probability > 0.5 ? 1 : 0;
-      return { ...e, probability, labelId, label: labels[labelId], noKnownToken };
-    });
+      out[i] = {
+        tokens: e.tokens,
+        ids: e.ids,
+        oov: e.oov,
+        probability,
+        labelId,
+        label: labels[labelId],
+        noKnownToken: e.ids.length === 0,
+      };
+    }
+    return out;
   }
 
   /**

@@ -317,8 +317,17 @@ export class ModelStore {
         model: model.name,
         version: record.version,
         kind: loaded.manifest.model.kind,
+        compute: loaded.compute.path,
         ms: Date.now() - started,
       });
+      const { path, maxDifference } = loaded.compute;
+      if (path === 'tfjs' && maxDifference !== undefined) {
+        this.#o.logger.warn('the plain bag-of-words scorer differs from the tfjs forward pass; computing with tfjs', {
+          model: model.name,
+          version: record.version,
+          max_difference: maxDifference,
+        });
+      }
     } catch (e) {
       record.state = 'failed';
       record.error = reasonOf(e);
