@@ -296,6 +296,14 @@ export function createServer(options: ServerOptions): Ch8Server {
    * A call's context; `finish` to call once its answer is out, `record` with its final status (the first code
    * recorded counts: a call cancelled or past its deadline is counted as such even if its handler ends later).
    */
+  const emptyLabels: Record<string, string> = Object.fromEntries(metricLabels.map((l) => [l, '']));
+
+  /**
+   * A call's context; `finish` to call once its answer is out, `record` with its final status (the first code
+   * recorded counts: a call cancelled or past its deadline is counted as such even if its handler ends later).
+   * What a handler may not read is made only when it is read (the signal's AbortController, the metadata record,
+   * the request id, the child logger, the peer): most calls never read most of it.
+   */
   const context = (
     call: ServerSurfaceCall,
     name: string,
@@ -304,49 +312,70 @@ export function createServer(options: ServerOptions): Ch8Server {
   ): { ctx: CallContext; finish: () => void; record: (code: Code) => void } => {
     const t0 = performance.now();
     rpc.started(method);
-    const labels: Record<string, string> = Object.fromEntries(metricLabels.map((l) => [l, '']));
+    const labels: Record<string, string> = { ...emptyLabels };
     let recorded = false;
     const record = (code: Code): void => {
       if (recorded) return;
       recorded = true;
       rpc.finished({ ...labels, method, code: codeName(code) }, (performance.now() - t0) / 1000);
     };
-    const md = metadataRecord(call.metadata);
-    const requestId = md['x-request-id'] ?? randomUUID();
-    const controller = new AbortController();
+    // The admission interceptor's deadline when it set one (the server's default, or its longest), else the client's.
+    const imposed = call.metadata.get(DEADLINE_KEY);
+    const deadline = imposed.length > 0 ? Number(imposed[0]) : deadlineMs(call.getDeadline());
+    let controller: AbortController | undefined;
+    let reason: GrpcError | undefined;
     // grpc-js reports 'cancelled' after every call, finished ones too: a call whose answer is out is not aborted
     // (no error object made, no abort listeners run for nothing).
     let finished = false;
     const abort = (why: string) => {
-      if (!finished && !controller.signal.aborted) controller.abort(new GrpcError(Code.CANCELLED, why));
+      if (finished || reason !== undefined) return;
+      reason = new GrpcError(Code.CANCELLED, why);
+      live.delete(stopNow);
+      // The client cancels at its own copy of the deadline, a little before the server's: within 50 ms counts.
+      record(Date.now() >= deadline - 50 ? Code.DEADLINE_EXCEEDED : Code.CANCELLED);
+      controller?.abort(reason);
     };
     onCancel(() => abort('call cancelled by the client or its deadline passed'));
     const stopNow = () => abort('server shutting down');
     live.add(stopNow);
-    // The admission interceptor's deadline when it set one (the server's default, or its longest), else the client's.
-    const deadline = md[DEADLINE_KEY] !== undefined ? Number(md[DEADLINE_KEY]) : deadlineMs(call.getDeadline());
-    delete md[DEADLINE_KEY];
-    controller.signal.addEventListener(
-      'abort',
-      () => {
-        live.delete(stopNow);
-        // The client cancels at its own copy of the deadline, a little before the server's: within 50 ms counts.
-        record(Date.now() >= deadline - 50 ? Code.DEADLINE_EXCEEDED : Code.CANCELLED);
-      },
-      { once: true },
-    );
     const finish = (): void => {
       finished = true;
       live.delete(stopNow);
     };
     call.once('finish', finish);
+    let md: Record<string, string> | undefined;
+    let requestId: string | undefined;
+    let callLogger: Logger | undefined;
+    let peer: string | undefined;
     const ctx: CallContext = {
-      signal: controller.signal,
+      get signal() {
+        if (controller === undefined) {
+          controller = new AbortController();
+          if (reason !== undefined) controller.abort(reason);
+        }
+        return controller.signal;
+      },
       deadline,
-      requestId,
-      peer: call.getPeer(),
-      logger: logger.child({ rpc: name, request_id: requestId }),
-      metadata: md,
+      get requestId() {
+        if (requestId === undefined) {
+          const given = call.metadata.get('x-request-id');
+          requestId = given.length > 0 ? String(given[0]) : randomUUID();
+        }
+        return requestId;
+      },
+      get peer() {
+        return (peer ??= call.getPeer());
+      },
+      get logger() {
+        return (callLogger ??= logger.child({ rpc: name, request_id: ctx.requestId }));
+      },
+      get metadata() {
+        if (md === undefined) {
+          md = metadataRecord(call.metadata);
+          delete md[DEADLINE_KEY];
+        }
+        return md;
+      },
       setMetricLabel(label, value) {
         if (!(label in labels)) throw new Error(`metric label ${JSON.stringify(label)} is not one of metricLabels`);
         labels[label] = value;
@@ -375,6 +404,32 @@ export function createServer(options: ServerOptions): Ch8Server {
     }
   };
 
+  /** One unary call: the handler, then its answer or its error, counted in flight meanwhile. */
+  const runUnary = async (
+    handler: UnaryHandler<unknown>,
+    request: unknown,
+    ctx: CallContext,
+    finish: () => void,
+    record: (code: Code) => void,
+    callback: grpc.sendUnaryData<unknown>,
+    toMessage: (init: unknown) => unknown,
+  ): Promise<void> => {
+    inFlight++;
+    try {
+      const res = await handler(request as never, ctx);
+      finish();
+      record(Code.OK);
+      callback(null, toMessage(res));
+    } catch (e) {
+      finish();
+      const err = fail(ctx, e);
+      record(err.code);
+      callback(err);
+    } finally {
+      inFlight--;
+    }
+  };
+
   const api: Ch8Server = {
     add(service, handlers) {
       const impl: grpc.UntypedServiceImplementation = {};
@@ -393,19 +448,7 @@ export function createServer(options: ServerOptions): Ch8Server {
               callback: grpc.sendUnaryData<unknown>,
             ) => {
               const { ctx, finish, record } = context(call, name, short, (cb) => call.on('cancelled', cb));
-              void track(async () => {
-                try {
-                  const res = await (handler as UnaryHandler<unknown>)(call.request as never, ctx);
-                  finish();
-                  record(Code.OK);
-                  callback(null, toMessage(res));
-                } catch (e) {
-                  finish();
-                  const err = fail(ctx, e);
-                  record(err.code);
-                  callback(err);
-                }
-              });
+              void runUnary(handler as UnaryHandler<unknown>, call.request, ctx, finish, record, callback, toMessage);
             };
             break;
           case 'client_streaming':
