@@ -37,6 +37,7 @@ import {
   unsortedSegmentSum,
   type WasmStock,
 } from './wasm-kernels.ts';
+import { rnnKernels } from './rnn-kernels.ts';
 
 export { segmentSumInto } from './layout.ts';
 
@@ -280,6 +281,9 @@ export function registerTrainingKernels(): TrainingKernel[] {
     'stock cpu kernel reads every element through TensorBuffer.get (~30x slower than im2col + matMul)',
     out,
   );
+  for (const k of rnnKernels({ batchMatMul: stock.batchMatMul, sigmoid: stockOf(tf.Sigmoid) })) {
+    put(k.kernel, k.backend, k.kernelFunc, 'added', k.why, out);
+  }
   registered = out;
   return out;
 }

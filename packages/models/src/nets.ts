@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { ModelConfig } from './config.ts';
 import type { PreparedBatch } from './batch.ts';
 import type { Rng } from './rng.ts';
+import { fusedRnnAvailable, gruSequence, lstmSequence } from '@ch8/backend/rnn';
 import { dense, layerNorm, matmul, stockOps, weightedSum } from './ops.ts';
 
 export interface ParamSpec {
@@ -111,8 +112,10 @@ function mlp(c: ModelConfig): Net {
 }
 
 /**
- * Kim CNN as one im2col: windows of the widest width over the embeddings right-padded with zeros, each width a
- * matMul over the first k*d columns, ReLU, max over the valid windows only (t < max(len - k + 1, 1)).
+ * Kim CNN: per width k a conv1d (valid) over the embeddings, right-padded with zeros to at least the widest width,
+ * so only the T - k + 1 windows that can be valid are computed (about 30% fewer multiply-adds than every position
+ * of every width on bucketed SST-2 batches); bias, ReLU, then the max over the valid windows only
+ * (t < max(len - k + 1, 1)). The convolution's gradients are im2col / col2im matrix products in @ch8/backend.
  */
 function cnn(c: ModelConfig): Net {
   const widths = c.widths;
@@ -127,39 +130,37 @@ function cnn(c: ModelConfig): Net {
       const { prep } = inputs;
       const B = prep.batchSize;
       const T = prep.maxLength;
-      const x = tf.reshape(tokenEmbeddings(inputs), [B, T, d]);
-      const xp =
-        maxW > 1
-          ? tf.pad(x, [
+      // [B, 1, Tp, d]: conv1d as a conv2d of height 1 (what tf.conv1d does, without its reshapes' bookkeeping).
+      const Tp = Math.max(T, maxW);
+      const x4 = tf.reshape(tokenEmbeddings(inputs), [B, 1, T, d]) as tf.Tensor4D;
+      const x =
+        Tp > T
+          ? (tf.pad(x4, [
               [0, 0],
-              [0, maxW - 1],
               [0, 0],
-            ])
-          : x;
-      const shifted: tf.Tensor[] = [];
-      for (let j = 0; j < maxW; j++) shifted.push(tf.slice(xp, [0, j, 0], [B, T, d]));
-      const windows = tf.reshape(maxW > 1 ? tf.concat(shifted, 2) : x, [B * T, maxW * d]);
-      const outs = widths.map((k) => {
-        const xk = k === maxW ? windows : tf.slice(windows, [0, 0], [B * T, k * d]);
-        return matmul(xk, param(inputs, `conv${k}/kernel`));
-      });
-      const bias = tf.concat(widths.map((k) => param(inputs, `conv${k}/bias`)));
-      const h = tf.relu(tf.add(outs.length > 1 ? tf.concat(outs, 1) : outs[0]!, bias));
-      const nW = widths.length;
-      const valid = new Float32Array(B * T * nW);
-      for (let b = 0; b < B; b++) {
-        const len = prep.lengths[b]!;
-        for (let t = 0; t < T; t++) {
-          for (let g = 0; g < nW; g++) valid[(b * T + t) * nW + g] = t < Math.max(len - widths[g]! + 1, 1) ? 1 : 0;
+              [0, Tp - T],
+              [0, 0],
+            ]) as tf.Tensor4D)
+          : x4;
+      const feats = widths.map((k) => {
+        const Tk = Tp - k + 1;
+        const w = tf.reshape(param(inputs, `conv${k}/kernel`), [1, k, d, F]) as tf.Tensor4D;
+        const h = tf.relu(tf.add(tf.conv2d(x, w, 1, 'valid'), param(inputs, `conv${k}/bias`)));
+        // ReLU outputs are >= 0 and every example has a valid window, so zeroing the invalid ones keeps the max.
+        let all = true;
+        const valid = new Float32Array(B * Tk);
+        for (let b = 0; b < B; b++) {
+          const n = Math.max(prep.lengths[b]! - k + 1, 1);
+          valid.fill(1, b * Tk, b * Tk + n);
+          if (n < Tk) all = false;
         }
-      }
-      // ReLU outputs are >= 0 and every example has a valid window, so zeroing the invalid ones keeps the max.
-      const masked = tf.mul(tf.reshape(h, [B, T, nW, F]), tf.tensor4d(valid, [B, T, nW, 1]));
-      // Max over time as a max-pool (its gradient kernel is fast on wasm; max's equal-mask gradient is not).
-      if (stockOps()) return output(dropout(tf.reshape(tf.max(masked, 1), [B, nW * F]), c.dropout, inputs), inputs);
-      const pooled = tf.maxPool(tf.reshape(masked, [B, T, 1, nW * F]) as tf.Tensor4D, [T, 1], [T, 1], 'valid');
-      const feats = tf.reshape(pooled, [B, nW * F]);
-      return output(dropout(feats, c.dropout, inputs), inputs);
+        const masked = all ? h : tf.mul(h, tf.tensor4d(valid, [B, 1, Tk, 1]));
+        // Max over time as a max-pool (its gradient kernel is fast on wasm; max's equal-mask gradient is not).
+        if (stockOps()) return tf.reshape(tf.max(masked, 2), [B, F]);
+        return tf.reshape(tf.maxPool(masked as tf.Tensor4D, [1, Tk], [1, Tk], 'valid'), [B, F]);
+      });
+      const pooled = feats.length > 1 ? tf.concat(feats, 1) : feats[0]!;
+      return output(dropout(pooled, c.dropout, inputs), inputs);
     },
   };
 }
@@ -274,8 +275,30 @@ function gruParams(D: number, d: number, H: number): ParamSpec[] {
 }
 
 /**
+ * The whole recurrence as one fused op (@ch8/backend/rnn, on wasm and cpu): the input projections of every position
+ * as one matMul over the embedding rows (both directions' kernels side by side), then the op, whose gradient gives
+ * the projections' gradient for every position and the recurrent kernel's as one matMul. Returns h [D, B, H].
+ */
+function fusedRecurrence(inputs: ForwardInputs, type: 'lstm' | 'gru', D: number, H: number): tf.Tensor {
+  const { prep } = inputs;
+  const B = prep.batchSize;
+  const T = prep.maxLength;
+  const G = (type === 'lstm' ? 4 : 3) * H;
+  const w = param(inputs, `${type}/input_kernel`);
+  const d = w.shape[1]!;
+  // [D, d, G] -> [d, D*G]: direction k's gates in columns k*G .. (k+1)*G.
+  const wAll = D === 1 ? tf.reshape(w, [d, G]) : tf.reshape(tf.transpose(w, [1, 0, 2]), [d, D * G]);
+  const bias = tf.reshape(param(inputs, type === 'lstm' ? 'lstm/bias' : 'gru/input_bias'), [D * G]);
+  const x = tf.reshape(dense(inputs.tokens, wAll, bias), [B, T, D * G]);
+  const mask = tf.tensor2d(tokenMask(prep), [B, T]);
+  const wh = param(inputs, `${type}/recurrent_kernel`);
+  return type === 'lstm' ? lstmSequence(x, wh, mask) : gruSequence(x, wh, param(inputs, 'gru/recurrent_bias'), mask);
+}
+
+/**
  * Both directions run as one stacked recurrence over [D, B, *] states (one batched matMul per step for both).
- * Each direction's final state is its state at the sequence's true last position.
+ * Each direction's final state is its state at the sequence's true last position. Where the fused op runs (wasm,
+ * cpu) it does the whole recurrence; elsewhere (webgpu, tfjs-node) and with stock ops on, op by op below.
  */
 function rnn(c: ModelConfig, type: 'lstm' | 'gru'): Net {
   const H = c.hidden;
@@ -288,6 +311,10 @@ function rnn(c: ModelConfig, type: 'lstm' | 'gru'): Net {
       const { prep } = inputs;
       const B = prep.batchSize;
       const T = prep.maxLength;
+      if (!stockOps() && fusedRnnAvailable()) {
+        const h = fusedRecurrence(inputs, type, D, H);
+        return output(dropout(tf.reshape(tf.transpose(h, [1, 0, 2]), [B, D * H]), c.dropout, inputs), inputs);
+      }
       const masks = stepMasks(prep, D);
       const shape1: [number, number, number] = [D, B, 1];
       let unstacked: tf.Tensor[] | undefined;
