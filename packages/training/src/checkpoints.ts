@@ -1,8 +1,8 @@
 /**
  * Checkpoints of a run in a directory: one file per completed epoch (`epoch-<n>.ckpt`), written beside and renamed
  * into place, the two newest kept. A file is a magic, a JSON header (run key, epoch, history, best epoch, patience
- * and learning-rate state), the model's training state (@ch8/models/checkpoint) and the best epoch's weights, then a
- * SHA-256 of all of it. Loading takes the newest file that verifies; a corrupt newest file falls back to the one
+ * and learning-rate state), the model's training state (@ch8/models/checkpoint), the best epoch's weights and the
+ * running weight average (when the run averages), then a SHA-256 of all of it. Loading takes the newest file that verifies; a corrupt newest file falls back to the one
  * before, and when every file is corrupt the load fails naming them.
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -26,6 +26,8 @@ interface Header {
     devAccuracy: number;
     weights: Array<{ name: string; shape: number[]; length: number }>;
   } | null;
+  /** The weight average's layout (its floats follow the best weights'); absent or null: none. */
+  average?: Array<{ name: string; shape: number[]; length: number }> | null;
   badEpochs: number;
   learningRate: number;
   stateBytes: number;
@@ -34,7 +36,11 @@ interface Header {
 /** Serializes a checkpoint (little-endian floats). */
 export function encodeCheckpoint(c: Checkpoint): Buffer {
   const state = encodeTrainingState(c.state);
-  const weights = c.best?.weights ?? [];
+  const best = c.best?.weights ?? [];
+  const average = c.average ?? [];
+  const weights = [...best, ...average];
+  const layout = (ws: NamedWeight[]): Array<{ name: string; shape: number[]; length: number }> =>
+    ws.map((w) => ({ name: w.name, shape: w.shape, length: w.values.length }));
   const header: Header = {
     key: c.key,
     epoch: c.epoch,
@@ -45,8 +51,9 @@ export function encodeCheckpoint(c: Checkpoint): Buffer {
         : {
             epoch: c.best.epoch,
             devAccuracy: c.best.devAccuracy,
-            weights: weights.map((w) => ({ name: w.name, shape: w.shape, length: w.values.length })),
+            weights: layout(best),
           },
+    average: c.average === null ? null : layout(average),
     badEpochs: c.badEpochs,
     learningRate: c.learningRate,
     stateBytes: state.length,
@@ -98,23 +105,31 @@ export function decodeCheckpoint(bytes: Buffer, file: string): Checkpoint {
   if (o + header.stateBytes > body.length) throw bad('state past the end');
   const state = decodeTrainingState(body.subarray(o, o + header.stateBytes), file);
   o += header.stateBytes;
-  let best: Checkpoint['best'] = null;
-  if (header.best !== null) {
+  const readWeights = (layout: Array<{ name: string; shape: number[]; length: number }>): NamedWeight[] => {
+    if (!Array.isArray(layout)) throw bad('weight layout is not a list');
     const weights: NamedWeight[] = [];
-    for (const w of header.best.weights) {
-      if (o + w.length * 4 > body.length) throw bad(`weight ${w.name} past the end`);
+    for (const w of layout) {
+      if (!Number.isSafeInteger(w.length) || w.length < 0 || o + w.length * 4 > body.length)
+        throw bad(`weight ${w.name} past the end`);
       const values = new Float32Array(w.length);
       for (let i = 0; i < w.length; i++, o += 4) values[i] = body.readFloatLE(o);
       weights.push({ name: w.name, shape: w.shape, values });
     }
+    return weights;
+  };
+  let best: Checkpoint['best'] = null;
+  if (header.best !== null) {
+    const weights = readWeights(header.best.weights);
     best = { epoch: header.best.epoch, devAccuracy: header.best.devAccuracy ?? Number.NaN, weights };
   }
+  const average = header.average === undefined || header.average === null ? null : readWeights(header.average);
   if (o !== body.length) throw bad('trailing bytes');
   return {
     key: header.key,
     epoch: header.epoch,
     history: header.history,
     best,
+    average,
     badEpochs: header.badEpochs,
     learningRate: header.learningRate,
     state,

@@ -51,6 +51,11 @@ export interface TrainingConfig {
    * run whose auto backend turns out to be a GPU or native one trains with 1 (and says so).
    */
   workers: number;
+  /**
+   * Per-step decay of an exponential moving average of the weights (average.ts); 0 = off. When on, dev scoring,
+   * early stopping, the best epoch and the export use the average instead of the raw weights.
+   */
+  weightAverage: number;
 }
 
 /** What a caller may give: `model` is required, everything else has a default. */
@@ -123,6 +128,9 @@ export function resolveTrainingConfig(input: TrainingConfigInput): TrainingConfi
     throw bad('lr_decay', 'needs a dev split to tell when dev accuracy stops improving');
   if (patience > 0 && devSplit === null) throw bad('early_stopping_patience', 'needs a dev split');
   const workers = integer(input.workers ?? 1, 'workers', 1, MAX_WORKERS);
+  const weightAverage = input.weightAverage ?? 0;
+  if (!(typeof weightAverage === 'number' && weightAverage >= 0 && weightAverage < 1))
+    throw bad('weight_average', `must be in [0, 1) (0 = off), got ${String(weightAverage)}`);
   if (workers > 1 && !PARALLEL_PREFERENCES.includes(backend))
     throw bad('workers', `more than one worker runs on wasm or cpu only (backend ${backend} keeps 1)`);
   return {
@@ -142,5 +150,6 @@ export function resolveTrainingConfig(input: TrainingConfigInput): TrainingConfi
     maxBatchesPerEpoch,
     lrDecay,
     workers,
+    weightAverage,
   };
 }

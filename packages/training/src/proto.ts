@@ -69,6 +69,7 @@ export function trainingConfigFromProto(c: RunConfig): TrainingConfig {
     maxBatchesPerEpoch: c.maxBatchesPerEpoch,
     lrDecay: c.lrDecay === 0 ? 1 : c.lrDecay,
     workers: c.workers === 0 ? 1 : c.workers,
+    weightAverage: c.weightAverage,
   });
 }
 
@@ -91,5 +92,6 @@ export function trainingConfigToProto(t: TrainingConfig): MessageInitShape<typeo
     maxBatchesPerEpoch: t.maxBatchesPerEpoch,
     lrDecay: t.lrDecay,
     workers: t.workers,
+    weightAverage: t.weightAverage,
   };
 }

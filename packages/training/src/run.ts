@@ -4,6 +4,7 @@
  * Adam step per batch (or one accumulated step over the whole split when batch_size is 0), dev scored, a checkpoint
  * written, early stopping on dev accuracy with patience and an optional learning-rate decay on a plateau. The best
  * epoch's weights are kept; at the end they are scored on every split (accuracy, precision, recall, F1, confusion).
+ * With `weightAverage` > 0 an exponential moving average of the weights (average.ts) is what is scored and kept.
  *
  * It runs on whatever tfjs backend is active (the caller selects it) and reads tensors asynchronously only, so it
  * works on webgpu too. With `workers` > 1 (wasm or cpu) every step is data-parallel across worker threads
@@ -18,6 +19,7 @@ import { createModel, type NamedWeight } from '@ch8/models/model';
 import type { TrainingState } from '@ch8/models/checkpoint';
 import type { TrainingConfig } from './config.ts';
 import { checkSplit, type DataFeed, type EpochOptions } from './feed.ts';
+import { WeightAverage } from './average.ts';
 import { DataParallel, isParallelBackend, type WorkerFault } from './parallel.ts';
 
 export interface StepEvent {
@@ -55,6 +57,8 @@ export interface Checkpoint {
   epoch: number;
   history: EpochEvent[];
   best: { epoch: number; devAccuracy: number; weights: NamedWeight[] } | null;
+  /** The running weight average (config.weightAverage > 0), null before its first fold or when off. */
+  average: NamedWeight[] | null;
   /** Epochs since the best one. */
   badEpochs: number;
   learningRate: number;
@@ -205,6 +209,7 @@ export async function train(config: TrainingConfig, feed: DataFeed, options: Tra
     let badEpochs = 0;
     let learningRate = model.config.learningRate;
     let resumedFromEpoch = 0;
+    let average = config.weightAverage > 0 ? new WeightAverage(config.weightAverage) : undefined;
     const restored = await options.checkpoints?.load();
     if (restored !== undefined) {
       if (restored.key !== key) {
@@ -218,6 +223,7 @@ export async function train(config: TrainingConfig, feed: DataFeed, options: Tra
       badEpochs = restored.badEpochs;
       learningRate = restored.learningRate;
       resumedFromEpoch = restored.epoch;
+      if (average !== undefined) average = new WeightAverage(config.weightAverage, restored.average);
       if (learningRate !== model.config.learningRate) model.setLearningRate(learningRate);
       events.onMessage?.(`resumed after epoch ${restored.epoch} from a checkpoint`);
     }
@@ -259,6 +265,7 @@ export async function train(config: TrainingConfig, feed: DataFeed, options: Tra
           wait,
         );
         const r = await (parallel?.stepAccumulated(chunks) ?? model.trainStepAccumulatedAsync(chunks));
+        if (average?.due(model.steps)) await average.fold(model);
         loss = r.loss * r.examples;
         correct = r.correct;
         examples = r.examples;
@@ -274,6 +281,7 @@ export async function train(config: TrainingConfig, feed: DataFeed, options: Tra
         for await (const batch of timed(feed.batches(config.trainSplit, batchOptions, signal), wait)) {
           if (signal?.aborted) throw cancelled(signal);
           const r = await (parallel?.step(batch) ?? model.trainStepAsync(batch));
+          if (average?.due(model.steps)) await average.fold(model);
           loss += r.loss * r.examples;
           correct += r.correct;
           examples += r.examples;
@@ -308,7 +316,8 @@ export async function train(config: TrainingConfig, feed: DataFeed, options: Tra
         learningRate,
       };
       if (devBatches !== undefined) {
-        const dev = await model.evaluateAsync(devBatches);
+        const dev = await (average?.withAverage(model, () => model.evaluateAsync(devBatches)) ??
+          model.evaluateAsync(devBatches));
         record.devLoss = dev.loss;
         record.devAccuracy = dev.accuracy;
       }
@@ -320,7 +329,7 @@ export async function train(config: TrainingConfig, feed: DataFeed, options: Tra
         best = {
           epoch: record.epoch,
           devAccuracy: record.devAccuracy ?? Number.NaN,
-          weights: await model.getWeightsAsync(),
+          weights: average?.snapshot() ?? (await model.getWeightsAsync()),
         };
         badEpochs = 0;
       } else {
@@ -338,6 +347,7 @@ export async function train(config: TrainingConfig, feed: DataFeed, options: Tra
           epoch: record.epoch,
           history,
           best,
+          average: average?.snapshot() ?? null,
           badEpochs,
           learningRate,
           state: await model.getTrainingState(),

@@ -90,6 +90,7 @@ function trainingConfig(args: Parsed, env: Record<string, string | undefined>): 
   const lr = numberFlag(args, 'lr', (n) => n > 0, 'a positive number');
   const dropout = numberFlag(args, 'dropout', (n) => n >= 0 && n < 1, 'a number in [0, 1)');
   const lrDecay = numberFlag(args, 'lr-decay', (n) => n > 0 && n <= 1, 'a number in (0, 1]');
+  const weightAverage = numberFlag(args, 'weight-average', (n) => n >= 0 && n < 1, 'a number in [0, 1)');
   const input: TrainingConfigInput = {
     model,
     epochs: int(args, 'epochs', 3, 1),
@@ -104,6 +105,7 @@ function trainingConfig(args: Parsed, env: Record<string, string | undefined>): 
     ...(lr === undefined ? {} : { learningRate: lr }),
     ...(dropout === undefined ? {} : { dropout }),
     ...(lrDecay === undefined ? {} : { lrDecay }),
+    ...(weightAverage === undefined ? {} : { weightAverage }),
   };
   try {
     return resolveTrainingConfig(input);
@@ -130,6 +132,7 @@ const FLAG_OF: Record<string, string> = {
   dropout: 'dropout',
   max_batches_per_epoch: 'max-batches',
   lr_decay: 'lr-decay',
+  weight_average: 'weight-average',
   embedding_mode: 'model',
 };
 
@@ -326,6 +329,10 @@ export const trainCommand: Command = {
     'lr-decay': {
       type: 'string',
       help: 'multiply the learning rate by this after an epoch without a better dev accuracy (default 1)',
+    },
+    'weight-average': {
+      type: 'string',
+      help: 'score and export an exponential moving average of the weights with this per-step decay, e.g. 0.999 (default 0 = off)',
     },
     dropout: { type: 'string', help: "dropout before the output layer (default the model's, 0.5)" },
     seed: { type: 'string', help: 'seed of the initial weights, dropout and batch order (default 1)' },
