@@ -281,7 +281,7 @@ export function registerTrainingKernels(): TrainingKernel[] {
     'stock cpu kernel reads every element through TensorBuffer.get (~30x slower than im2col + matMul)',
     out,
   );
-  for (const k of rnnKernels({ batchMatMul: stock.batchMatMul, sigmoid: stockOf(tf.Sigmoid) })) {
+  for (const k of rnnKernels()) {
     put(k.kernel, k.backend, k.kernelFunc, 'added', k.why, out);
   }
   registered = out;

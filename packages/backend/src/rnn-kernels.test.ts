@@ -18,7 +18,8 @@ interface Case {
   H: number;
   x: Float64Array; // [B, T, D*G]
   wh: Float64Array; // [D, H, G]
-  bh: Float64Array; // [D, G] (GRU)
+  bi: Float64Array; // [D, G]: the input bias
+  bh: Float64Array; // [D, G]: GRU's recurrent bias
   mask: Float64Array; // [B, T]
   dy: Float64Array; // [D, B, H]: the loss is sum(dy * h)
 }
@@ -41,7 +42,7 @@ function forwardRef(kind: Kind, c: Case) {
       let cs = new Array<number>(H).fill(0);
       for (const t of times(T, d)) {
         if (c.mask[b * T + t] === 0) continue;
-        const xg = (j: number) => c.x[(b * T + t) * D * G + d * G + j]!;
+        const xg = (j: number) => c.x[(b * T + t) * D * G + d * G + j]! + c.bi[d * G + j]!;
         const rec = (j: number) => {
           let acc = 0;
           for (let k = 0; k < H; k++) acc += hs[k]! * c.wh[(d * H + k) * G + j]!;
@@ -83,11 +84,12 @@ function backwardRef(kind: Kind, c: Case) {
   const dx = new Float64Array(c.x.length);
   const dwh = new Float64Array(c.wh.length);
   const dbh = new Float64Array(c.bh.length);
+  const dbi = new Float64Array(c.bi.length);
   for (let d = 0; d < D; d++) {
     for (let b = 0; b < B; b++) {
       const steps = trace.filter((s) => s.d === d && s.b === b).reverse();
       let dh = [...Array(H).keys()].map((k) => c.dy[(d * B + b) * H + k]!);
-      let dc = new Array<number>(H).fill(0);
+      const dc = new Array<number>(H).fill(0);
       for (const { t, hp, cp, v } of steps) {
         const dz = new Array<number>(G).fill(0); // gradient of the pre-activations x + h Wh (+ bh)
         const dgh = new Array<number>(G).fill(0); // of h Wh + bh (GRU's n part differs)
@@ -113,6 +115,7 @@ function backwardRef(kind: Kind, c: Case) {
         for (let j = 0; j < G; j++) dgh[j] = kind === 'gru' && j >= 2 * H ? dz[j]! * v.r![j - 2 * H]! : dz[j]!;
         for (let j = 0; j < G; j++) {
           dx[(b * T + t) * D * G + d * G + j] = dz[j]!;
+          dbi[d * G + j]! += dz[j]!;
           dbh[d * G + j]! += dgh[j]!;
           for (let k = 0; k < H; k++) {
             dwh[(d * H + k) * G + j]! += hp[k]! * dgh[j]!;
@@ -123,7 +126,7 @@ function backwardRef(kind: Kind, c: Case) {
       }
     }
   }
-  return { dx, dwh, dbh };
+  return { dx, dwh, dbi, dbh };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -143,6 +146,7 @@ function randomCase(kind: Kind, B: number, T: number, D: number, H: number, mask
     H,
     x: fill(B * T * D * G, 1.5),
     wh: fill(D * H * G, 0.8),
+    bi: fill(D * G, 0.5),
     bh: fill(D * G, 0.5),
     mask: Float64Array.from(mask.flat()),
     dy: fill(D * B * H, 1),
@@ -155,15 +159,18 @@ function fused(kind: Kind, c: Case) {
   return tf.tidy(() => {
     const x = tf.tensor3d(Float32Array.from(c.x), [c.B, c.T, c.D * G]);
     const wh = tf.tensor3d(Float32Array.from(c.wh), [c.D, c.H, G]);
+    const bi = tf.tensor3d(Float32Array.from(c.bi), [c.D, 1, G]);
     const bh = tf.tensor3d(Float32Array.from(c.bh), [c.D, 1, G]);
     const mask = tf.tensor2d(Float32Array.from(c.mask), [c.B, c.T]);
     const dy = tf.tensor3d(Float32Array.from(c.dy), [c.D, c.B, c.H]);
-    const f = (xs: tf.Tensor, w: tf.Tensor, b: tf.Tensor) =>
-      kind === 'lstm' ? lstmSequence(xs, w, mask) : gruSequence(xs, w, b, mask);
-    const h = f(x, wh, bh).dataSync().slice();
-    const args = kind === 'lstm' ? [x, wh] : [x, wh, bh];
-    const g = tf.grads((...a: tf.Tensor[]) => tf.sum(tf.mul(f(a[0]!, a[1]!, a[2] ?? bh), dy)))(args);
-    return { h, dx: g[0]!.dataSync().slice(), dwh: g[1]!.dataSync().slice(), dbh: g[2]?.dataSync().slice() };
+    const f = (a: tf.Tensor[]) =>
+      kind === 'lstm' ? lstmSequence(a[0]!, a[1]!, a[2]!, mask) : gruSequence(a[0]!, a[1]!, a[2]!, a[3]!, mask);
+    const args = kind === 'lstm' ? [x, wh, bi] : [x, wh, bi, bh];
+    const h = f(args).dataSync().slice();
+    const g = tf
+      .grads((...a: tf.Tensor[]) => tf.sum(tf.mul(f(a), dy)))(args)
+      .map((t) => t.dataSync().slice());
+    return { h, dx: g[0]!, dwh: g[1]!, dbi: g[2]!, dbh: g[3] };
   });
 }
 
@@ -206,6 +213,7 @@ describe('float64 references', () => {
       for (const [name, arr, grad] of [
         ['x', c.x, g.dx],
         ['wh', c.wh, g.dwh],
+        ['bi', c.bi, g.dbi],
         ...(kind === 'gru' ? [['bh', c.bh, g.dbh] as const] : []),
       ] as const) {
         for (let i = 0; i < arr.length; i++) {
@@ -257,6 +265,7 @@ describe('fused recurrences', () => {
             assertClose(got.h, forwardRef(kind, c).h, 1e-5, `${what} h`);
             assertClose(got.dx, want.dx, 1e-4, `${what} dx`);
             assertClose(got.dwh, want.dwh, 1e-4, `${what} dwh`);
+            assertClose(got.dbi, want.dbi, 1e-4, `${what} dbi`);
             if (kind === 'gru') assertClose(got.dbh!, want.dbh, 1e-4, `${what} dbh`);
             // PAD positions get exactly no gradient.
             const G = gatesOf(kind, H);
@@ -286,6 +295,7 @@ describe('fused recurrences', () => {
       assertClose(got.h, forwardRef(kind, c).h, 1e-5, 'h');
       assertClose(got.dx, want.dx, 1e-4, 'dx');
       assertClose(got.dwh, want.dwh, 1e-4, 'dwh');
+      assertClose(got.dbi, want.dbi, 1e-4, 'dbi');
       if (kind === 'gru') assertClose(got.dbh!, want.dbh, 1e-4, 'dbh');
     });
   }
@@ -293,23 +303,26 @@ describe('fused recurrences', () => {
   test('no tensors leak; bad shapes are InvalidInputError naming the field', () => {
     const x = tf.zeros([2, 3, 8]);
     const wh = tf.zeros([1, 2, 8]);
+    const b = tf.zeros([1, 1, 8]);
     const mask = tf.ones([2, 3]);
+    const b3 = tf.zeros([1, 1, 6]);
     try {
       const before = tf.memory().numTensors;
       tf.tidy(() => {
-        tf.grads((a: tf.Tensor, w: tf.Tensor) => tf.sum(lstmSequence(a, w, mask)))([x, wh]);
+        tf.grads((a: tf.Tensor, w: tf.Tensor, bb: tf.Tensor) => tf.sum(lstmSequence(a, w, bb, mask)))([x, wh, b]);
       });
       assert.equal(tf.memory().numTensors, before);
       const field = (name: string) => (e: unknown) => isInvalidInput(e) && e.field === name;
-      assert.throws(() => lstmSequence(tf.zeros([2, 3, 7]), wh, mask), field('x'));
-      assert.throws(() => lstmSequence(x, tf.zeros([1, 2, 6]), mask), field('wh'));
-      assert.throws(() => lstmSequence(x, wh, tf.ones([2, 4])), field('x'));
+      assert.throws(() => lstmSequence(tf.zeros([2, 3, 7]), wh, b, mask), field('x'));
+      assert.throws(() => lstmSequence(x, tf.zeros([1, 2, 6]), b, mask), field('wh'));
+      assert.throws(() => lstmSequence(x, wh, b, tf.ones([2, 4])), field('x'));
+      assert.throws(() => lstmSequence(x, wh, tf.zeros([1, 8]), mask), field('b'));
       assert.throws(
-        () => gruSequence(tf.zeros([2, 3, 6]), tf.zeros([1, 2, 6]), tf.zeros([1, 1, 5]), mask),
+        () => gruSequence(tf.zeros([2, 3, 6]), tf.zeros([1, 2, 6]), b3, tf.zeros([1, 1, 5]), mask),
         field('bh'),
       );
     } finally {
-      tf.dispose([x, wh, mask]);
+      tf.dispose([x, wh, b, mask, b3]);
     }
   });
 });

@@ -286,13 +286,14 @@ function fusedRecurrence(inputs: ForwardInputs, type: 'lstm' | 'gru', D: number,
   const G = (type === 'lstm' ? 4 : 3) * H;
   const w = param(inputs, `${type}/input_kernel`);
   const d = w.shape[1]!;
-  // [D, d, G] -> [d, D*G]: direction k's gates in columns k*G .. (k+1)*G.
+  // [D, d, G] -> [d, D*G]: direction k's gates in columns k*G .. (k+1)*G. The op adds the bias itself.
   const wAll = D === 1 ? tf.reshape(w, [d, G]) : tf.reshape(tf.transpose(w, [1, 0, 2]), [d, D * G]);
-  const bias = tf.reshape(param(inputs, type === 'lstm' ? 'lstm/bias' : 'gru/input_bias'), [D * G]);
-  const x = tf.reshape(dense(inputs.tokens, wAll, bias), [B, T, D * G]);
+  const x = tf.reshape(matmul(inputs.tokens, wAll), [B, T, D * G]);
   const mask = tf.tensor2d(tokenMask(prep), [B, T]);
   const wh = param(inputs, `${type}/recurrent_kernel`);
-  return type === 'lstm' ? lstmSequence(x, wh, mask) : gruSequence(x, wh, param(inputs, 'gru/recurrent_bias'), mask);
+  return type === 'lstm'
+    ? lstmSequence(x, wh, param(inputs, 'lstm/bias'), mask)
+    : gruSequence(x, wh, param(inputs, 'gru/input_bias'), param(inputs, 'gru/recurrent_bias'), mask);
 }
 
 /**
