@@ -16,7 +16,9 @@ interface Case {
   T: number;
   D: number;
   H: number;
-  x: Float64Array; // [B, T, D*G]
+  E: number;
+  tokens: Float64Array; // [B*T, E]
+  w: Float64Array; // [D, E, G]
   wh: Float64Array; // [D, H, G]
   bi: Float64Array; // [D, G]: the input bias
   bh: Float64Array; // [D, G]: GRU's recurrent bias
@@ -42,7 +44,11 @@ function forwardRef(kind: Kind, c: Case) {
       let cs = new Array<number>(H).fill(0);
       for (const t of times(T, d)) {
         if (c.mask[b * T + t] === 0) continue;
-        const xg = (j: number) => c.x[(b * T + t) * D * G + d * G + j]! + c.bi[d * G + j]!;
+        const xg = (j: number) => {
+          let acc = c.bi[d * G + j]!;
+          for (let e = 0; e < c.E; e++) acc += c.tokens[(b * T + t) * c.E + e]! * c.w[(d * c.E + e) * G + j]!;
+          return acc;
+        };
         const rec = (j: number) => {
           let acc = 0;
           for (let k = 0; k < H; k++) acc += hs[k]! * c.wh[(d * H + k) * G + j]!;
@@ -81,7 +87,8 @@ function backwardRef(kind: Kind, c: Case) {
   const { B, T, D, H } = c;
   const G = gatesOf(kind, H);
   const { trace } = forwardRef(kind, c);
-  const dx = new Float64Array(c.x.length);
+  const dTokens = new Float64Array(c.tokens.length);
+  const dw = new Float64Array(c.w.length);
   const dwh = new Float64Array(c.wh.length);
   const dbh = new Float64Array(c.bh.length);
   const dbi = new Float64Array(c.bi.length);
@@ -114,8 +121,12 @@ function backwardRef(kind: Kind, c: Case) {
         }
         for (let j = 0; j < G; j++) dgh[j] = kind === 'gru' && j >= 2 * H ? dz[j]! * v.r![j - 2 * H]! : dz[j]!;
         for (let j = 0; j < G; j++) {
-          dx[(b * T + t) * D * G + d * G + j] = dz[j]!;
+          // x = tokens w + bi: dz reaches the bias, the input kernel and the token.
           dbi[d * G + j]! += dz[j]!;
+          for (let e = 0; e < c.E; e++) {
+            dw[(d * c.E + e) * G + j]! += c.tokens[(b * T + t) * c.E + e]! * dz[j]!;
+            dTokens[(b * T + t) * c.E + e]! += dz[j]! * c.w[(d * c.E + e) * G + j]!;
+          }
           dbh[d * G + j]! += dgh[j]!;
           for (let k = 0; k < H; k++) {
             dwh[(d * H + k) * G + j]! += hp[k]! * dgh[j]!;
@@ -126,12 +137,21 @@ function backwardRef(kind: Kind, c: Case) {
       }
     }
   }
-  return { dx, dwh, dbi, dbh };
+  return { dTokens, dw, dwh, dbi, dbh };
 }
 
 // ---------------------------------------------------------------------------------------------------------
 
-function randomCase(kind: Kind, B: number, T: number, D: number, H: number, mask: number[][], seed: number): Case {
+function randomCase(
+  kind: Kind,
+  B: number,
+  T: number,
+  D: number,
+  H: number,
+  mask: number[][],
+  seed: number,
+  E = 3,
+): Case {
   let state = seed;
   const rnd = () => {
     state = (state * 1103515245 + 12345) % 2147483648;
@@ -144,7 +164,9 @@ function randomCase(kind: Kind, B: number, T: number, D: number, H: number, mask
     T,
     D,
     H,
-    x: fill(B * T * D * G, 1.5),
+    E,
+    tokens: fill(B * T * E, 1.5),
+    w: fill(D * E * G, 0.8),
     wh: fill(D * H * G, 0.8),
     bi: fill(D * G, 0.5),
     bh: fill(D * G, 0.5),
@@ -154,24 +176,37 @@ function randomCase(kind: Kind, B: number, T: number, D: number, H: number, mask
 }
 
 /** The fused op's h and gradients on the active backend. */
-function fused(kind: Kind, c: Case) {
+function fused(kind: Kind, c: Case, tokensGrad = true) {
   const G = gatesOf(kind, c.H);
   return tf.tidy(() => {
-    const x = tf.tensor3d(Float32Array.from(c.x), [c.B, c.T, c.D * G]);
-    const wh = tf.tensor3d(Float32Array.from(c.wh), [c.D, c.H, G]);
-    const bi = tf.tensor3d(Float32Array.from(c.bi), [c.D, 1, G]);
-    const bh = tf.tensor3d(Float32Array.from(c.bh), [c.D, 1, G]);
-    const mask = tf.tensor2d(Float32Array.from(c.mask), [c.B, c.T]);
-    const dy = tf.tensor3d(Float32Array.from(c.dy), [c.D, c.B, c.H]);
+    const f32 = (a: Float64Array, shape: number[]) => tf.tensor(Float32Array.from(a), shape);
+    const tokens = f32(c.tokens, [c.B * c.T, c.E]);
+    const w = f32(c.w, [c.D, c.E, G]);
+    const bi = f32(c.bi, [c.D, 1, G]);
+    const wh = f32(c.wh, [c.D, c.H, G]);
+    const bh = f32(c.bh, [c.D, 1, G]);
+    const mask = f32(c.mask, [c.B, c.T]);
+    const dy = f32(c.dy, [c.D, c.B, c.H]);
     const f = (a: tf.Tensor[]) =>
-      kind === 'lstm' ? lstmSequence(a[0]!, a[1]!, a[2]!, mask) : gruSequence(a[0]!, a[1]!, a[2]!, a[3]!, mask);
-    const args = kind === 'lstm' ? [x, wh, bi] : [x, wh, bi, bh];
+      kind === 'lstm'
+        ? lstmSequence(a[0]!, a[1]!, a[2]!, a[3]!, mask, { tokensGrad })
+        : gruSequence(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, mask, { tokensGrad });
+    const args = kind === 'lstm' ? [tokens, w, bi, wh] : [tokens, w, bi, wh, bh];
     const h = f(args).dataSync().slice();
     const g = tf
       .grads((...a: tf.Tensor[]) => tf.sum(tf.mul(f(a), dy)))(args)
       .map((t) => t.dataSync().slice());
-    return { h, dx: g[0]!, dwh: g[1]!, dbi: g[2]!, dbh: g[3] };
+    return { h, dTokens: g[0]!, dw: g[1]!, dbi: g[2]!, dwh: g[3]!, dbh: g[4] };
   });
+}
+
+/** Every gradient of `got` against the reference. */
+function assertGrads(kind: Kind, got: ReturnType<typeof fused>, want: ReturnType<typeof backwardRef>, what: string) {
+  assertClose(got.dTokens, want.dTokens, 1e-4, `${what} dTokens`);
+  assertClose(got.dw, want.dw, 1e-4, `${what} dw`);
+  assertClose(got.dbi, want.dbi, 1e-4, `${what} dbi`);
+  assertClose(got.dwh, want.dwh, 1e-4, `${what} dwh`);
+  if (kind === 'gru') assertClose(got.dbh!, want.dbh, 1e-4, `${what} dbh`);
 }
 
 /** max |a - e| <= tol * max(1, max |e|). */
@@ -211,7 +246,8 @@ describe('float64 references', () => {
       const g = backwardRef(kind, c);
       const eps = 1e-6;
       for (const [name, arr, grad] of [
-        ['x', c.x, g.dx],
+        ['tokens', c.tokens, g.dTokens],
+        ['w', c.w, g.dw],
         ['wh', c.wh, g.dwh],
         ['bi', c.bi, g.dbi],
         ...(kind === 'gru' ? [['bh', c.bh, g.dbh] as const] : []),
@@ -263,66 +299,68 @@ describe('fused recurrences', () => {
             const got = fused(kind, c);
             const what = `${kind} ${backend} D=${D} H=${H}`;
             assertClose(got.h, forwardRef(kind, c).h, 1e-5, `${what} h`);
-            assertClose(got.dx, want.dx, 1e-4, `${what} dx`);
-            assertClose(got.dwh, want.dwh, 1e-4, `${what} dwh`);
-            assertClose(got.dbi, want.dbi, 1e-4, `${what} dbi`);
-            if (kind === 'gru') assertClose(got.dbh!, want.dbh, 1e-4, `${what} dbh`);
+            assertGrads(kind, got, want, what);
             // PAD positions get exactly no gradient.
-            const G = gatesOf(kind, H);
-            for (let b = 0; b < c.B; b++) {
-              for (let t = 0; t < c.T; t++) {
-                if (c.mask[b * c.T + t] !== 0) continue;
-                for (let j = 0; j < D * G; j++) assert.equal(got.dx[(b * c.T + t) * D * G + j], 0);
-              }
+            for (let i = 0; i < c.B * c.T; i++) {
+              if (c.mask[i] !== 0) continue;
+              for (let e = 0; e < c.E; e++) assert.equal(got.dTokens[i * c.E + e], 0, `${what} PAD token ${i}`);
             }
           }
+          // Frozen tokens: zeros for them, the same gradients for the rest.
+          const c = randomCase(kind, masks.length, 6, 2, 4, masks, 5);
+          const frozen = fused(kind, c, false);
+          assert.ok(frozen.dTokens.every((v) => v === 0));
+          assertGrads(
+            kind,
+            { ...frozen, dTokens: Float32Array.from(backwardRef(kind, c).dTokens) },
+            backwardRef(kind, c),
+            'frozen',
+          );
         } finally {
           await tf.setBackend('wasm');
         }
       });
     }
 
-    test(`${kind} on wasm: a larger batch (B 32, T 12, H 64, 2 directions) matches the reference`, () => {
+    test(`${kind} on wasm: a larger batch (B 32, T 12, H 64, E 16, 2 directions) matches the reference`, () => {
       const T = 12;
       const B = 32;
       const mask = Array.from({ length: B }, (_, b) =>
         Array.from({ length: T }, (_, t) => (t < 1 + ((b * 7) % T) ? 1 : 0)),
       );
-      const c = randomCase(kind, B, T, 2, 64, mask, 11);
+      const c = randomCase(kind, B, T, 2, 64, mask, 11, 16);
       c.wh = c.wh.map((v) => Math.fround(v * 0.15)); // about PyTorch's U(-1/sqrt(H), 1/sqrt(H))
       const want = backwardRef(kind, c);
       const got = fused(kind, c);
       assertClose(got.h, forwardRef(kind, c).h, 1e-5, 'h');
-      assertClose(got.dx, want.dx, 1e-4, 'dx');
-      assertClose(got.dwh, want.dwh, 1e-4, 'dwh');
-      assertClose(got.dbi, want.dbi, 1e-4, 'dbi');
-      if (kind === 'gru') assertClose(got.dbh!, want.dbh, 1e-4, 'dbh');
+      assertGrads(kind, got, want, 'B 32');
     });
   }
 
   test('no tensors leak; bad shapes are InvalidInputError naming the field', () => {
-    const x = tf.zeros([2, 3, 8]);
-    const wh = tf.zeros([1, 2, 8]);
+    const tokens = tf.zeros([6, 3]);
+    const w = tf.zeros([1, 3, 8]);
     const b = tf.zeros([1, 1, 8]);
+    const wh = tf.zeros([1, 2, 8]);
     const mask = tf.ones([2, 3]);
+    const w3 = tf.zeros([1, 3, 6]);
     const b3 = tf.zeros([1, 1, 6]);
+    const wh3 = tf.zeros([1, 2, 6]);
     try {
       const before = tf.memory().numTensors;
       tf.tidy(() => {
-        tf.grads((a: tf.Tensor, w: tf.Tensor, bb: tf.Tensor) => tf.sum(lstmSequence(a, w, bb, mask)))([x, wh, b]);
+        tf.grads((...a: tf.Tensor[]) => tf.sum(lstmSequence(a[0]!, a[1]!, a[2]!, a[3]!, mask)))([tokens, w, b, wh]);
       });
       assert.equal(tf.memory().numTensors, before);
       const field = (name: string) => (e: unknown) => isInvalidInput(e) && e.field === name;
-      assert.throws(() => lstmSequence(tf.zeros([2, 3, 7]), wh, b, mask), field('x'));
-      assert.throws(() => lstmSequence(x, tf.zeros([1, 2, 6]), b, mask), field('wh'));
-      assert.throws(() => lstmSequence(x, wh, b, tf.ones([2, 4])), field('x'));
-      assert.throws(() => lstmSequence(x, wh, tf.zeros([1, 8]), mask), field('b'));
-      assert.throws(
-        () => gruSequence(tf.zeros([2, 3, 6]), tf.zeros([1, 2, 6]), b3, tf.zeros([1, 1, 5]), mask),
-        field('bh'),
-      );
+      assert.throws(() => lstmSequence(tf.zeros([5, 3]), w, b, wh, mask), field('tokens'));
+      assert.throws(() => lstmSequence(tokens, tf.zeros([1, 4, 8]), b, wh, mask), field('w'));
+      assert.throws(() => lstmSequence(tokens, w, tf.zeros([1, 8]), wh, mask), field('b'));
+      assert.throws(() => lstmSequence(tokens, w, b, tf.zeros([1, 2, 6]), mask), field('wh'));
+      assert.throws(() => lstmSequence(tokens, w, b, wh, tf.ones([2, 4])), field('tokens'));
+      assert.throws(() => gruSequence(tokens, w3, b3, wh3, tf.zeros([1, 1, 5]), mask), field('bh'));
     } finally {
-      tf.dispose([x, wh, b, mask, b3]);
+      tf.dispose([tokens, w, b, wh, mask, w3, b3, wh3]);
     }
   });
 });

@@ -39,8 +39,8 @@ export const GRU_SEQUENCE_GRAD = 'Ch8GruSequenceGrad';
 interface Machine {
   /** All memory as one view. Any later call below may replace it (wasm's heap grows): re-read after each. */
   heap(): Float32Array;
-  /** A zero-filled buffer. */
-  alloc(size: number): number;
+  /** A buffer, zero-filled unless `zero` is false. */
+  alloc(size: number, zero?: boolean): number;
   /**
    * The right operand [k, n] stored at `off`, with an optional bias [n] at `bias` added to every row of a product;
    * both fixed from now on (wasm packs them once). A handle for `matMul`.
@@ -59,6 +59,10 @@ interface Dims {
   T: number;
   D: number;
   H: number;
+  /** Width of the token rows (the embedding dimension). */
+  E: number;
+  /** Backward only: whether the tokens' gradient is wanted (zeros otherwise). */
+  tokensGrad: boolean;
 }
 
 /** A recurrence or its gradient: reads the inputs at `ins`, writes the (zero-filled) outputs at `outs`. */
@@ -68,242 +72,366 @@ type Body = (m: Machine, dims: Dims, ins: number[], outs: number[]) => void;
 const timeOf = (d: number, s: number, T: number): number => (d === 0 ? s : T - 1 - s);
 
 // ---------------------------------------------------------------------------------------------------------
+// Pieces shared by both cells
+
+/** Direction d's stacked operand in `stack` [D, H + 1 + E, T*B]: rows hPrev (H), ones (1), tokens^T (E). */
+interface Stack {
+  off: number;
+  rows: number;
+}
+
+/**
+ * Direction d's inputs in step order: `tokS` [T*B, E] (row s*B + b = the token direction d reads at step s of
+ * example b) and, in the stacked operand, the ones row and tokens^T (for the weight gradients).
+ */
+function stepTokens(
+  M: Float32Array,
+  tokens: number,
+  E: number,
+  B: number,
+  T: number,
+  d: number,
+  tokS: number,
+  st: Stack,
+): void {
+  const SB = T * B;
+  M.fill(1, st.off + (st.rows - E - 1) * SB, st.off + (st.rows - E) * SB);
+  const tt = st.off + (st.rows - E) * SB;
+  for (let s = 0; s < T; s++) {
+    const t = timeOf(d, s, T);
+    for (let b = 0; b < B; b++) {
+      const src = tokens + (b * T + t) * E;
+      const row = s * B + b;
+      M.copyWithin(tokS + row * E, src, src + E);
+      for (let i = 0; i < E; i++) M[tt + i * SB + row] = M[src + i]!;
+    }
+  }
+}
+
+/** 1 + the last real row of step s for direction d (0: none): rows past it are PAD and skip the products. */
+function activeRows(M: Float32Array, mask: number, B: number, T: number, t: number): number {
+  for (let b = B - 1; b >= 0; b--) if (M[mask + b * T + t] !== 0) return b + 1;
+  return 0;
+}
+
+/** out [G, K] = in [K, G] transposed. */
+function transposeInto(M: Float32Array, src: number, K: number, G: number, out: number): void {
+  for (let k = 0; k < K; k++) {
+    const r = src + k * G;
+    for (let j = 0; j < G; j++) M[out + j * K + k] = M[r + j]!;
+  }
+}
+
+/**
+ * dTokens (rows in time order) += dgates [T*B, G] (step order) · W_d^T for direction d: the input projection's
+ * gradient. `wT` [G, E] holds W_d^T; `p` [T*B, E] is scratch.
+ */
+function tokenGradients(
+  m: Machine,
+  dgates: number,
+  wT: number,
+  p: number,
+  dTokens: number,
+  B: number,
+  T: number,
+  E: number,
+  G: number,
+  d: number,
+): void {
+  const SB = T * B;
+  m.matMul(dgates, SB, m.weights(wT, G, E), p);
+  const M = m.heap();
+  for (let s = 0; s < T; s++) {
+    const t = timeOf(d, s, T);
+    for (let b = 0; b < B; b++) {
+      const dst = dTokens + (b * T + t) * E;
+      const src = p + (s * B + b) * E;
+      if (d === 0) M.copyWithin(dst, src, src + E);
+      else for (let i = 0; i < E; i++) M[dst + i] = M[dst + i]! + M[src + i]!;
+    }
+  }
+}
+
+/**
+ * After step s's product `tmp` [B, H] = dgates · Wh^T: the gradient of the state before step s. Real rows take the
+ * product (plus what `dh` already holds when `add`), PAD rows keep `dh` (the state was carried).
+ */
+function carryRealRows(
+  M: Float32Array,
+  mask: number,
+  t: number,
+  B: number,
+  T: number,
+  H: number,
+  tmp: number,
+  dh: number,
+  add: boolean,
+): void {
+  for (let b = 0; b < B; b++) {
+    if (M[mask + b * T + t] === 0) continue;
+    const o = b * H;
+    if (add) for (let k = 0; k < H; k++) M[dh + o + k] = M[dh + o + k]! + M[tmp + o + k]!;
+    else M.copyWithin(dh + o, tmp + o, tmp + o + H);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // LSTM
 
 /**
- * Outputs: h [D, B, H]; saved for the gradient: acts [T, D, B, 4H] (i, f, o, g after activation, in step order),
- * cells [T, D, B, H] (c after step s, PAD-kept), tanhCells [T, D, B, H] (tanh of the step's candidate cell),
- * hPrev [D, H + 1, T*B] (column s*B + b: h before step s; the last row ones, for the bias gradient).
+ * Inputs: tokens [B*T, E], w [D, E, 4H], b [D, 1, 4H], wh [D, H, 4H], mask [B, T].
+ * Outputs: h [D, B, H]; saved for the gradient, per direction in step order: acts [D, T, B, 4H] (i, f, o, g after
+ * activation), cells [D, T, B, H] (c after step s, PAD-kept), sig2c [D, T, B, H] (sigmoid(2 c'), c' the step's
+ * candidate cell: tanh c' = 2 sig2c - 1), stack [D, H + 1 + E, T*B] (h before each step, ones, tokens^T).
  */
-const lstmForward: Body = (m, { B, T, D, H }, [x, wh, bias, mask], [hOut, acts, cells, tanhCells, hPrev]) => {
+const lstmForward: Body = (m, { B, T, D, H, E }, [tokens, w, bias, wh, mask], [hOut, acts, cells, sig2c, stack]) => {
   const G = 4 * H;
   const SB = T * B;
-  const DBG = D * B * G;
-  const DBH = D * B * H;
-  const cc = m.alloc(DBH);
-  const c2 = m.alloc(DBH);
-  const tmp = m.alloc(B * G);
-  let M = m.heap();
-  stepRows(M, x!, acts!, B, T, D, G);
+  const rows = H + 1 + E;
+  const tokS = m.alloc(SB * E, false);
+  const tmp = m.alloc(B * G, false);
   for (let d = 0; d < D; d++) {
-    // Step 0 starts from h = 0: its pre-activations are x + b.
-    for (let b = 0; b < B; b++) {
-      const ar = acts! + (d * B + b) * G;
-      for (let j = 0; j < G; j++) M[ar + j] = M[ar + j]! + M[bias! + d * G + j]!;
-    }
-    M.fill(1, hPrev! + (d * (H + 1) + H) * SB, hPrev! + (d + 1) * (H + 1) * SB);
-  }
-  const ws: number[] = [];
-  for (let d = 0; d < D; d++) ws.push(m.weights(wh! + d * H * G, H, G, bias! + d * G));
-  for (let s = 0; s < T; s++) {
-    const a = acts! + s * DBG;
-    for (let d = 0; d < D && s > 0; d++) {
-      m.matMul(hOut! + d * B * H, B, ws[d]!, tmp);
-      m.add(a + d * B * G, tmp, B * G);
-    }
-    m.sigmoid(a, DBG);
-    const tc = tanhCells! + s * DBH;
-    M = m.heap();
-    for (let r = 0; r < D * B; r++) {
-      const ar = a + r * G;
-      for (let k = 0; k < H; k++) {
-        const sg = M[ar + 3 * H + k]!;
-        const g = (2 * sg - 1) / (2 * sg * sg - 2 * sg + 1); // tanh(z) from s = sigmoid(z)
-        M[ar + 3 * H + k] = g;
-        const cv = M[ar + H + k]! * M[cc + r * H + k]! + M[ar + k]! * g;
-        M[c2 + r * H + k] = cv;
-        M[tc + r * H + k] = 2 * cv;
-      }
-    }
-    m.sigmoid(tc, DBH);
-    M = m.heap();
-    const cs = cells! + s * DBH;
-    for (let d = 0; d < D; d++) {
+    const st = { off: stack! + d * rows * SB, rows };
+    stepTokens(m.heap(), tokens!, E, B, T, d, tokS, st);
+    const ad = acts! + d * SB * G;
+    const cd = cells! + d * SB * H;
+    const sd = sig2c! + d * SB * H;
+    const hd = hOut! + d * B * H;
+    // Pre-activations of every step at once: x W + b.
+    m.matMul(tokS, SB, m.weights(w! + d * E * G, E, G, bias! + d * G), ad);
+    const wr = m.weights(wh! + d * H * G, H, G);
+    for (let s = 0; s < T; s++) {
       const t = timeOf(d, s, T);
-      const hp = hPrev! + d * (H + 1) * SB + s * B;
+      const a = ad + s * B * G;
+      const n = activeRows(m.heap(), mask!, B, T, t);
+      if (s > 0 && n > 0) {
+        m.matMul(hd, n, wr, tmp);
+        m.add(a, tmp, n * G);
+      }
+      m.sigmoid(a, B * G);
+      const cs = cd + s * B * H;
+      const cp = cd + (s - 1) * B * H;
+      const tc = sd + s * B * H;
+      let M = m.heap();
       for (let b = 0; b < B; b++) {
-        const real = M[mask! + b * T + t] !== 0;
-        const r = d * B + b;
-        const ar = a + r * G + 2 * H;
+        const ar = a + b * G;
+        const o = b * H;
         for (let k = 0; k < H; k++) {
-          const i = r * H + k;
-          const th = 2 * M[tc + i]! - 1;
-          M[tc + i] = th;
-          M[hp + k * SB + b] = M[hOut! + i]!;
-          if (real) {
-            M[hOut! + i] = M[ar + k]! * th;
-            M[cc + i] = M[c2 + i]!;
-          }
-          M[cs + i] = M[cc + i]!;
+          const sg = M[ar + 3 * H + k]!;
+          const g = (2 * sg - 1) / (2 * sg * sg - 2 * sg + 1); // tanh(z) from s = sigmoid(z)
+          M[ar + 3 * H + k] = g;
+          const cv = M[ar + k]! * g + (s > 0 ? M[ar + H + k]! * M[cp + o + k]! : 0);
+          M[cs + o + k] = cv;
+          M[tc + o + k] = 2 * cv;
         }
+      }
+      m.sigmoid(tc, B * H);
+      M = m.heap();
+      const hp = st.off + s * B;
+      for (let b = 0; b < B; b++) {
+        const o = b * H;
+        for (let k = 0; k < H; k++) M[hp + k * SB + b] = M[hd + o + k]!;
+        if (M[mask! + b * T + t] === 0) {
+          // PAD: the state is carried (the candidate cell written above is replaced by the kept one).
+          if (s > 0) M.copyWithin(cs + o, cp + o, cp + o + H);
+          else M.fill(0, cs + o, cs + o + H);
+          continue;
+        }
+        const ar = a + b * G + 2 * H;
+        for (let k = 0; k < H; k++) M[hd + o + k] = M[ar + k]! * (2 * M[tc + o + k]! - 1);
       }
     }
   }
 };
 
-/** Outputs: dx [B, T, D*4H], dwh [D, H, 4H], db [D, 1, 4H]. */
-const lstmBackward: Body = (m, { B, T, D, H }, [dy, acts, cells, tanhCells, hPrev, wh, mask], [dx, dwh, db]) => {
+/** Outputs: dTokens [B*T, E], dw [D, E, 4H], db [D, 1, 4H], dwh [D, H, 4H]. Attr `tokens`: whether dTokens is needed. */
+const lstmBackward: Body = (
+  m,
+  { B, T, D, H, E, tokensGrad },
+  [dy, acts, cells, sig2c, stack, w, wh, mask],
+  [dTokens, dw, db, dwh],
+) => {
   const G = 4 * H;
   const SB = T * B;
-  const DBH = D * B * H;
-  const whT = m.alloc(D * G * H);
-  const dz = m.alloc(D * SB * G); // per direction [T*B, G], rows in step order
-  const dh = m.alloc(DBH);
-  const dc = m.alloc(DBH);
-  const tmp = m.alloc(DBH);
-  const wb = m.alloc((H + 1) * G);
-  let M = m.heap();
-  transposeInto(M, wh!, D, H, G, whT);
-  M.copyWithin(dh, dy!, dy! + DBH);
-  const wts: number[] = [];
-  for (let d = 0; d < D; d++) wts.push(m.weights(whT + d * G * H, G, H));
-  for (let s = T - 1; s >= 0; s--) {
-    M = m.heap();
-    for (let d = 0; d < D; d++) {
+  const rows = H + 1 + E;
+  const whT = m.alloc(G * H, false);
+  const wT = m.alloc(G * E, false);
+  const dz = m.alloc(SB * G); // [T*B, G], rows in step order; PAD rows stay zero
+  const dh = m.alloc(B * H, false);
+  const dc = m.alloc(B * H, false);
+  const tmp = m.alloc(B * H, false);
+  const grads = m.alloc(rows * G, false);
+  const p = tokensGrad ? m.alloc(SB * E, false) : -1;
+  for (let d = 0; d < D; d++) {
+    const ad = acts! + d * SB * G;
+    const cd = cells! + d * SB * H;
+    const sd = sig2c! + d * SB * H;
+    let M = m.heap();
+    if (d > 0) M.fill(0, dz, dz + SB * G);
+    transposeInto(M, wh! + d * H * G, H, G, whT);
+    M.copyWithin(dh, dy! + d * B * H, dy! + (d + 1) * B * H);
+    M.fill(0, dc, dc + B * H);
+    const wr = m.weights(whT, G, H);
+    for (let s = T - 1; s >= 0; s--) {
       const t = timeOf(d, s, T);
+      M = m.heap();
       for (let b = 0; b < B; b++) {
         if (M[mask! + b * T + t] === 0) continue; // PAD: no gate gradient, dh and dc carried
-        const r = d * B + b;
-        const ar = acts! + (s * D * B + r) * G;
-        const tr = tanhCells! + (s * D * B + r) * H;
-        const cp = s > 0 ? cells! + ((s - 1) * D * B + r) * H : -1;
-        const zr = dz + d * SB * G + (s * B + b) * G;
+        const ar = ad + (s * B + b) * G;
+        const tr = sd + (s * B + b) * H;
+        const cp = cd + ((s - 1) * B + b) * H;
+        const zr = dz + (s * B + b) * G;
+        const o = b * H;
         for (let k = 0; k < H; k++) {
           const i = M[ar + k]!;
           const f = M[ar + H + k]!;
-          const o = M[ar + 2 * H + k]!;
+          const og = M[ar + 2 * H + k]!;
           const g = M[ar + 3 * H + k]!;
-          const th = M[tr + k]!;
-          const c = cp < 0 ? 0 : M[cp + k]!;
-          const dhk = M[dh + r * H + k]!;
-          const dct = M[dc + r * H + k]! + dhk * o * (1 - th * th);
+          const th = 2 * M[tr + k]! - 1;
+          const c = s > 0 ? M[cp + k]! : 0;
+          const dhk = M[dh + o + k]!;
+          const dct = M[dc + o + k]! + dhk * og * (1 - th * th);
           M[zr + k] = dct * g * i * (1 - i);
           M[zr + H + k] = dct * c * f * (1 - f);
-          M[zr + 2 * H + k] = dhk * th * o * (1 - o);
+          M[zr + 2 * H + k] = dhk * th * og * (1 - og);
           M[zr + 3 * H + k] = dct * i * (1 - g * g);
-          M[dc + r * H + k] = dct * f;
+          M[dc + o + k] = dct * f;
         }
       }
+      if (s === 0) break; // the initial state is a constant
+      const n = activeRows(M, mask!, B, T, t);
+      if (n === 0) continue;
+      m.matMul(dz + s * B * G, n, wr, tmp);
+      carryRealRows(m.heap(), mask!, t, n, T, H, tmp, dh, false);
     }
-    if (s === 0) break; // the initial state is a constant
-    for (let d = 0; d < D; d++) m.matMul(dz + d * SB * G + s * B * G, B, wts[d]!, tmp + d * B * H);
+    // [dWh; db; dW] = [hPrev; ones; tokens^T] · dgates: the recurrent kernel's, the bias's and the input kernel's.
+    m.matMul(stack! + d * rows * SB, rows, m.weights(dz, SB, G), grads);
     M = m.heap();
-    carryRealRows(M, mask!, s, B, T, D, H, tmp, dh, false);
+    M.copyWithin(dwh! + d * H * G, grads, grads + H * G);
+    M.copyWithin(db! + d * G, grads + H * G, grads + (H + 1) * G);
+    M.copyWithin(dw! + d * E * G, grads + (H + 1) * G, grads + rows * G);
+    if (tokensGrad) {
+      transposeInto(M, w! + d * E * G, E, G, wT);
+      tokenGradients(m, dz, wT, p, dTokens!, B, T, E, G, d);
+    }
   }
-  weightGradients(m, D, H, G, SB, hPrev!, dz, wb, dwh!, db!);
-  stepsToRows(m.heap(), dz, dx!, B, T, D, G);
 };
 
 // ---------------------------------------------------------------------------------------------------------
 // GRU
 
 /**
- * Outputs: h [D, B, H]; saved: rz [T, D, B, 2H] (r, z after sigmoid), n [T, D, B, H], ghn [T, D, B, H]
- * (h W_hn + b_hn), hPrev [D, H + 1, T*B] (as for the LSTM).
+ * Inputs: tokens [B*T, E], w [D, E, 3H], b [D, 1, 3H], wh [D, H, 3H], bh [D, 1, 3H], mask [B, T].
+ * Outputs: h [D, B, H]; saved, per direction in step order: rz [D, T, B, 2H] (r, z after sigmoid),
+ * n [D, T, B, H], ghn [D, T, B, H] (h W_hn + b_hn), stack [D, H + 1 + E, T*B] (as for the LSTM).
  */
-const gruForward: Body = (m, { B, T, D, H }, [x, wh, bi, bh, mask], [hOut, rz, nOut, ghn, hPrev]) => {
+const gruForward: Body = (m, { B, T, D, H, E }, [tokens, w, bi, wh, bh, mask], [hOut, rz, nOut, ghn, stack]) => {
   const G = 3 * H;
-  const DG = D * G;
   const SB = T * B;
-  const ws: number[] = [];
-  for (let d = 0; d < D; d++) ws.push(m.weights(wh! + d * H * G, H, G, bh! + d * G));
-  const gh = m.alloc(D * B * G);
-  let M = m.heap();
+  const rows = H + 1 + E;
+  const tokS = m.alloc(SB * E, false);
+  const xs = m.alloc(SB * G, false);
+  const gh = m.alloc(B * G, false);
   for (let d = 0; d < D; d++) {
-    // Step 0 starts from h = 0: h W_h + b_h = b_h.
-    for (let b = 0; b < B; b++) M.copyWithin(gh + (d * B + b) * G, bh! + d * G, bh! + (d + 1) * G);
-    M.fill(1, hPrev! + (d * (H + 1) + H) * SB, hPrev! + (d + 1) * (H + 1) * SB);
-  }
-  for (let s = 0; s < T; s++) {
-    for (let d = 0; d < D && s > 0; d++) m.matMul(hOut! + d * B * H, B, ws[d]!, gh + d * B * G);
-    const rzs = rz! + s * D * B * 2 * H;
-    const ns = nOut! + s * D * B * H;
-    const gs = ghn! + s * D * B * H;
-    M = m.heap();
-    for (let d = 0; d < D; d++) {
+    const st = { off: stack! + d * rows * SB, rows };
+    stepTokens(m.heap(), tokens!, E, B, T, d, tokS, st);
+    const hd = hOut! + d * B * H;
+    m.matMul(tokS, SB, m.weights(w! + d * E * G, E, G, bi! + d * G), xs);
+    const wr = m.weights(wh! + d * H * G, H, G, bh! + d * G);
+    for (let s = 0; s < T; s++) {
       const t = timeOf(d, s, T);
-      const br = bi! + d * G;
-      for (let b = 0; b < B; b++) {
-        const r = d * B + b;
-        const xr = x! + (b * T + t) * DG + d * G;
-        const gr = gh + r * G;
-        const zr = rzs + r * 2 * H;
-        for (let j = 0; j < 2 * H; j++) M[zr + j] = M[xr + j]! + M[br + j]! + M[gr + j]!;
-        M.copyWithin(gs + r * H, gr + 2 * H, gr + G);
+      const n0 = activeRows(m.heap(), mask!, B, T, t);
+      let M: Float32Array;
+      if (s > 0 && n0 > 0) {
+        m.matMul(hd, n0, wr, gh);
+        M = m.heap();
+      } else {
+        M = m.heap();
+        for (let b = 0; b < B; b++) M.copyWithin(gh + b * G, bh! + d * G, bh! + (d + 1) * G); // h = 0: h W_h + b_h = b_h
       }
-    }
-    m.sigmoid(rzs, D * B * 2 * H);
-    M = m.heap();
-    for (let d = 0; d < D; d++) {
-      const t = timeOf(d, s, T);
-      const br = bi! + d * G + 2 * H;
+      const zs = rz! + (d * SB + s * B) * 2 * H;
+      const ns = nOut! + (d * SB + s * B) * H;
+      const gs = ghn! + (d * SB + s * B) * H;
       for (let b = 0; b < B; b++) {
-        const r = d * B + b;
-        const xr = x! + (b * T + t) * DG + d * G + 2 * H;
-        const zr = rzs + r * 2 * H;
-        for (let k = 0; k < H; k++) {
-          M[ns + r * H + k] = 2 * (M[xr + k]! + M[br + k]! + M[zr + k]! * M[gs + r * H + k]!);
-        }
+        const xr = xs + (s * B + b) * G;
+        const gr = gh + b * G;
+        const zr = zs + b * 2 * H;
+        for (let j = 0; j < 2 * H; j++) M[zr + j] = M[xr + j]! + M[gr + j]!;
+        M.copyWithin(gs + b * H, gr + 2 * H, gr + G);
       }
-    }
-    m.sigmoid(ns, D * B * H);
-    M = m.heap();
-    for (let d = 0; d < D; d++) {
-      const t = timeOf(d, s, T);
-      const hp = hPrev! + d * (H + 1) * SB + s * B;
+      m.sigmoid(zs, B * 2 * H);
+      M = m.heap();
+      for (let b = 0; b < B; b++) {
+        const xr = xs + (s * B + b) * G + 2 * H;
+        const zr = zs + b * 2 * H;
+        for (let k = 0; k < H; k++) M[ns + b * H + k] = 2 * (M[xr + k]! + M[zr + k]! * M[gs + b * H + k]!);
+      }
+      m.sigmoid(ns, B * H);
+      M = m.heap();
+      const hp = st.off + s * B;
       for (let b = 0; b < B; b++) {
         const real = M[mask! + b * T + t] !== 0;
-        const r = d * B + b;
-        const zr = rzs + r * 2 * H + H;
+        const zr = zs + b * 2 * H + H;
         for (let k = 0; k < H; k++) {
-          const i = r * H + k;
-          const n = 2 * M[ns + i]! - 1;
-          M[ns + i] = n;
-          const h = M[hOut! + i]!;
+          const i = b * H + k;
+          const nv = 2 * M[ns + i]! - 1;
+          M[ns + i] = nv;
+          const h = M[hd + i]!;
           M[hp + k * SB + b] = h;
-          if (real) M[hOut! + i] = n + M[zr + k]! * (h - n);
+          if (real) M[hd + i] = nv + M[zr + k]! * (h - nv);
         }
       }
     }
   }
 };
 
-/** Outputs: dx [B, T, D*3H], dwh [D, H, 3H], dbi [D, 1, 3H], dbh [D, 1, 3H]. */
-const gruBackward: Body = (m, { B, T, D, H }, [dy, rz, nIn, ghn, hPrev, wh, mask], [dx, dwh, dbi, dbh]) => {
+/** Outputs: dTokens [B*T, E], dw [D, E, 3H], db [D, 1, 3H], dwh [D, H, 3H], dbh [D, 1, 3H]. */
+const gruBackward: Body = (
+  m,
+  { B, T, D, H, E, tokensGrad },
+  [dy, rz, nIn, ghn, stack, w, wh, mask],
+  [dTokens, dw, db, dwh, dbh],
+) => {
   const G = 3 * H;
-  const DG = D * G;
   const SB = T * B;
-  const DBH = D * B * H;
-  const whT = m.alloc(D * G * H);
-  const dgh = m.alloc(D * SB * G); // per direction [T*B, G] in step order: gradients of h W_h + b_h
-  const dh = m.alloc(DBH);
-  const tmp = m.alloc(DBH);
-  const wb = m.alloc((H + 1) * G);
-  const dbn = new Float64Array(D * H); // the n part of dbi (r and z parts equal dbh's)
-  let M = m.heap();
-  transposeInto(M, wh!, D, H, G, whT);
-  M.copyWithin(dh, dy!, dy! + DBH);
-  const wts: number[] = [];
-  for (let d = 0; d < D; d++) wts.push(m.weights(whT + d * G * H, G, H));
-  for (let s = T - 1; s >= 0; s--) {
-    M = m.heap();
-    for (let d = 0; d < D; d++) {
+  const rows = H + 1 + E;
+  const whT = m.alloc(G * H, false);
+  const wT = m.alloc(G * E, false);
+  const dxs = m.alloc(SB * G); // [T*B, G] in step order: gradients of x W + b (PAD rows zero)
+  const dgh = m.alloc(SB * G); // the same for h W_h + b_h
+  const dh = m.alloc(B * H, false);
+  const tmp = m.alloc(B * H, false);
+  const grads = m.alloc(rows * G, false);
+  const p = tokensGrad ? m.alloc(SB * E, false) : -1;
+  for (let d = 0; d < D; d++) {
+    const st = stack! + d * rows * SB;
+    let M = m.heap();
+    if (d > 0) {
+      M.fill(0, dxs, dxs + SB * G);
+      M.fill(0, dgh, dgh + SB * G);
+    }
+    transposeInto(M, wh! + d * H * G, H, G, whT);
+    M.copyWithin(dh, dy! + d * B * H, dy! + (d + 1) * B * H);
+    const wr = m.weights(whT, G, H);
+    for (let s = T - 1; s >= 0; s--) {
       const t = timeOf(d, s, T);
-      const hp = hPrev! + d * (H + 1) * SB + s * B;
+      const hp = st + s * B;
+      M = m.heap();
       for (let b = 0; b < B; b++) {
         if (M[mask! + b * T + t] === 0) continue;
-        const r = d * B + b;
-        const zr = rz! + (s * D * B + r) * 2 * H;
-        const nr = nIn! + (s * D * B + r) * H;
-        const gr = ghn! + (s * D * B + r) * H;
-        const xo = dx! + (b * T + t) * DG + d * G;
-        const go = dgh + d * SB * G + (s * B + b) * G;
+        const row = d * SB + s * B + b;
+        const zr = rz! + row * 2 * H;
+        const nr = nIn! + row * H;
+        const gr = ghn! + row * H;
+        const xo = dxs + (s * B + b) * G;
+        const go = dgh + (s * B + b) * G;
+        const o = b * H;
         for (let k = 0; k < H; k++) {
           const rv = M[zr + k]!;
           const z = M[zr + H + k]!;
           const n = M[nr + k]!;
           const h = M[hp + k * SB + b]!;
-          const dhk = M[dh + r * H + k]!;
+          const dhk = M[dh + o + k]!;
           const dnp = dhk * (1 - z) * (1 - n * n);
           const drp = dnp * M[gr + k]! * rv * (1 - rv);
           const dzp = dhk * (h - n) * z * (1 - z);
@@ -313,115 +441,30 @@ const gruBackward: Body = (m, { B, T, D, H }, [dy, rz, nIn, ghn, hPrev, wh, mask
           M[go + k] = drp;
           M[go + H + k] = dzp;
           M[go + 2 * H + k] = dnp * rv;
-          M[dh + r * H + k] = dhk * z;
-          dbn[d * H + k] = dbn[d * H + k]! + dnp;
+          M[dh + o + k] = dhk * z;
         }
       }
+      if (s === 0) break;
+      const n = activeRows(M, mask!, B, T, t);
+      if (n === 0) continue;
+      m.matMul(dgh + s * B * G, n, wr, tmp);
+      carryRealRows(m.heap(), mask!, t, n, T, H, tmp, dh, true);
     }
-    if (s === 0) break;
-    for (let d = 0; d < D; d++) m.matMul(dgh + d * SB * G + s * B * G, B, wts[d]!, tmp + d * B * H);
+    // [dWh; dbh] = [hPrev; ones] · dgh and [db; dW] = [ones; tokens^T] · dxs (rows H .. H + E of the stack).
+    m.matMul(st, H + 1, m.weights(dgh, SB, G), grads);
     M = m.heap();
-    carryRealRows(M, mask!, s, B, T, D, H, tmp, dh, true);
-  }
-  weightGradients(m, D, H, G, SB, hPrev!, dgh, wb, dwh!, dbh!);
-  M = m.heap();
-  for (let d = 0; d < D; d++) {
-    M.copyWithin(dbi! + d * G, dbh! + d * G, dbh! + d * G + 2 * H);
-    for (let k = 0; k < H; k++) M[dbi! + d * G + 2 * H + k] = dbn[d * H + k]!;
+    M.copyWithin(dwh! + d * H * G, grads, grads + H * G);
+    M.copyWithin(dbh! + d * G, grads + H * G, grads + (H + 1) * G);
+    m.matMul(st + H * SB, 1 + E, m.weights(dxs, SB, G), grads);
+    M = m.heap();
+    M.copyWithin(db! + d * G, grads, grads + G);
+    M.copyWithin(dw! + d * E * G, grads + G, grads + (1 + E) * G);
+    if (tokensGrad) {
+      transposeInto(M, w! + d * E * G, E, G, wT);
+      tokenGradients(m, dxs, wT, p, dTokens!, B, T, E, G, d);
+    }
   }
 };
-
-// ---------------------------------------------------------------------------------------------------------
-// Shared pieces
-
-/** out [T, D, B, G] in step order (direction d's step s reads time timeOf(d, s)) from x [B, T, D*G]. */
-function stepRows(M: Float32Array, x: number, out: number, B: number, T: number, D: number, G: number): void {
-  for (let s = 0; s < T; s++) {
-    for (let d = 0; d < D; d++) {
-      const t = timeOf(d, s, T);
-      for (let b = 0; b < B; b++) {
-        const src = x + (b * T + t) * D * G + d * G;
-        M.copyWithin(out + ((s * D + d) * B + b) * G, src, src + G);
-      }
-    }
-  }
-}
-
-/** dx [B, T, D*G] (time order) from per-direction gradients [D, T*B, G] in step order. */
-function stepsToRows(M: Float32Array, steps: number, dx: number, B: number, T: number, D: number, G: number): void {
-  for (let d = 0; d < D; d++) {
-    for (let s = 0; s < T; s++) {
-      const t = timeOf(d, s, T);
-      for (let b = 0; b < B; b++) {
-        const src = steps + (d * T * B + s * B + b) * G;
-        M.copyWithin(dx + (b * T + t) * D * G + d * G, src, src + G);
-      }
-    }
-  }
-}
-
-/** out [D, G, H] = the last two axes of w [D, H, G] swapped. */
-function transposeInto(M: Float32Array, w: number, D: number, H: number, G: number, out: number): void {
-  for (let d = 0; d < D; d++) {
-    for (let k = 0; k < H; k++) {
-      const src = w + (d * H + k) * G;
-      const dst = out + d * G * H + k;
-      for (let j = 0; j < G; j++) M[dst + j * H] = M[src + j]!;
-    }
-  }
-}
-
-/**
- * After step s's product `tmp` = dgates · Wh^T: the gradient of the state before step s. Real rows take the
- * product (plus what `dh` already holds when `add`), PAD rows keep `dh` (the state was carried).
- */
-function carryRealRows(
-  M: Float32Array,
-  mask: number,
-  s: number,
-  B: number,
-  T: number,
-  D: number,
-  H: number,
-  tmp: number,
-  dh: number,
-  add: boolean,
-): void {
-  for (let d = 0; d < D; d++) {
-    const t = timeOf(d, s, T);
-    for (let b = 0; b < B; b++) {
-      if (M[mask + b * T + t] === 0) continue;
-      const o = (d * B + b) * H;
-      if (add) for (let k = 0; k < H; k++) M[dh + o + k] = M[dh + o + k]! + M[tmp + o + k]!;
-      else M.copyWithin(dh + o, tmp + o, tmp + o + H);
-    }
-  }
-}
-
-/**
- * Per direction, [dWh; db] [H + 1, G] = [hPrev; ones] [H + 1, T*B] · dgates [T*B, G]: one product gives the
- * recurrent kernel's gradient and the bias's (the column sums of the gate gradients).
- */
-function weightGradients(
-  m: Machine,
-  D: number,
-  H: number,
-  G: number,
-  SB: number,
-  hPrev: number,
-  dgates: number,
-  wb: number,
-  dwh: number,
-  db: number,
-): void {
-  for (let d = 0; d < D; d++) {
-    const w = m.weights(dgates + d * SB * G, SB, G);
-    m.matMul(hPrev + d * (H + 1) * SB, H + 1, w, wb);
-    const M = m.heap();
-    M.copyWithin(dwh + d * H * G, wb, wb + H * G);
-    M.copyWithin(db + d * G, wb + H * G, wb + (H + 1) * G);
-  }
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // Machines
@@ -488,10 +531,10 @@ function runOnWasm(
     if (shared) idAt.set(key, id);
     return id;
   };
-  const fresh = (shape: number[]): TensorInfo => {
+  const fresh = (shape: number[], zero = true): TensorInfo => {
     const t = backend.makeOutput(shape, 'float32');
     const off = offsetOf(t);
-    heap().fill(0, off, off + tf.util.sizeFromShape(shape));
+    if (zero) heap().fill(0, off, off + tf.util.sizeFromShape(shape));
     return t;
   };
   const flat = new Map<number, Uint8Array>();
@@ -502,8 +545,8 @@ function runOnWasm(
   };
   const machine: Machine = {
     heap,
-    alloc(size) {
-      const t = fresh([size]);
+    alloc(size, zero = true) {
+      const t = fresh([size], zero);
       temps.push(t);
       return offsetOf(t);
     },
@@ -558,7 +601,7 @@ function runOnCpu(backend: CpuBackend, body: Body, dims: Dims, ins: TensorInfo[]
   const weights: { off: number; k: number; n: number; bias: number | undefined }[] = [];
   const machine: Machine = {
     heap: () => mem,
-    alloc(size) {
+    alloc(size, zero = true) {
       if (used + size > mem.length) {
         const grown = new Float32Array(Math.max(2 * mem.length, used + size));
         grown.set(mem.subarray(0, used));
@@ -566,6 +609,7 @@ function runOnCpu(backend: CpuBackend, body: Body, dims: Dims, ins: TensorInfo[]
       }
       const off = used;
       used += size;
+      if (!zero) mem.fill(Number.NaN, off, off + size); // what is not written must not be read
       return off;
     },
     weights(off, k, n, bias) {
@@ -620,52 +664,54 @@ interface Spec {
 const SPECS: Spec[] = [
   {
     name: LSTM_SEQUENCE,
-    inputs: ['x', 'wh', 'b', 'mask'],
-    outputs: ({ B, T, D, H }) => [
+    inputs: ['tokens', 'w', 'b', 'wh', 'mask'],
+    outputs: ({ B, T, D, H, E }) => [
       [D, B, H],
-      [T, D, B, 4 * H],
-      [T, D, B, H],
-      [T, D, B, H],
-      [D, H + 1, T * B],
+      [D, T, B, 4 * H],
+      [D, T, B, H],
+      [D, T, B, H],
+      [D, H + 1 + E, T * B],
     ],
     body: lstmForward,
-    why: 'fused LSTM recurrence over a whole batch, both directions (instead of ~25 ops per step)',
+    why: 'fused LSTM over a whole batch, input projection included (instead of ~25 ops per step)',
   },
   {
     name: LSTM_SEQUENCE_GRAD,
-    inputs: ['dy', 'acts', 'cells', 'tanhCells', 'hPrev', 'wh', 'mask'],
-    outputs: ({ B, T, D, H }) => [
-      [B, T, D * 4 * H],
-      [D, H, 4 * H],
+    inputs: ['dy', 'acts', 'cells', 'sig2c', 'stack', 'w', 'wh', 'mask'],
+    outputs: ({ B, T, D, H, E }) => [
+      [B * T, E],
+      [D, E, 4 * H],
       [D, 1, 4 * H],
+      [D, H, 4 * H],
     ],
     body: lstmBackward,
-    why: "the fused LSTM's gradient: dx for every step, dWh and db as one product per direction",
+    why: "the fused LSTM's gradient: tokens, input kernel, bias and recurrent kernel (one product per direction)",
   },
   {
     name: GRU_SEQUENCE,
-    inputs: ['x', 'wh', 'b', 'bh', 'mask'],
-    outputs: ({ B, T, D, H }) => [
+    inputs: ['tokens', 'w', 'b', 'wh', 'bh', 'mask'],
+    outputs: ({ B, T, D, H, E }) => [
       [D, B, H],
-      [T, D, B, 2 * H],
-      [T, D, B, H],
-      [T, D, B, H],
-      [D, H + 1, T * B],
+      [D, T, B, 2 * H],
+      [D, T, B, H],
+      [D, T, B, H],
+      [D, H + 1 + E, T * B],
     ],
     body: gruForward,
-    why: 'fused GRU recurrence over a whole batch, both directions',
+    why: 'fused GRU over a whole batch, input projection included',
   },
   {
     name: GRU_SEQUENCE_GRAD,
-    inputs: ['dy', 'rz', 'n', 'ghn', 'hPrev', 'wh', 'mask'],
-    outputs: ({ B, T, D, H }) => [
-      [B, T, D * 3 * H],
-      [D, H, 3 * H],
+    inputs: ['dy', 'rz', 'n', 'ghn', 'stack', 'w', 'wh', 'mask'],
+    outputs: ({ B, T, D, H, E }) => [
+      [B * T, E],
+      [D, E, 3 * H],
       [D, 1, 3 * H],
+      [D, H, 3 * H],
       [D, 1, 3 * H],
     ],
     body: gruBackward,
-    why: "the fused GRU's gradient: dx for every step, dWh and the biases' gradients",
+    why: "the fused GRU's gradient: tokens, input kernel, both biases and recurrent kernel",
   },
 ];
 
@@ -680,19 +726,27 @@ export interface RnnKernel {
 export function rnnKernels(): RnnKernel[] {
   const out: RnnKernel[] = [];
   for (const { name, inputs: names, outputs, body, why } of SPECS) {
-    const prepare = (inputs: tf.NamedTensorInfoMap) => {
+    const prepare = (inputs: tf.NamedTensorInfoMap, attrs: tf.NamedAttrMap | undefined) => {
       const ins = names.map((n) => input(inputs, n, name));
+      const w = input(inputs, 'w', name);
       const wh = input(inputs, 'wh', name);
       const mask = input(inputs, 'mask', name);
-      const dims: Dims = { D: wh.shape[0]!, H: wh.shape[1]!, B: mask.shape[0]!, T: mask.shape[1]! };
+      const dims: Dims = {
+        D: wh.shape[0]!,
+        H: wh.shape[1]!,
+        B: mask.shape[0]!,
+        T: mask.shape[1]!,
+        E: w.shape[1]!,
+        tokensGrad: attrs?.['tokensGrad'] !== false,
+      };
       return { ins, dims, shapes: outputs(dims) };
     };
-    const onWasm: AnyKernelFunc = ({ inputs, backend }) => {
-      const { ins, dims, shapes } = prepare(inputs);
+    const onWasm: AnyKernelFunc = ({ inputs, backend, attrs }) => {
+      const { ins, dims, shapes } = prepare(inputs, attrs);
       return runOnWasm(body, backend as BackendWasm, dims, ins, shapes);
     };
-    const onCpu: AnyKernelFunc = ({ inputs, backend }) => {
-      const { ins, dims, shapes } = prepare(inputs);
+    const onCpu: AnyKernelFunc = ({ inputs, backend, attrs }) => {
+      const { ins, dims, shapes } = prepare(inputs, attrs);
       return runOnCpu(backend as CpuBackend, body, dims, ins, shapes);
     };
     out.push({ kernel: name, backend: 'wasm', kernelFunc: onWasm, why });
@@ -712,7 +766,19 @@ export function fusedRnnAvailable(): boolean {
   return tf.getKernel(LSTM_SEQUENCE, tf.getBackend()) !== undefined;
 }
 
-function checkShapes(gates: number, x: tf.Tensor, wh: tf.Tensor, mask: tf.Tensor, biases: [string, tf.Tensor][]): void {
+export interface SequenceOptions {
+  /** Whether the tokens need a gradient (fine-tuned embeddings). Default true; false returns zeros for them. */
+  tokensGrad?: boolean;
+}
+
+function checkShapes(
+  gates: number,
+  tokens: tf.Tensor,
+  w: tf.Tensor,
+  wh: tf.Tensor,
+  mask: tf.Tensor,
+  biases: [string, tf.Tensor][],
+): void {
   const bad = (field: string, why: string): never => {
     throw new InvalidInputError(`${field}: ${why}`, { field });
   };
@@ -722,71 +788,102 @@ function checkShapes(gates: number, x: tf.Tensor, wh: tf.Tensor, mask: tf.Tensor
   const [D, H] = wh.shape as [number, number, number];
   if (mask.rank !== 2) bad('mask', `must be [B, T], got [${mask.shape.join(', ')}]`);
   const [B, T] = mask.shape as [number, number];
-  if (x.rank !== 3 || x.shape[0] !== B || x.shape[1] !== T || x.shape[2] !== D * gates * H) {
-    bad('x', `must be [${B}, ${T}, ${D * gates * H}] (B, T, D*${gates}H), got [${x.shape.join(', ')}]`);
+  if (tokens.rank !== 2 || tokens.shape[0] !== B * T) {
+    bad('tokens', `must be [${B * T}, E] (B*T rows), got [${tokens.shape.join(', ')}]`);
+  }
+  const E = tokens.shape[1]!;
+  if (w.rank !== 3 || w.shape[0] !== D || w.shape[1] !== E || w.shape[2] !== gates * H) {
+    bad('w', `must be [${D}, ${E}, ${gates * H}], got [${w.shape.join(', ')}]`);
   }
   for (const [field, b] of biases) {
     if (b.rank !== 3 || b.shape[0] !== D || b.shape[1] !== 1 || b.shape[2] !== gates * H) {
       bad(field, `must be [${D}, 1, ${gates * H}], got [${b.shape.join(', ')}]`);
     }
   }
-  for (const [field, t] of [['x', x], ['wh', wh], ['mask', mask], ...biases] as const) {
+  for (const [field, t] of [['tokens', tokens], ['w', w], ['wh', wh], ['mask', mask], ...biases] as const) {
     if (t.dtype !== 'float32') bad(field, `must be float32, got ${t.dtype}`);
   }
 }
 
-const run = (name: string, inputs: tf.NamedTensorMap): tf.Tensor[] =>
-  tf.engine().runKernel(name, inputs, {}) as tf.Tensor[];
+const run = (name: string, inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap = {}): tf.Tensor[] =>
+  tf.engine().runKernel(name, inputs, attrs) as tf.Tensor[];
 
 /**
- * LSTM over a padded batch, both directions at once: x [B, T, D*4H] (input projections without bias),
- * wh [D, H, 4H], b [D, 1, 4H], mask [B, T] (1 real, 0 PAD) -> final h [D, B, H]. Differentiable in x, wh and b.
- * Runs where `fusedRnnAvailable()`.
+ * LSTM over a padded batch, input projection included, both directions at once: tokens [B*T, E] (rows by example
+ * then position), w [D, E, 4H], b [D, 1, 4H], wh [D, H, 4H], mask [B, T] (1 real, 0 PAD) -> final h [D, B, H].
+ * Differentiable in tokens, w, b and wh. Runs where `fusedRnnAvailable()`.
  */
-export function lstmSequence(x: tf.Tensor, wh: tf.Tensor, b: tf.Tensor, mask: tf.Tensor): tf.Tensor {
-  checkShapes(4, x, wh, mask, [['b', b]]);
-  const f = tf.customGrad(((xs: tf.Tensor, w: tf.Tensor, bs: tf.Tensor, save: tf.GradSaveFunc) => {
-    const [h, ...kept] = run(LSTM_SEQUENCE, { x: xs, wh: w, b: bs, mask });
-    // The mask too: the forward's other tensors are disposed before the backward runs.
-    save([...kept, w, mask]);
+export function lstmSequence(
+  tokens: tf.Tensor,
+  w: tf.Tensor,
+  b: tf.Tensor,
+  wh: tf.Tensor,
+  mask: tf.Tensor,
+  options: SequenceOptions = {},
+): tf.Tensor {
+  checkShapes(4, tokens, w, wh, mask, [['b', b]]);
+  const tokensGrad = options.tokensGrad !== false;
+  const f = tf.customGrad(((x: tf.Tensor, wx: tf.Tensor, bx: tf.Tensor, whx: tf.Tensor, save: tf.GradSaveFunc) => {
+    const [h, ...kept] = run(LSTM_SEQUENCE, { tokens: x, w: wx, b: bx, wh: whx, mask });
+    // The mask and weights too: the forward's other tensors are disposed before the backward runs.
+    save([...kept, wx, whx, mask]);
     return {
       value: h!,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [acts, cells, tanhCells, hPrev, ws, ms] = saved as [
-          tf.Tensor,
-          tf.Tensor,
-          tf.Tensor,
-          tf.Tensor,
-          tf.Tensor,
-          tf.Tensor,
-        ];
-        return run(LSTM_SEQUENCE_GRAD, { dy, acts, cells, tanhCells, hPrev, wh: ws, mask: ms });
+        const [acts, cells, sig2c, stack, ws, whs, ms] = saved as tf.Tensor[];
+        const [dTokens, dw, db, dwh] = run(
+          LSTM_SEQUENCE_GRAD,
+          { dy, acts: acts!, cells: cells!, sig2c: sig2c!, stack: stack!, w: ws!, wh: whs!, mask: ms! },
+          { tokensGrad },
+        );
+        return [dTokens!, dw!, db!, dwh!];
       },
     };
-  }) as unknown as CustomFn) as (x: tf.Tensor, wh: tf.Tensor, b: tf.Tensor) => tf.Tensor;
-  return f(x, wh, b);
+  }) as unknown as CustomFn) as (...xs: tf.Tensor[]) => tf.Tensor;
+  return f(tokens, w, b, wh);
 }
 
 /**
- * GRU over a padded batch, both directions at once: x [B, T, D*3H] (input projections without bias),
- * wh [D, H, 3H], b [D, 1, 3H] (input bias), bh [D, 1, 3H] (recurrent bias), mask [B, T] -> final h [D, B, H].
- * Differentiable in x, wh, b and bh.
+ * GRU over a padded batch, input projection included, both directions at once: tokens [B*T, E], w [D, E, 3H],
+ * b [D, 1, 3H] (input bias), wh [D, H, 3H], bh [D, 1, 3H] (recurrent bias), mask [B, T] -> final h [D, B, H].
+ * Differentiable in tokens, w, b, wh and bh.
  */
-export function gruSequence(x: tf.Tensor, wh: tf.Tensor, b: tf.Tensor, bh: tf.Tensor, mask: tf.Tensor): tf.Tensor {
-  checkShapes(3, x, wh, mask, [
+export function gruSequence(
+  tokens: tf.Tensor,
+  w: tf.Tensor,
+  b: tf.Tensor,
+  wh: tf.Tensor,
+  bh: tf.Tensor,
+  mask: tf.Tensor,
+  options: SequenceOptions = {},
+): tf.Tensor {
+  checkShapes(3, tokens, w, wh, mask, [
     ['b', b],
     ['bh', bh],
   ]);
-  const f = tf.customGrad(((xs: tf.Tensor, w: tf.Tensor, bs: tf.Tensor, bhs: tf.Tensor, save: tf.GradSaveFunc) => {
-    const [h, ...kept] = run(GRU_SEQUENCE, { x: xs, wh: w, b: bs, bh: bhs, mask });
-    save([...kept, w, mask]);
+  const tokensGrad = options.tokensGrad !== false;
+  const f = tf.customGrad(((
+    x: tf.Tensor,
+    wx: tf.Tensor,
+    bx: tf.Tensor,
+    whx: tf.Tensor,
+    bhx: tf.Tensor,
+    save: tf.GradSaveFunc,
+  ) => {
+    const [h, ...kept] = run(GRU_SEQUENCE, { tokens: x, w: wx, b: bx, wh: whx, bh: bhx, mask });
+    save([...kept, wx, whx, mask]);
     return {
       value: h!,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [rz, n, ghn, hPrev, ws, ms] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
-        return run(GRU_SEQUENCE_GRAD, { dy, rz, n, ghn, hPrev, wh: ws, mask: ms });
+        const [rz, n, ghn, stack, ws, whs, ms] = saved as tf.Tensor[];
+        const [dTokens, dw, db, dwh, dbh] = run(
+          GRU_SEQUENCE_GRAD,
+          { dy, rz: rz!, n: n!, ghn: ghn!, stack: stack!, w: ws!, wh: whs!, mask: ms! },
+          { tokensGrad },
+        );
+        return [dTokens!, dw!, db!, dwh!, dbh!];
       },
     };
-  }) as unknown as CustomFn) as (x: tf.Tensor, wh: tf.Tensor, b: tf.Tensor, bh: tf.Tensor) => tf.Tensor;
-  return f(x, wh, b, bh);
+  }) as unknown as CustomFn) as (...xs: tf.Tensor[]) => tf.Tensor;
+  return f(tokens, w, b, wh, bh);
 }

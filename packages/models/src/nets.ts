@@ -275,25 +275,26 @@ function gruParams(D: number, d: number, H: number): ParamSpec[] {
 }
 
 /**
- * The whole recurrence as one fused op (@ch8/backend/rnn, on wasm and cpu): the input projections of every position
- * as one matMul over the embedding rows (both directions' kernels side by side), then the op, whose gradient gives
- * the projections' gradient for every position and the recurrent kernel's as one matMul. Returns h [D, B, H].
+ * The whole recurrence as one fused op (@ch8/backend/rnn, on wasm and cpu), input projection included: its gradient
+ * gives the tokens', the input kernel's, the biases' and the recurrent kernel's at once. Returns h [D, B, H].
  */
-function fusedRecurrence(inputs: ForwardInputs, type: 'lstm' | 'gru', D: number, H: number): tf.Tensor {
+function fusedRecurrence(c: ModelConfig, inputs: ForwardInputs, type: 'lstm' | 'gru'): tf.Tensor {
   const { prep } = inputs;
-  const B = prep.batchSize;
-  const T = prep.maxLength;
-  const G = (type === 'lstm' ? 4 : 3) * H;
+  const mask = tf.tensor2d(tokenMask(prep), [prep.batchSize, prep.maxLength]);
   const w = param(inputs, `${type}/input_kernel`);
-  const d = w.shape[1]!;
-  // [D, d, G] -> [d, D*G]: direction k's gates in columns k*G .. (k+1)*G. The op adds the bias itself.
-  const wAll = D === 1 ? tf.reshape(w, [d, G]) : tf.reshape(tf.transpose(w, [1, 0, 2]), [d, D * G]);
-  const x = tf.reshape(matmul(inputs.tokens, wAll), [B, T, D * G]);
-  const mask = tf.tensor2d(tokenMask(prep), [B, T]);
   const wh = param(inputs, `${type}/recurrent_kernel`);
+  const options = { tokensGrad: c.finetune };
   return type === 'lstm'
-    ? lstmSequence(x, wh, param(inputs, 'lstm/bias'), mask)
-    : gruSequence(x, wh, param(inputs, 'gru/input_bias'), param(inputs, 'gru/recurrent_bias'), mask);
+    ? lstmSequence(inputs.tokens, w, param(inputs, 'lstm/bias'), wh, mask, options)
+    : gruSequence(
+        inputs.tokens,
+        w,
+        param(inputs, 'gru/input_bias'),
+        wh,
+        param(inputs, 'gru/recurrent_bias'),
+        mask,
+        options,
+      );
 }
 
 /**
@@ -313,7 +314,7 @@ function rnn(c: ModelConfig, type: 'lstm' | 'gru'): Net {
       const B = prep.batchSize;
       const T = prep.maxLength;
       if (!stockOps() && fusedRnnAvailable()) {
-        const h = fusedRecurrence(inputs, type, D, H);
+        const h = fusedRecurrence(c, inputs, type);
         return output(dropout(tf.reshape(tf.transpose(h, [1, 0, 2]), [B, D * H]), c.dropout, inputs), inputs);
       }
       const masks = stepMasks(prep, D);
