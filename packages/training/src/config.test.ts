@@ -28,6 +28,7 @@ test('defaults: the model decides the embeddings, chunk bucketing, dev split, ex
     lrDecay: 1,
     workers: 1,
     weightAverage: 0,
+    wordDropout: 0,
   });
   assert.equal(resolveTrainingConfig({ model: 'bow-frozen' }).finetune, false);
   assert.equal(resolveTrainingConfig({ model: 'mlp', finetune: false }).finetune, false);

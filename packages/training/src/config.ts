@@ -56,6 +56,8 @@ export interface TrainingConfig {
    * early stopping, the best epoch and the export use the average instead of the raw weights.
    */
   weightAverage: number;
+  /** Word dropout: each token of a training batch left out with this probability (@ch8/batching/augment); 0 = off. */
+  wordDropout: number;
 }
 
 /** What a caller may give: `model` is required, everything else has a default. */
@@ -131,6 +133,11 @@ export function resolveTrainingConfig(input: TrainingConfigInput): TrainingConfi
   const weightAverage = input.weightAverage ?? 0;
   if (!(typeof weightAverage === 'number' && weightAverage >= 0 && weightAverage < 1))
     throw bad('weight_average', `must be in [0, 1) (0 = off), got ${String(weightAverage)}`);
+  const wordDropout = input.wordDropout ?? 0;
+  if (!(typeof wordDropout === 'number' && wordDropout >= 0 && wordDropout < 1))
+    throw bad('word_dropout', `must be in [0, 1) (0 = off), got ${String(wordDropout)}`);
+  if (wordDropout > 0 && batchSize === 0)
+    throw bad('word_dropout', 'applies to mini-batch steps; batch_size 0 (full batch) trains on the data as it is');
   if (workers > 1 && !PARALLEL_PREFERENCES.includes(backend))
     throw bad('workers', `more than one worker runs on wasm or cpu only (backend ${backend} keeps 1)`);
   return {
@@ -151,5 +158,6 @@ export function resolveTrainingConfig(input: TrainingConfigInput): TrainingConfi
     lrDecay,
     workers,
     weightAverage,
+    wordDropout,
   };
 }

@@ -70,6 +70,7 @@ export function trainingConfigFromProto(c: RunConfig): TrainingConfig {
     lrDecay: c.lrDecay === 0 ? 1 : c.lrDecay,
     workers: c.workers === 0 ? 1 : c.workers,
     weightAverage: c.weightAverage,
+    wordDropout: c.wordDropout,
   });
 }
 
@@ -93,5 +94,6 @@ export function trainingConfigToProto(t: TrainingConfig): MessageInitShape<typeo
     lrDecay: t.lrDecay,
     workers: t.workers,
     weightAverage: t.weightAverage,
+    wordDropout: t.wordDropout,
   };
 }

@@ -4,6 +4,7 @@
  * Adam step per batch (or one accumulated step over the whole split when batch_size is 0), dev scored, a checkpoint
  * written, early stopping on dev accuracy with patience and an optional learning-rate decay on a plateau. The best
  * epoch's weights are kept; at the end they are scored on every split (accuracy, precision, recall, F1, confusion).
+ * With `wordDropout` > 0 every training batch loses that share of its tokens first (@ch8/batching/augment).
  * With `weightAverage` > 0 an exponential moving average of the weights (average.ts) is what is scored and kept.
  *
  * It runs on whatever tfjs backend is active (the caller selects it) and reads tensors asynchronously only, so it
@@ -11,12 +12,14 @@
  * (parallel.ts): the same training up to float summation order.
  */
 import { getBackend } from '@tensorflow/tfjs';
+import { dropTokens } from '@ch8/batching/augment';
 import type { Batch } from '@ch8/batching/collate';
 import { CancelledError, FailedPreconditionError, InvalidInputError } from '@ch8/errors';
 import { computeSplitMetrics, type EpochRecord, type SplitMetrics } from '@ch8/model-repository/manifest';
 import type { ModelConfig } from '@ch8/models/config';
 import { createModel, type NamedWeight } from '@ch8/models/model';
 import type { TrainingState } from '@ch8/models/checkpoint';
+import { mix32, uniform01 } from '@ch8/random';
 import type { TrainingConfig } from './config.ts';
 import { checkSplit, type DataFeed, type EpochOptions } from './feed.ts';
 import { WeightAverage } from './average.ts';
@@ -280,7 +283,12 @@ export async function train(config: TrainingConfig, feed: DataFeed, options: Tra
         };
         for await (const batch of timed(feed.batches(config.trainSplit, batchOptions, signal), wait)) {
           if (signal?.aborted) throw cancelled(signal);
-          const r = await (parallel?.step(batch) ?? model.trainStepAsync(batch));
+          // Word dropout draws from the run's seed and the global step, so a resumed run drops the same tokens.
+          const input =
+            config.wordDropout > 0
+              ? dropTokens(batch, config.wordDropout, uniform01(mix32(mix32(config.seed) + model.steps)))
+              : batch;
+          const r = await (parallel?.step(input) ?? model.trainStepAsync(input));
           if (average?.due(model.steps)) await average.fold(model);
           loss += r.loss * r.examples;
           correct += r.correct;

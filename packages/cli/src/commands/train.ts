@@ -91,6 +91,7 @@ function trainingConfig(args: Parsed, env: Record<string, string | undefined>): 
   const dropout = numberFlag(args, 'dropout', (n) => n >= 0 && n < 1, 'a number in [0, 1)');
   const lrDecay = numberFlag(args, 'lr-decay', (n) => n > 0 && n <= 1, 'a number in (0, 1]');
   const weightAverage = numberFlag(args, 'weight-average', (n) => n >= 0 && n < 1, 'a number in [0, 1)');
+  const wordDropout = numberFlag(args, 'word-dropout', (n) => n >= 0 && n < 1, 'a number in [0, 1)');
   const input: TrainingConfigInput = {
     model,
     epochs: int(args, 'epochs', 3, 1),
@@ -106,6 +107,7 @@ function trainingConfig(args: Parsed, env: Record<string, string | undefined>): 
     ...(dropout === undefined ? {} : { dropout }),
     ...(lrDecay === undefined ? {} : { lrDecay }),
     ...(weightAverage === undefined ? {} : { weightAverage }),
+    ...(wordDropout === undefined ? {} : { wordDropout }),
   };
   try {
     return resolveTrainingConfig(input);
@@ -133,6 +135,7 @@ const FLAG_OF: Record<string, string> = {
   max_batches_per_epoch: 'max-batches',
   lr_decay: 'lr-decay',
   weight_average: 'weight-average',
+  word_dropout: 'word-dropout',
   embedding_mode: 'model',
 };
 
@@ -333,6 +336,10 @@ export const trainCommand: Command = {
     'weight-average': {
       type: 'string',
       help: 'score and export an exponential moving average of the weights with this per-step decay, e.g. 0.999 (default 0 = off)',
+    },
+    'word-dropout': {
+      type: 'string',
+      help: 'leave out each token of a training batch with this probability (default 0 = off)',
     },
     dropout: { type: 'string', help: "dropout before the output layer (default the model's, 0.5)" },
     seed: { type: 'string', help: 'seed of the initial weights, dropout and batch order (default 1)' },
