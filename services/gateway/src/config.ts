@@ -91,6 +91,14 @@ export const gatewayConfigSpec = {
     default: 30_000,
     doc: 'longest an unloaded version waits for its in-flight requests before it is disposed, ms',
   },
+  workers: {
+    env: 'CH8_GATEWAY_WORKERS',
+    kind: 'int',
+    min: 1,
+    max: 64,
+    default: 1,
+    doc: 'serving processes sharing the port (node:cluster; each loads every model, the limits apply per process)',
+  },
   backend: {
     env: 'CH8_BACKEND',
     kind: 'enum',

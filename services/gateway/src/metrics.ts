@@ -56,11 +56,15 @@ export function createGatewayMetrics(
     help: '1 for each model version loaded and ready',
     labelNames: ['model', 'version'] as const,
   });
+  // With several serving processes (CH8_GATEWAY_WORKERS) the primary serves the workers' metrics aggregated: summed
+  // by default (calls, texts, batches, calls in flight), the largest over the workers for what each worker has loaded
+  // (every worker loads every model, and fails to load the same versions: a sum would count each once per worker).
   const failures = service.counter({
     name: 'model_load_failures_total',
     help: 'Versions that failed to load, by model',
     labelNames: ['model'] as const,
   });
+  for (const m of [models, versions, ready, failures]) (m as unknown as { aggregator: string }).aggregator = 'max';
   return {
     registry: service.registry,
     service,

@@ -10,6 +10,7 @@ import type { ModelEntrySchema } from '@ch8/contracts/gateway';
 import { InvalidInputError, NotFoundError } from '@ch8/errors';
 import { createServer, type CallContext, type Ch8Server } from '@ch8/service-kit/server';
 import type { Logger } from '@ch8/service-kit/logger';
+import type { ControlOp } from './cluster.ts';
 import type { GatewayConfig, VersionPolicy } from './config.ts';
 import { createGatewayMetrics, type GatewayMetrics } from './metrics.ts';
 import { encodeOutputs, PLATFORM, requestedOutputs, textsOf } from './oip.ts';
@@ -21,6 +22,11 @@ export interface GatewayDeps {
   logger: Logger;
   /** Process-level metrics (CPU, memory, event loop) in the registry; default true (tests turn them off). */
   defaultMetrics?: boolean;
+  /**
+   * The other serving processes of the gateway (cluster.ts): a reload or a version policy applied here is applied by
+   * them too before the call returns. None: this process is the whole gateway.
+   */
+  peers?: { broadcast(op: ControlOp): Promise<void> };
 }
 
 export interface Gateway {
@@ -29,6 +35,8 @@ export interface Gateway {
   metrics: GatewayMetrics;
   /** Resolves once the first scan of the repository finished (models loaded or failed). */
   loaded: Promise<void>;
+  /** Applies a reload or a version policy another serving process of the gateway was asked for. */
+  apply(op: ControlOp): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -159,6 +167,7 @@ export function createGatewayServer(deps: GatewayDeps): Gateway {
       })),
       reloadModels: timed('ReloadModels', async () => {
         await store.reconcile();
+        await deps.peers?.broadcast({ kind: 'reload' });
         return { models: await list() };
       }),
       setVersionPolicy: timed('SetVersionPolicy', async (req, _ctx, label) => {
@@ -174,6 +183,7 @@ export function createGatewayServer(deps: GatewayDeps): Gateway {
           policy = { kind: 'latest', count: choice.value };
         }
         const status = await store.setPolicy(name, policy);
+        await deps.peers?.broadcast({ kind: 'policy', name, policy });
         return {
           policy: { modelName: status.name, policy: policyMessage(status.policy), overridden: status.overridden },
           models: (await list()).filter((m: Partial<ModelEntry>) => m.name === name),
@@ -277,6 +287,10 @@ export function createGatewayServer(deps: GatewayDeps): Gateway {
     store,
     metrics,
     loaded,
+    apply: async (op) => {
+      if (op.kind === 'reload') await store.reconcile();
+      else await store.setPolicy(op.name, op.policy);
+    },
     close: () => store.close(),
   };
 }
