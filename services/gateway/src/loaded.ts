@@ -162,14 +162,17 @@ export class LoadedVersion {
     const n = texts.length;
     const encoded = new Array<EncodedText>(n);
     // Texts with known tokens, longest first: the model calls a long request is cut into then hold texts of similar
-    // lengths, so little of each call is padding.
+    // lengths, so little of each tfjs call is padding.
     const order: number[] = [];
     for (let i = 0; i < n; i++) {
       const e = encodeText(texts[i]!, this.#tokenize, this.#ids);
       encoded[i] = e;
       if (e.ids.length > 0) order.push(i);
     }
-    if (order.length > 1) order.sort((a, b) => encoded[b]!.ids.length - encoded[a]!.ids.length || a - b);
+    // (The plain scorer pads nothing: its calls may take the texts in any order.)
+    if (order.length > 1 && this.#scorer === undefined) {
+      order.sort((a, b) => encoded[b]!.ids.length - encoded[a]!.ids.length || a - b);
+    }
     const rows = new Array<Int32Array>(order.length);
     for (let k = 0; k < order.length; k++) rows[k] = encoded[order[k]!]!.ids;
     const computed = order.length > 0 ? await this.#batcher.enqueue(rows, options) : [];
