@@ -12,11 +12,14 @@
  *       [--seconds 10] [--rollout-seconds 30] [--batch-texts 1000] [--batch-callers 4] [--backend auto]
  *       [--texts ../shared/data/sst2/dev.tsv] [--profile-gateway DIR (a V8 CPU profile of the gateway)]
  *       [--client h2|grpc-js] [--tls (the gateway serves mutual TLS with certificates made here; its phases' clients
- *       use them; the floor phases stay plaintext)]
+ *       use them; the floor phases stay plaintext)] [--gateway-workers N (CH8_GATEWAY_WORKERS: serving processes on
+ *       the one port)] [--connections N (HTTP/2 connections of the h2 client, calls taking them in turn)]
  * Clients: `h2` (default) is bench/src/h2-grpc.ts, gRPC over node:http2 with each request encoded once up front
  * and each answer decoded; `grpc-js` is the project's @grpc/grpc-js client (service-kit), which costs the load
  * generator about twice the CPU per call. Both share the machine's cores with the server, so the lighter one
- * leaves more to the gateway. The echo-floor phase (a do-nothing server on the same service kit, same client)
+ * leaves more to the gateway. A gateway of several processes gets each connection on one of them, so the h2 client
+ * opens `--connections` connections (default: as many as the gateway has workers, at least 2); the grpc-js client
+ * has one. The server CPU is that of the gateway's whole process tree. The echo-floor phase (a do-nothing server on the same service kit, same client)
  * and http2-floor (a bare node:http2 server answering gRPC frames, no grpc-js) show what the machine allows.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -61,6 +64,12 @@ if (CLIENT !== 'h2' && CLIENT !== 'grpc-js') {
   process.stderr.write(`--client must be h2 or grpc-js, got ${CLIENT}\n`);
   process.exit(2);
 }
+const WORKERS = Number(flag('gateway-workers') ?? process.env['CH8_GATEWAY_WORKERS'] ?? 1);
+const CONNECTIONS = Number(flag('connections') ?? Math.max(2, WORKERS));
+if (!Number.isInteger(WORKERS) || WORKERS < 1 || !Number.isInteger(CONNECTIONS) || CONNECTIONS < 1) {
+  process.stderr.write('--gateway-workers and --connections must be positive integers\n');
+  process.exit(2);
+}
 const TEXTS_FILE = resolve(flag('texts') ?? join(root, '..', 'shared', 'data', 'sst2', 'dev.tsv'));
 const TLS = argv.includes('--tls');
 
@@ -68,15 +77,34 @@ const loadAtStart = loadavg()[0]!;
 const log = (s: string) => void process.stderr.write(`[bench:gateway] ${s}\n`);
 const round = (x: number, digits = 1): number => Math.round(x * 10 ** digits) / 10 ** digits;
 
-/** CPU seconds (user + system) of a process from /proc (Linux), or NaN. */
+/** CPU seconds (user + system) of a process and all its descendants (a gateway's workers), from /proc (Linux), or NaN. */
 async function processCpuSeconds(pid: number): Promise<number> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
-  } catch {
-    return NaN;
+  const stats = new Map<number, { ppid: number; cpu: number }>();
+  for (const entry of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = await readFile(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // ppid, then utime and stime in clock ticks (USER_HZ = 100)
+      stats.set(Number(entry), { ppid: Number(fields[1]), cpu: (Number(fields[11]) + Number(fields[12])) / 100 });
+    } catch {
+      // the process ended meanwhile
+    }
   }
+  if (!stats.has(pid)) return NaN;
+  let sum = 0;
+  const tree = new Set([pid]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [p, s] of stats) {
+      if (!tree.has(p) && tree.has(s.ppid)) {
+        tree.add(p);
+        grew = true;
+      }
+    }
+  }
+  for (const p of tree) sum += stats.get(p)!.cpu;
+  return sum;
 }
 
 const selfCpu = () => {
@@ -156,6 +184,7 @@ const gatewayEnv = {
   CH8_GATEWAY_POLL_MS: '1000',
   CH8_BACKEND: BACKEND,
   CH8_LOG_LEVEL: 'warn',
+  CH8_GATEWAY_WORKERS: String(WORKERS),
 };
 const passOn = Object.fromEntries(
   Object.entries(process.env).filter(([k]) => k.startsWith('CH8_GATEWAY_MAX') || k === 'CH8_GATEWAY_DRAIN_MS'),
@@ -295,7 +324,7 @@ async function echoFloor(): Promise<PhaseResult> {
       echo.once('exit', (code) => fail(new Error(`the echo server exited with ${code}`)));
     });
     if (CLIENT === 'h2') {
-      const caller = new H2UnaryCaller(`127.0.0.1:${port}`);
+      const caller = new H2UnaryCaller(`127.0.0.1:${port}`, undefined, CONNECTIONS);
       const framed = texts.map((text) => frame(toBinary(EchoRequestSchema, create(EchoRequestSchema, { text }))));
       const path = `/${EchoService.typeName}/${EchoService.method.echo.name}`;
       try {
@@ -350,7 +379,7 @@ async function http2Floor(): Promise<PhaseResult> {
       srv.stdout!.once('data', (d: Buffer) => ok(String(d).trim()));
       srv.once('exit', (code) => fail(new Error(`the http2 server exited with ${code}`)));
     });
-    const caller = new H2UnaryCaller(`127.0.0.1:${port}`);
+    const caller = new H2UnaryCaller(`127.0.0.1:${port}`, undefined, CONNECTIONS);
     const framed = texts.map((text) => frame(toBinary(EchoRequestSchema, create(EchoRequestSchema, { text }))));
     try {
       return await load(srv.pid!, 32, SECONDS, async (i) => {
@@ -367,7 +396,7 @@ async function http2Floor(): Promise<PhaseResult> {
 
 const results: Record<string, PhaseResult> = {};
 const client = createClient(GatewayService, address, { tls });
-const caller = new H2UnaryCaller(address, tls);
+const caller = new H2UnaryCaller(address, tls, CONNECTIONS);
 const PREDICT = `/${GatewayService.typeName}/${GatewayService.method.predict.name}`;
 /** One Predict call of `batch` texts through the chosen client: texts answered and the version that answered. */
 async function predict(model: string, batch: string[], timeoutMs: number) {
@@ -467,8 +496,9 @@ process.stdout.write(
         // Other work on the machine takes CPU from both processes: the 1-minute load average at start and end.
         load_average: [round(loadAtStart, 2), round(loadavg()[0]!, 2)],
       },
-      gateway: { backend: BACKEND, settings: passOn, texts_file: TEXTS_FILE },
+      gateway: { backend: BACKEND, workers: WORKERS, settings: passOn, texts_file: TEXTS_FILE },
       client: CLIENT,
+      connections: CLIENT === 'h2' ? CONNECTIONS : 1,
       tls: TLS ? 'mutual' : 'off',
       phases: results,
     },

@@ -49,26 +49,39 @@ export function unframe(body: Buffer): Buffer[] {
 }
 
 export class H2UnaryCaller {
-  private session: ClientHttp2Session | undefined;
+  private readonly sessions: (ClientHttp2Session | undefined)[];
+  private next = 0;
   private closed = false;
 
-  /** With `tls`, the connection is TLS (h2 over ALPN), as a gRPC channel with TLS credentials makes it. */
+  /**
+   * With `tls`, the connection is TLS (h2 over ALPN), as a gRPC channel with TLS credentials makes it. With
+   * `connections` > 1, that many connections, the calls taking them in turn (as a client pool or a load balancer
+   * spreads calls; a server with several processes on one port gets each connection on one of them).
+   */
   constructor(
     private readonly address: string,
     private readonly tls?: H2Tls,
-  ) {}
+    connections = 1,
+  ) {
+    if (!Number.isInteger(connections) || connections < 1) throw new Error(`connections must be >= 1: ${connections}`);
+    this.sessions = new Array<ClientHttp2Session | undefined>(connections).fill(undefined);
+  }
 
-  /** The connection, opened on first use and again after the server went away (as a gRPC channel would). */
+  /** The next connection, opened on first use and again after the server went away (as a gRPC channel would). */
   private open(): ClientHttp2Session {
     if (this.closed) throw new Error('the caller is closed');
-    if (this.session === undefined || this.session.closed || this.session.destroyed) {
-      this.session =
+    const i = this.next;
+    this.next = (i + 1) % this.sessions.length;
+    let session = this.sessions[i];
+    if (session === undefined || session.closed || session.destroyed) {
+      session =
         this.tls === undefined
           ? connect(`http://${this.address}`)
           : connect(`https://${this.address}`, { ...this.tls, ALPNProtocols: ['h2'] });
-      this.session.on('error', () => {}); // surfaced per call as stream errors
+      session.on('error', () => {}); // surfaced per call as stream errors
+      this.sessions[i] = session;
     }
-    return this.session;
+    return session;
   }
 
   /** One unary call: `framed` is `frame(toBinary(schema, request))`; resolves to the response message bytes. */
@@ -110,6 +123,6 @@ export class H2UnaryCaller {
 
   close(): void {
     this.closed = true;
-    this.session?.close();
+    for (const s of this.sessions) s?.close();
   }
 }
