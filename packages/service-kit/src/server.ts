@@ -22,7 +22,7 @@ import {
 } from '@bufbuild/protobuf';
 import { fileDescriptorProtos, serviceDefinition } from './descriptors.ts';
 import { createLogger, type Logger } from './logger.ts';
-import { createRpcMetrics, createServiceMetrics, type ServiceMetrics } from './metrics.ts';
+import { createRpcMetrics, createServiceMetrics, type RpcMetrics, type ServiceMetrics } from './metrics.ts';
 import { Code, codeName, GrpcError, statusOf } from './status.ts';
 import { serverCredentials, type Tls } from './tls.ts';
 import { currentTransport, DEFAULT_LIMITS, type CallLimits } from './transport.ts';
@@ -165,6 +165,114 @@ async function* counted<T>(source: AsyncIterable<T>, onItem: () => void): AsyncI
   }
 }
 
+/** What a call needs of its server. */
+interface CallHost {
+  readonly rpc: RpcMetrics<string>;
+  readonly logger: Logger;
+  /** The calls in flight, for a hard stop at the end of the grace period. */
+  readonly live: Set<CallState>;
+  readonly emptyLabels: Readonly<Record<string, string>>;
+}
+
+/**
+ * One call: the context its handler gets, and the server's bookkeeping of it. `finish` once its answer is out,
+ * `record` with its final status (the first code recorded counts: a call cancelled or past its deadline is counted as
+ * such even if its handler ends later). What a handler may not read is made only when it is read (the signal's
+ * AbortController, the metadata record, the request id, the child logger, the peer): most calls read none of it.
+ */
+class CallState implements CallContext {
+  readonly deadline: number;
+  readonly #host: CallHost;
+  readonly #call: ServerSurfaceCall;
+  readonly #name: string;
+  readonly #method: string;
+  readonly #t0 = performance.now();
+  readonly #labels: Record<string, string>;
+  #recorded = false;
+  /** The answer is out: grpc-js reports 'cancelled' after every call, finished ones too, and those are not aborted. */
+  #finished = false;
+  #reason: GrpcError | undefined;
+  #controller: AbortController | undefined;
+  #metadata: Record<string, string> | undefined;
+  #requestId: string | undefined;
+  #logger: Logger | undefined;
+  #peer: string | undefined;
+
+  constructor(host: CallHost, call: ServerSurfaceCall, name: string, method: string) {
+    this.#host = host;
+    this.#call = call;
+    this.#name = name;
+    this.#method = method;
+    host.rpc.started(method);
+    this.#labels = { ...host.emptyLabels };
+    // The admission interceptor's deadline when it set one (the server's default, or its longest), else the client's.
+    const imposed = call.metadata.get(DEADLINE_KEY);
+    this.deadline = imposed.length > 0 ? Number(imposed[0]) : deadlineMs(call.getDeadline());
+    host.live.add(this);
+    call.on('cancelled', () => this.abort('call cancelled by the client or its deadline passed'));
+    call.once('finish', () => this.finish());
+  }
+
+  get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.#reason !== undefined) this.#controller.abort(this.#reason);
+    }
+    return this.#controller.signal;
+  }
+
+  get requestId(): string {
+    if (this.#requestId === undefined) {
+      const given = this.#call.metadata.get('x-request-id');
+      this.#requestId = given.length > 0 ? String(given[0]) : randomUUID();
+    }
+    return this.#requestId;
+  }
+
+  get peer(): string {
+    return (this.#peer ??= this.#call.getPeer());
+  }
+
+  get logger(): Logger {
+    return (this.#logger ??= this.#host.logger.child({ rpc: this.#name, request_id: this.requestId }));
+  }
+
+  get metadata(): Readonly<Record<string, string>> {
+    if (this.#metadata === undefined) {
+      this.#metadata = metadataRecord(this.#call.metadata);
+      delete this.#metadata[DEADLINE_KEY];
+    }
+    return this.#metadata;
+  }
+
+  setMetricLabel(label: string, value: string): void {
+    if (!(label in this.#labels)) throw new Error(`metric label ${JSON.stringify(label)} is not one of metricLabels`);
+    this.#labels[label] = value;
+  }
+
+  record(code: Code): void {
+    if (this.#recorded) return;
+    this.#recorded = true;
+    const seconds = (performance.now() - this.#t0) / 1000;
+    this.#host.rpc.finished({ ...this.#labels, method: this.#method, code: codeName(code) }, seconds);
+  }
+
+  finish(): void {
+    this.#finished = true;
+    this.#host.live.delete(this);
+  }
+
+  /** Aborts the handler's signal (once, and not after the answer is out), recording CANCELLED or DEADLINE_EXCEEDED. */
+  abort(why: string): void {
+    if (this.#finished || this.#reason !== undefined) return;
+    this.#reason = new GrpcError(Code.CANCELLED, why);
+    this.#host.live.delete(this);
+    // The client cancels at its own copy of the deadline, a little before the server's: within 50 ms counts.
+    this.record(Date.now() >= this.deadline - 50 ? Code.DEADLINE_EXCEEDED : Code.CANCELLED);
+    this.#controller?.abort(this.#reason);
+  }
+}
+
 export function createServer(options: ServerOptions): Ch8Server {
   const logger = options.logger ?? createLogger({ bindings: { service: options.name } });
   const transport = currentTransport();
@@ -287,101 +395,16 @@ export function createServer(options: ServerOptions): Ch8Server {
   let healthServer: grpc.Server | undefined;
   const health = new HealthImplementation({ '': 'NOT_SERVING' });
   const services: DescService[] = [];
-  /** Abort functions of the calls in flight, for a hard stop at the end of the grace period. */
-  const live = new Set<() => void>();
+  /** The calls in flight, for a hard stop at the end of the grace period. */
+  const live = new Set<CallState>();
   let inFlight = 0;
   let started = false;
 
-  /**
-   * A call's context; `finish` to call once its answer is out, `record` with its final status (the first code
-   * recorded counts: a call cancelled or past its deadline is counted as such even if its handler ends later).
-   */
-  const emptyLabels: Record<string, string> = Object.fromEntries(metricLabels.map((l) => [l, '']));
-
-  /**
-   * A call's context; `finish` to call once its answer is out, `record` with its final status (the first code
-   * recorded counts: a call cancelled or past its deadline is counted as such even if its handler ends later).
-   * What a handler may not read is made only when it is read (the signal's AbortController, the metadata record,
-   * the request id, the child logger, the peer): most calls never read most of it.
-   */
-  const context = (
-    call: ServerSurfaceCall,
-    name: string,
-    method: string,
-    onCancel: (cb: () => void) => void,
-  ): { ctx: CallContext; finish: () => void; record: (code: Code) => void } => {
-    const t0 = performance.now();
-    rpc.started(method);
-    const labels: Record<string, string> = { ...emptyLabels };
-    let recorded = false;
-    const record = (code: Code): void => {
-      if (recorded) return;
-      recorded = true;
-      rpc.finished({ ...labels, method, code: codeName(code) }, (performance.now() - t0) / 1000);
-    };
-    // The admission interceptor's deadline when it set one (the server's default, or its longest), else the client's.
-    const imposed = call.metadata.get(DEADLINE_KEY);
-    const deadline = imposed.length > 0 ? Number(imposed[0]) : deadlineMs(call.getDeadline());
-    let controller: AbortController | undefined;
-    let reason: GrpcError | undefined;
-    // grpc-js reports 'cancelled' after every call, finished ones too: a call whose answer is out is not aborted
-    // (no error object made, no abort listeners run for nothing).
-    let finished = false;
-    const abort = (why: string) => {
-      if (finished || reason !== undefined) return;
-      reason = new GrpcError(Code.CANCELLED, why);
-      live.delete(stopNow);
-      // The client cancels at its own copy of the deadline, a little before the server's: within 50 ms counts.
-      record(Date.now() >= deadline - 50 ? Code.DEADLINE_EXCEEDED : Code.CANCELLED);
-      controller?.abort(reason);
-    };
-    onCancel(() => abort('call cancelled by the client or its deadline passed'));
-    const stopNow = () => abort('server shutting down');
-    live.add(stopNow);
-    const finish = (): void => {
-      finished = true;
-      live.delete(stopNow);
-    };
-    call.once('finish', finish);
-    let md: Record<string, string> | undefined;
-    let requestId: string | undefined;
-    let callLogger: Logger | undefined;
-    let peer: string | undefined;
-    const ctx: CallContext = {
-      get signal() {
-        if (controller === undefined) {
-          controller = new AbortController();
-          if (reason !== undefined) controller.abort(reason);
-        }
-        return controller.signal;
-      },
-      deadline,
-      get requestId() {
-        if (requestId === undefined) {
-          const given = call.metadata.get('x-request-id');
-          requestId = given.length > 0 ? String(given[0]) : randomUUID();
-        }
-        return requestId;
-      },
-      get peer() {
-        return (peer ??= call.getPeer());
-      },
-      get logger() {
-        return (callLogger ??= logger.child({ rpc: name, request_id: ctx.requestId }));
-      },
-      get metadata() {
-        if (md === undefined) {
-          md = metadataRecord(call.metadata);
-          delete md[DEADLINE_KEY];
-        }
-        return md;
-      },
-      setMetricLabel(label, value) {
-        if (!(label in labels)) throw new Error(`metric label ${JSON.stringify(label)} is not one of metricLabels`);
-        labels[label] = value;
-      },
-    };
-    return { ctx, finish, record };
+  const host: CallHost = {
+    rpc: rpc as RpcMetrics<string>,
+    logger,
+    live,
+    emptyLabels: Object.fromEntries(metricLabels.map((l) => [l, ''])),
   };
 
   const fail = (ctx: CallContext, error: unknown): grpc.ServiceError => {
@@ -408,22 +431,20 @@ export function createServer(options: ServerOptions): Ch8Server {
   const runUnary = async (
     handler: UnaryHandler<unknown>,
     request: unknown,
-    ctx: CallContext,
-    finish: () => void,
-    record: (code: Code) => void,
+    ctx: CallState,
     callback: grpc.sendUnaryData<unknown>,
     toMessage: (init: unknown) => unknown,
   ): Promise<void> => {
     inFlight++;
     try {
       const res = await handler(request as never, ctx);
-      finish();
-      record(Code.OK);
+      ctx.finish();
+      ctx.record(Code.OK);
       callback(null, toMessage(res));
     } catch (e) {
-      finish();
+      ctx.finish();
       const err = fail(ctx, e);
-      record(err.code);
+      ctx.record(err.code);
       callback(err);
     } finally {
       inFlight--;
@@ -447,8 +468,8 @@ export function createServer(options: ServerOptions): Ch8Server {
               call: grpc.ServerUnaryCall<unknown, unknown>,
               callback: grpc.sendUnaryData<unknown>,
             ) => {
-              const { ctx, finish, record } = context(call, name, short, (cb) => call.on('cancelled', cb));
-              void runUnary(handler as UnaryHandler<unknown>, call.request, ctx, finish, record, callback, toMessage);
+              const ctx = new CallState(host, call, name, short);
+              void runUnary(handler as UnaryHandler<unknown>, call.request, ctx, callback, toMessage);
             };
             break;
           case 'client_streaming':
@@ -456,18 +477,18 @@ export function createServer(options: ServerOptions): Ch8Server {
               call: grpc.ServerReadableStream<unknown, unknown>,
               callback: grpc.sendUnaryData<unknown>,
             ) => {
-              const { ctx, finish, record } = context(call, name, short, (cb) => call.on('cancelled', cb));
+              const ctx = new CallState(host, call, name, short);
               void track(async () => {
                 try {
                   const requests = counted(readAll(call), () => rpc.received(short));
                   const res = await (handler as ClientStreamHandler<unknown>)(requests as never, ctx);
-                  finish();
-                  record(Code.OK);
+                  ctx.finish();
+                  ctx.record(Code.OK);
                   callback(null, toMessage(res));
                 } catch (e) {
-                  finish();
+                  ctx.finish();
                   const err = fail(ctx, e);
-                  record(err.code);
+                  ctx.record(err.code);
                   callback(err);
                 }
               });
@@ -478,7 +499,8 @@ export function createServer(options: ServerOptions): Ch8Server {
             impl[method.name] = (
               call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>,
             ) => {
-              const { ctx, record } = context(call, name, short, (cb) => call.on('cancelled', cb));
+              const ctx = new CallState(host, call, name, short);
+              const record = (code: Code) => ctx.record(code);
               void track(async () => {
                 // Bounded buffering: at most `maxBuffered` responses handed to grpc-js and not yet flushed.
                 let pending = 0;
@@ -603,7 +625,7 @@ export function createServer(options: ServerOptions): Ch8Server {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           logger.warn('grace period over, cancelling calls still running', { in_flight: inFlight });
-          for (const stopNow of [...live]) stopNow();
+          for (const call of [...live]) call.abort('server shutting down');
           server.forceShutdown();
           resolve();
         }, graceMs);
