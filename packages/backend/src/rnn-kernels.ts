@@ -1,27 +1,28 @@
 /**
- * Fused LSTM and GRU recurrences for tfjs's wasm and cpu backends: one kernel runs a whole padded batch's
- * recurrence (every step, both directions), another its backward, so that a step costs one matMul per direction
- * and a few passes over the gate values, instead of ~25 tfjs ops per step forward (and their tape) and more backward.
+ * Fused LSTM and GRU layers for tfjs's wasm and cpu backends: one kernel runs a whole padded batch (the input
+ * projection, then every step of the recurrence, both directions), another its backward, so that a step costs one
+ * matMul per direction and a few passes over the gate values, instead of ~25 tfjs ops per step forward (each taped)
+ * and more backward.
  *
- * What the ops take and give (D directions, B examples, T steps, H units, G gates per direction: 4H or 3H):
- * - `x` [B, T, D*G]: the input projections x W of every position (no bias), batch-major as the embedding rows come
- *   (one big matMul under autograd), direction d in columns d*G .. (d+1)*G;
- * - `b` [D, 1, G]: the input bias (LSTM: both of PyTorch's biases folded into one); GRU also `bh` [D, 1, G], the
- *   recurrent bias; `wh` [D, H, G]: the recurrent kernels;
+ * What the ops take and give (D directions, B examples, T steps, E token width, H units, G gates per direction:
+ * 4H or 3H):
+ * - `tokens` [B*T, E]: the token embeddings, rows by example then position (PAD rows are ignored);
+ * - `w` [D, E, G], `b` [D, 1, G]: the input kernels and biases (LSTM: both of PyTorch's biases folded into one);
+ *   `wh` [D, H, G]: the recurrent kernels; GRU also `bh` [D, 1, G], the recurrent bias;
  * - `mask` [B, T]: 1 at real tokens, 0 at PAD. Where it is 0 the state is carried unchanged (exactly);
  * - out: the final state h [D, B, H]. Direction 0 reads time s at step s, direction 1 time T - 1 - s.
  * Gate order as stored by the zoo (PyTorch's): LSTM i, f, o, g (c' = f c + i g, h' = o tanh c'); GRU r, z, n
- * (n = tanh(x_n + b_n + r (h W_hn + b_hn)), h' = (1 - z) n + z h). The gradients: dx for every position (so the
- * input projection's weights get one matMul under autograd), and dWh with the bias gradients as one matMul per
- * direction over the stacked states h_{s-1} (plus a row of ones) and the gate gradients.
+ * (n = tanh(x W_n + b_n + r (h W_hn + b_hn)), h' = (1 - z) n + z h). The gradient runs the recurrence backward
+ * once, then per direction gets the recurrent kernel's, the bias's and the input kernel's gradients from one
+ * product [h_{s-1}; ones; tokens^T] · dgates over all steps, and the tokens' from dgates · W^T.
  *
- * The recurrences are written once against `Machine`: float32 working memory addressed by offsets, a matMul with
- * an optional bias, an in-place add and an in-place sigmoid. On wasm the memory is the wasm heap and the three
- * primitives are tfjs's own C functions (XNNPACK: the recurrent kernel is packed once per call; results are
- * written straight into the recurrence's buffers); tanh(x) comes from sigmoids (2 sigmoid(2x) - 1, or from
- * s = sigmoid(x) as (2s - 1) / (2s^2 - 2s + 1)). Heap rule: any Machine call may grow (and so replace) the heap,
- * so views are re-read after each. On cpu the memory is a growable Float32Array and the primitives plain loops
- * (tests; correct, not fast).
+ * The layers are written once against `Machine`: float32 working memory addressed by offsets, a matMul with an
+ * optional bias, an in-place add and an in-place sigmoid. On wasm the memory is the wasm heap and the primitives are
+ * tfjs's own C functions (XNNPACK; each right operand is packed once per call and results are written straight into
+ * the layer's buffers); tanh comes from sigmoids (2 sigmoid(2x) - 1, or from s = sigmoid(x) as
+ * (2s - 1) / (2s^2 - 2s + 1)). Heap rule: any Machine call may grow (and so replace) the heap, so views are re-read
+ * after each. On cpu the memory is a growable Float32Array and the primitives plain loops (correct, not fast).
+ * Measured on SST-2 (batch 64, one wasm thread): bilstm from ~900 to ~1,600 examples per CPU second.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
@@ -63,6 +64,8 @@ interface Dims {
   E: number;
   /** Backward only: whether the tokens' gradient is wanted (zeros otherwise). */
   tokensGrad: boolean;
+  /** Forward only: whether to keep what the gradient needs (the stacked operand); off for inference. */
+  save: boolean;
 }
 
 /** A recurrence or its gradient: reads the inputs at `ins`, writes the (zero-filled) outputs at `outs`. */
@@ -92,18 +95,18 @@ function stepTokens(
   T: number,
   d: number,
   tokS: number,
-  st: Stack,
+  st: Stack | undefined,
 ): void {
   const SB = T * B;
-  M.fill(1, st.off + (st.rows - E - 1) * SB, st.off + (st.rows - E) * SB);
-  const tt = st.off + (st.rows - E) * SB;
+  if (st !== undefined) M.fill(1, st.off + (st.rows - E - 1) * SB, st.off + (st.rows - E) * SB);
+  const tt = st === undefined ? -1 : st.off + (st.rows - E) * SB;
   for (let s = 0; s < T; s++) {
     const t = timeOf(d, s, T);
     for (let b = 0; b < B; b++) {
       const src = tokens + (b * T + t) * E;
       const row = s * B + b;
       M.copyWithin(tokS + row * E, src, src + E);
-      for (let i = 0; i < E; i++) M[tt + i * SB + row] = M[src + i]!;
+      if (tt >= 0) for (let i = 0; i < E; i++) M[tt + i * SB + row] = M[src + i]!;
     }
   }
 }
@@ -184,14 +187,19 @@ function carryRealRows(
  * activation), cells [D, T, B, H] (c after step s, PAD-kept), sig2c [D, T, B, H] (sigmoid(2 c'), c' the step's
  * candidate cell: tanh c' = 2 sig2c - 1), stack [D, H + 1 + E, T*B] (h before each step, ones, tokens^T).
  */
-const lstmForward: Body = (m, { B, T, D, H, E }, [tokens, w, bias, wh, mask], [hOut, acts, cells, sig2c, stack]) => {
+const lstmForward: Body = (
+  m,
+  { B, T, D, H, E, save },
+  [tokens, w, bias, wh, mask],
+  [hOut, acts, cells, sig2c, stack],
+) => {
   const G = 4 * H;
   const SB = T * B;
   const rows = H + 1 + E;
   const tokS = m.alloc(SB * E, false);
   const tmp = m.alloc(B * G, false);
   for (let d = 0; d < D; d++) {
-    const st = { off: stack! + d * rows * SB, rows };
+    const st = save ? { off: stack! + d * rows * SB, rows } : undefined;
     stepTokens(m.heap(), tokens!, E, B, T, d, tokS, st);
     const ad = acts! + d * SB * G;
     const cd = cells! + d * SB * H;
@@ -227,10 +235,10 @@ const lstmForward: Body = (m, { B, T, D, H, E }, [tokens, w, bias, wh, mask], [h
       }
       m.sigmoid(tc, B * H);
       M = m.heap();
-      const hp = st.off + s * B;
+      const hp = st === undefined ? -1 : st.off + s * B;
       for (let b = 0; b < B; b++) {
         const o = b * H;
-        for (let k = 0; k < H; k++) M[hp + k * SB + b] = M[hd + o + k]!;
+        if (hp >= 0) for (let k = 0; k < H; k++) M[hp + k * SB + b] = M[hd + o + k]!;
         if (M[mask! + b * T + t] === 0) {
           // PAD: the state is carried (the candidate cell written above is replaced by the kept one).
           if (s > 0) M.copyWithin(cs + o, cp + o, cp + o + H);
@@ -244,7 +252,7 @@ const lstmForward: Body = (m, { B, T, D, H, E }, [tokens, w, bias, wh, mask], [h
   }
 };
 
-/** Outputs: dTokens [B*T, E], dw [D, E, 4H], db [D, 1, 4H], dwh [D, H, 4H]. Attr `tokens`: whether dTokens is needed. */
+/** Outputs: dTokens [B*T, E] (zeros unless `tokensGrad`), dw [D, E, 4H], db [D, 1, 4H], dwh [D, H, 4H]. */
 const lstmBackward: Body = (
   m,
   { B, T, D, H, E, tokensGrad },
@@ -325,7 +333,7 @@ const lstmBackward: Body = (
  * Outputs: h [D, B, H]; saved, per direction in step order: rz [D, T, B, 2H] (r, z after sigmoid),
  * n [D, T, B, H], ghn [D, T, B, H] (h W_hn + b_hn), stack [D, H + 1 + E, T*B] (as for the LSTM).
  */
-const gruForward: Body = (m, { B, T, D, H, E }, [tokens, w, bi, wh, bh, mask], [hOut, rz, nOut, ghn, stack]) => {
+const gruForward: Body = (m, { B, T, D, H, E, save }, [tokens, w, bi, wh, bh, mask], [hOut, rz, nOut, ghn, stack]) => {
   const G = 3 * H;
   const SB = T * B;
   const rows = H + 1 + E;
@@ -333,7 +341,7 @@ const gruForward: Body = (m, { B, T, D, H, E }, [tokens, w, bi, wh, bh, mask], [
   const xs = m.alloc(SB * G, false);
   const gh = m.alloc(B * G, false);
   for (let d = 0; d < D; d++) {
-    const st = { off: stack! + d * rows * SB, rows };
+    const st = save ? { off: stack! + d * rows * SB, rows } : undefined;
     stepTokens(m.heap(), tokens!, E, B, T, d, tokS, st);
     const hd = hOut! + d * B * H;
     m.matMul(tokS, SB, m.weights(w! + d * E * G, E, G, bi! + d * G), xs);
@@ -368,7 +376,7 @@ const gruForward: Body = (m, { B, T, D, H, E }, [tokens, w, bi, wh, bh, mask], [
       }
       m.sigmoid(ns, B * H);
       M = m.heap();
-      const hp = st.off + s * B;
+      const hp = st === undefined ? -1 : st.off + s * B;
       for (let b = 0; b < B; b++) {
         const real = M[mask! + b * T + t] !== 0;
         const zr = zs + b * 2 * H + H;
@@ -377,7 +385,7 @@ const gruForward: Body = (m, { B, T, D, H, E }, [tokens, w, bi, wh, bh, mask], [
           const nv = 2 * M[ns + i]! - 1;
           M[ns + i] = nv;
           const h = M[hd + i]!;
-          M[hp + k * SB + b] = h;
+          if (hp >= 0) M[hp + k * SB + b] = h;
           if (real) M[hd + i] = nv + M[zr + k]! * (h - nv);
         }
       }
@@ -501,13 +509,13 @@ function wasmCalls(backend: BackendWasm): WasmCalls {
 
 const shapeBytes = (shape: number[]): Uint8Array => new Uint8Array(new Int32Array(shape).buffer);
 
-function runOnWasm(
-  body: Body,
-  backend: BackendWasm,
-  dims: Dims,
-  ins: TensorInfo[],
-  outShapes: number[][],
-): TensorInfo[] {
+/** An output's shape and whether the body relies on it starting at zero (otherwise it writes every element). */
+interface Output {
+  shape: number[];
+  zero: boolean;
+}
+
+function runOnWasm(body: Body, backend: BackendWasm, dims: Dims, ins: TensorInfo[], outputs: Output[]): TensorInfo[] {
   const calls = wasmCalls(backend);
   const temps: TensorInfo[] = [];
   const ids: TensorInfo[] = [];
@@ -573,7 +581,7 @@ function runOnWasm(
   };
   const outs: TensorInfo[] = [];
   try {
-    for (const shape of outShapes) outs.push(fresh(shape));
+    for (const { shape, zero } of outputs) outs.push(fresh(shape, zero));
     body(
       machine,
       dims,
@@ -595,7 +603,7 @@ function runOnWasm(
   }
 }
 
-function runOnCpu(backend: CpuBackend, body: Body, dims: Dims, ins: TensorInfo[], outShapes: number[][]): TensorInfo[] {
+function runOnCpu(backend: CpuBackend, body: Body, dims: Dims, ins: TensorInfo[], outputs: Output[]): TensorInfo[] {
   let mem = new Float32Array(1 << 16);
   let used = 0;
   const weights: { off: number; k: number; n: number; bias: number | undefined }[] = [];
@@ -643,9 +651,9 @@ function runOnCpu(backend: CpuBackend, body: Body, dims: Dims, ins: TensorInfo[]
     mem.set(backend.data.get(t.dataId).values as Float32Array, off);
     return off;
   });
-  const outOffs = outShapes.map((shape) => machine.alloc(tf.util.sizeFromShape(shape)));
+  const outOffs = outputs.map(({ shape, zero }) => machine.alloc(tf.util.sizeFromShape(shape), zero));
   body(machine, dims, inOffs, outOffs);
-  return outShapes.map((shape, i) =>
+  return outputs.map(({ shape }, i) =>
     backend.makeTensorInfo(shape, 'float32', mem.slice(outOffs[i]!, outOffs[i]! + tf.util.sizeFromShape(shape))),
   );
 }
@@ -656,21 +664,23 @@ function runOnCpu(backend: CpuBackend, body: Body, dims: Dims, ins: TensorInfo[]
 interface Spec {
   name: string;
   inputs: string[];
-  outputs: (d: Dims) => number[][];
+  outputs: (d: Dims) => Output[];
   body: Body;
   why: string;
 }
+
+const out = (shape: number[], zero = false): Output => ({ shape, zero });
 
 const SPECS: Spec[] = [
   {
     name: LSTM_SEQUENCE,
     inputs: ['tokens', 'w', 'b', 'wh', 'mask'],
-    outputs: ({ B, T, D, H, E }) => [
-      [D, B, H],
-      [D, T, B, 4 * H],
-      [D, T, B, H],
-      [D, T, B, H],
-      [D, H + 1 + E, T * B],
+    outputs: ({ B, T, D, H, E, save }) => [
+      out([D, B, H], true), // the state starts at zero
+      out([D, T, B, 4 * H]),
+      out([D, T, B, H]),
+      out([D, T, B, H]),
+      out(save ? [D, H + 1 + E, T * B] : [0]),
     ],
     body: lstmForward,
     why: 'fused LSTM over a whole batch, input projection included (instead of ~25 ops per step)',
@@ -678,11 +688,11 @@ const SPECS: Spec[] = [
   {
     name: LSTM_SEQUENCE_GRAD,
     inputs: ['dy', 'acts', 'cells', 'sig2c', 'stack', 'w', 'wh', 'mask'],
-    outputs: ({ B, T, D, H, E }) => [
-      [B * T, E],
-      [D, E, 4 * H],
-      [D, 1, 4 * H],
-      [D, H, 4 * H],
+    outputs: ({ B, T, D, H, E, tokensGrad }) => [
+      out([B * T, E], !tokensGrad),
+      out([D, E, 4 * H]),
+      out([D, 1, 4 * H]),
+      out([D, H, 4 * H]),
     ],
     body: lstmBackward,
     why: "the fused LSTM's gradient: tokens, input kernel, bias and recurrent kernel (one product per direction)",
@@ -690,12 +700,12 @@ const SPECS: Spec[] = [
   {
     name: GRU_SEQUENCE,
     inputs: ['tokens', 'w', 'b', 'wh', 'bh', 'mask'],
-    outputs: ({ B, T, D, H, E }) => [
-      [D, B, H],
-      [D, T, B, 2 * H],
-      [D, T, B, H],
-      [D, T, B, H],
-      [D, H + 1 + E, T * B],
+    outputs: ({ B, T, D, H, E, save }) => [
+      out([D, B, H], true),
+      out([D, T, B, 2 * H]),
+      out([D, T, B, H]),
+      out([D, T, B, H]),
+      out(save ? [D, H + 1 + E, T * B] : [0]),
     ],
     body: gruForward,
     why: 'fused GRU over a whole batch, input projection included',
@@ -703,12 +713,12 @@ const SPECS: Spec[] = [
   {
     name: GRU_SEQUENCE_GRAD,
     inputs: ['dy', 'rz', 'n', 'ghn', 'stack', 'w', 'wh', 'mask'],
-    outputs: ({ B, T, D, H, E }) => [
-      [B * T, E],
-      [D, E, 3 * H],
-      [D, 1, 3 * H],
-      [D, H, 3 * H],
-      [D, 1, 3 * H],
+    outputs: ({ B, T, D, H, E, tokensGrad }) => [
+      out([B * T, E], !tokensGrad),
+      out([D, E, 3 * H]),
+      out([D, 1, 3 * H]),
+      out([D, H, 3 * H]),
+      out([D, 1, 3 * H]),
     ],
     body: gruBackward,
     why: "the fused GRU's gradient: tokens, input kernel, both biases and recurrent kernel",
@@ -724,7 +734,7 @@ export interface RnnKernel {
 
 /** The fused recurrence kernels, for wasm and cpu (`registerTrainingKernels` registers them). */
 export function rnnKernels(): RnnKernel[] {
-  const out: RnnKernel[] = [];
+  const kernels: RnnKernel[] = [];
   for (const { name, inputs: names, outputs, body, why } of SPECS) {
     const prepare = (inputs: tf.NamedTensorInfoMap, attrs: tf.NamedAttrMap | undefined) => {
       const ins = names.map((n) => input(inputs, n, name));
@@ -738,6 +748,7 @@ export function rnnKernels(): RnnKernel[] {
         T: mask.shape[1]!,
         E: w.shape[1]!,
         tokensGrad: attrs?.['tokensGrad'] !== false,
+        save: attrs?.['save'] !== false,
       };
       return { ins, dims, shapes: outputs(dims) };
     };
@@ -749,10 +760,10 @@ export function rnnKernels(): RnnKernel[] {
       const { ins, dims, shapes } = prepare(inputs, attrs);
       return runOnCpu(backend as CpuBackend, body, dims, ins, shapes);
     };
-    out.push({ kernel: name, backend: 'wasm', kernelFunc: onWasm, why });
-    out.push({ kernel: name, backend: 'cpu', kernelFunc: onCpu, why });
+    kernels.push({ kernel: name, backend: 'wasm', kernelFunc: onWasm, why });
+    kernels.push({ kernel: name, backend: 'cpu', kernelFunc: onCpu, why });
   }
-  return out;
+  return kernels;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -805,6 +816,9 @@ function checkShapes(
   }
 }
 
+/** Whether a gradient is being recorded (inside tf.grads, tf.variableGrads, ...): inference keeps nothing. */
+const gradientsRecorded = (): boolean => tf.engine().state.gradientDepth > 0;
+
 const run = (name: string, inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap = {}): tf.Tensor[] =>
   tf.engine().runKernel(name, inputs, attrs) as tf.Tensor[];
 
@@ -823,8 +837,9 @@ export function lstmSequence(
 ): tf.Tensor {
   checkShapes(4, tokens, w, wh, mask, [['b', b]]);
   const tokensGrad = options.tokensGrad !== false;
+  const taping = gradientsRecorded();
   const f = tf.customGrad(((x: tf.Tensor, wx: tf.Tensor, bx: tf.Tensor, whx: tf.Tensor, save: tf.GradSaveFunc) => {
-    const [h, ...kept] = run(LSTM_SEQUENCE, { tokens: x, w: wx, b: bx, wh: whx, mask });
+    const [h, ...kept] = run(LSTM_SEQUENCE, { tokens: x, w: wx, b: bx, wh: whx, mask }, { save: taping });
     // The mask and weights too: the forward's other tensors are disposed before the backward runs.
     save([...kept, wx, whx, mask]);
     return {
@@ -862,6 +877,7 @@ export function gruSequence(
     ['bh', bh],
   ]);
   const tokensGrad = options.tokensGrad !== false;
+  const taping = gradientsRecorded();
   const f = tf.customGrad(((
     x: tf.Tensor,
     wx: tf.Tensor,
@@ -870,7 +886,7 @@ export function gruSequence(
     bhx: tf.Tensor,
     save: tf.GradSaveFunc,
   ) => {
-    const [h, ...kept] = run(GRU_SEQUENCE, { tokens: x, w: wx, b: bx, wh: whx, bh: bhx, mask });
+    const [h, ...kept] = run(GRU_SEQUENCE, { tokens: x, w: wx, b: bx, wh: whx, bh: bhx, mask }, { save: taping });
     save([...kept, wx, whx, mask]);
     return {
       value: h!,
