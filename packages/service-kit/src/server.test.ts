@@ -188,3 +188,41 @@ test('shutdown cancels calls still running after the grace period', async () => 
     client.close();
   }
 });
+
+test('onAbort: runs once when the client cancels (with aborted and the signal), not after an answer; its remover works', async () => {
+  const events: string[] = [];
+  let release: (() => void) | undefined;
+  const server = createServer({ name: 'echo', logger }).add(EchoService, {
+    ...handlers,
+    async echo(req, ctx) {
+      assert.equal(ctx.aborted, false);
+      if (req.text === 'answered') {
+        ctx.onAbort(() => events.push('answered aborted'));
+        return { text: req.text };
+      }
+      const removed = ctx.onAbort(() => events.push('removed listener ran'));
+      removed();
+      ctx.onAbort(() => events.push(`aborted=${ctx.aborted} signal=${ctx.signal.aborted}`));
+      await new Promise<void>((resolve) => (release = resolve));
+      ctx.onAbort(() => events.push('listener added after the abort ran'));
+      return { text: req.text };
+    },
+  });
+  const port = await server.listen('127.0.0.1:0');
+  const client = createClient(EchoService, `127.0.0.1:${port}`);
+  try {
+    assert.equal((await client.echo({ text: 'answered' })).text, 'answered');
+    const controller = new AbortController();
+    const held = client.echo({ text: 'held' }, { signal: controller.signal });
+    for (let i = 0; i < 100 && release === undefined; i++) await sleep(10);
+    controller.abort();
+    await assert.rejects(held, (e: GrpcError) => e.code === Code.CANCELLED);
+    for (let i = 0; i < 100 && events.length === 0; i++) await sleep(10);
+    release!();
+    await sleep(50);
+    assert.deepEqual(events, ['aborted=true signal=true']);
+  } finally {
+    client.close();
+    await server.shutdown(100);
+  }
+});

@@ -30,6 +30,14 @@ import { currentTransport, DEFAULT_LIMITS, type CallLimits } from './transport.t
 export interface CallContext {
   /** Aborted when the client cancels, the deadline passes or the server shuts down hard. */
   readonly signal: AbortSignal;
+  /** Whether `signal` is aborted, read without making the signal. */
+  readonly aborted: boolean;
+  /**
+   * Runs `listener` once when the call is aborted (when `signal` aborts), never if it already was; returns the function
+   * that removes it. The same as `signal.addEventListener('abort', ...)` for a hot path: no AbortController is made
+   * for a call whose handler uses only this.
+   */
+  onAbort(listener: () => void): () => void;
   /**
    * Absolute deadline in ms since the epoch, or Infinity: the client's, or the server's default for a call without
    * one, cut to the server's longest (`CallLimits`).
@@ -193,6 +201,7 @@ class CallState implements CallContext {
   #finished = false;
   #reason: GrpcError | undefined;
   #controller: AbortController | undefined;
+  #listeners: (() => void)[] | undefined;
   #metadata: Record<string, string> | undefined;
   #requestId: string | undefined;
   #logger: Logger | undefined;
@@ -219,6 +228,19 @@ class CallState implements CallContext {
       if (this.#reason !== undefined) this.#controller.abort(this.#reason);
     }
     return this.#controller.signal;
+  }
+
+  get aborted(): boolean {
+    return this.#reason !== undefined;
+  }
+
+  onAbort(listener: () => void): () => void {
+    if (this.#reason !== undefined) return () => {};
+    (this.#listeners ??= []).push(listener);
+    return () => {
+      const i = this.#listeners?.indexOf(listener) ?? -1;
+      if (i >= 0) this.#listeners!.splice(i, 1);
+    };
   }
 
   get requestId(): string {
@@ -269,6 +291,9 @@ class CallState implements CallContext {
     this.#host.live.delete(this);
     // The client cancels at its own copy of the deadline, a little before the server's: within 50 ms counts.
     this.record(Date.now() >= this.deadline - 50 ? Code.DEADLINE_EXCEEDED : Code.CANCELLED);
+    const listeners = this.#listeners;
+    this.#listeners = undefined;
+    if (listeners !== undefined) for (const listener of listeners) listener();
     this.#controller?.abort(this.#reason);
   }
 }
