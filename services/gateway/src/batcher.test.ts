@@ -117,6 +117,50 @@ test('a request whose deadline passes while queued is never computed (DEADLINE_E
   );
 });
 
+test('a request cancelled through an Abortable (a call context, no AbortSignal) is dropped and never computed', async () => {
+  const t = doubling({ maxBatch: 10, maxDelayMs: 0, maxQueue: 100 });
+  /** A hand-made Abortable: listeners kept in a list, run once by abort(). */
+  const abortable = () => {
+    let listeners: (() => void)[] = [];
+    let aborted = false;
+    return {
+      get aborted() {
+        return aborted;
+      },
+      onAbort(listener: () => void) {
+        listeners.push(listener);
+        return () => (listeners = listeners.filter((l) => l !== listener));
+      },
+      abort() {
+        aborted = true;
+        for (const l of listeners.splice(0)) l();
+      },
+      get listening() {
+        return listeners.length;
+      },
+    };
+  };
+  t.hold();
+  const running = t.batcher.enqueue([1]);
+  await t.started(1);
+  const call = abortable();
+  const answered = abortable();
+  const cancelled = t.batcher.enqueue([4, 6], { signal: call });
+  const fine = t.batcher.enqueue([5], { signal: answered });
+  assert.equal(t.batcher.depth, 3);
+  call.abort();
+  await assert.rejects(cancelled, (e: unknown) => e instanceof CancelledError);
+  assert.equal(t.batcher.depth, 1, 'its texts left the queue at once');
+  t.release();
+  assert.deepEqual(await running, [2]);
+  assert.deepEqual(await fine, [10]);
+  assert.equal(answered.listening, 0, 'an answered request removes its listener');
+  assert.deepEqual(t.calls, [[1], [5]]);
+  const already = abortable();
+  already.abort();
+  await assert.rejects(t.batcher.enqueue([7], { signal: already }), (e: unknown) => e instanceof CancelledError);
+});
+
 test('a failed model call fails the requests in it, the next call works; close refuses new ones', async () => {
   let fail = true;
   const b = new Batcher<number, number>({ maxBatch: 2, maxDelayMs: 0, maxQueue: 10, label: 'x' }, async (items) => {

@@ -23,11 +23,21 @@ export interface BatchObserver {
   batch?(size: number): void;
 }
 
+/** A call that can be aborted without an AbortSignal (the service kit's CallContext is one). */
+export interface Abortable {
+  readonly aborted: boolean;
+  /** Runs `listener` once on abort; returns the function that removes it. */
+  onAbort(listener: () => void): () => void;
+}
+
 export interface EnqueueOptions {
   /** Absolute deadline, ms since the epoch (Infinity: none). */
   deadline?: number;
-  signal?: AbortSignal;
+  /** The caller's cancellation: an AbortSignal, or an Abortable (a handler's CallContext: no signal made per call). */
+  signal?: AbortSignal | Abortable;
 }
+
+const noop = () => {};
 
 /** A call aborted this close to its deadline is taken as past it (clocks of client and server copies differ). */
 const DEADLINE_SLACK_MS = 50;
@@ -113,9 +123,15 @@ export class Batcher<T, R> {
         settled: false,
         resolve,
         reject,
-        detach: () => signal?.removeEventListener('abort', onAbort),
+        detach: noop,
       };
-      signal?.addEventListener('abort', onAbort, { once: true });
+      if (signal !== undefined) {
+        if ('onAbort' in signal) pending.detach = signal.onAbort(onAbort);
+        else {
+          signal.addEventListener('abort', onAbort, { once: true });
+          pending.detach = () => signal.removeEventListener('abort', onAbort);
+        }
+      }
       this.#queue.push(pending);
       this.#waiting += items.length;
       this.#schedule();

@@ -106,38 +106,24 @@ export function createGatewayServer(deps: GatewayDeps): Gateway {
   });
 
   /**
-   * Wraps a handler: `label.model = name` labels the call's metrics (the kit's, recorded with its final status) with
-   * the model as soon as it is resolved, so a call cancelled or past its deadline later still carries it.
+   * Labels the call's metrics (the kit's, recorded with its final status) with the model as soon as it is resolved, so
+   * a call cancelled or past its deadline later still carries it.
    */
-  const timed =
-    <Req, Res>(_method: string, fn: (req: Req, ctx: CallContext, label: { model: string }) => Promise<Res>) =>
-    (req: Req, ctx: CallContext): Promise<Res> => {
-      let model = '';
-      const label = {
-        get model() {
-          return model;
-        },
-        set model(name: string) {
-          model = name;
-          ctx.setMetricLabel('model', name);
-        },
-      };
-      return fn(req, ctx, label);
-    };
+  const labelModel = (ctx: CallContext, name: string) => ctx.setMetricLabel('model', name);
 
   const list = async (): Promise<MessageInitShape<typeof ModelEntrySchema>[]> => (await store.list()).map(entryOf);
 
   const inner = createServer({ name: 'gateway', logger, metrics: metrics.service, metricLabels: ['model'] })
     .add(GatewayService, {
-      predict: timed('Predict', async (req, ctx, label) => {
+      predict: async (req, ctx) => {
         const version = ModelStore.parseVersion(req.modelVersion);
         const name = store.resolveName(req.modelName);
-        label.model = name;
+        labelModel(ctx, name);
         checkTexts(req.texts, limits, 'texts');
         const lease = store.acquire(name, version);
         try {
           const model = lease.model;
-          const predictions = await model.predict(req.texts, { deadline: ctx.deadline, signal: ctx.signal });
+          const predictions = await model.predict(req.texts, { deadline: ctx.deadline, signal: ctx });
           metrics.texts(name, String(model.version), predictions.length);
           return {
             modelName: name,
@@ -155,8 +141,8 @@ export function createGatewayServer(deps: GatewayDeps): Gateway {
         } finally {
           lease.release();
         }
-      }),
-      listModels: timed('ListModels', async () => ({
+      },
+      listModels: async () => ({
         models: await list(),
         policies: store.policies().map((p) => ({
           modelName: p.name,
@@ -164,15 +150,15 @@ export function createGatewayServer(deps: GatewayDeps): Gateway {
           overridden: p.overridden,
         })),
         defaultModel: store.defaultModelName(),
-      })),
-      reloadModels: timed('ReloadModels', async () => {
+      }),
+      reloadModels: async () => {
         await store.reconcile();
         await deps.peers?.broadcast({ kind: 'reload' });
         return { models: await list() };
-      }),
-      setVersionPolicy: timed('SetVersionPolicy', async (req, _ctx, label) => {
+      },
+      setVersionPolicy: async (req, ctx) => {
         const name = store.resolveName(req.modelName);
-        label.model = name;
+        labelModel(ctx, name);
         const choice = req.policy?.choice;
         let policy: VersionPolicy | undefined;
         if (choice?.case === 'pinnedVersion') {
@@ -188,28 +174,28 @@ export function createGatewayServer(deps: GatewayDeps): Gateway {
           policy: { modelName: status.name, policy: policyMessage(status.policy), overridden: status.overridden },
           models: (await list()).filter((m: Partial<ModelEntry>) => m.name === name),
         };
-      }),
+      },
     })
     .add(GRPCInferenceService, {
-      serverLive: timed('ServerLive', async () => ({ live: true })),
-      serverReady: timed('ServerReady', async () => ({ ready: store.anyReady() })),
-      modelReady: timed('ModelReady', async (req, _ctx, label) => {
+      serverLive: async () => ({ live: true }),
+      serverReady: async () => ({ ready: store.anyReady() }),
+      modelReady: async (req, ctx) => {
         const version = ModelStore.parseVersion(req.version, 'version');
         // An unknown model is not ready (not an error), as in Triton.
         if (req.name !== '' && !store.has(req.name)) return { ready: false };
         const name = store.resolveName(req.name, 'name');
-        label.model = name;
+        labelModel(ctx, name);
         return { ready: store.find(name, version) !== undefined };
-      }),
-      serverMetadata: timed('ServerMetadata', async () => ({
+      },
+      serverMetadata: async () => ({
         name: SERVER_NAME,
         version: SERVER_VERSION,
         extensions: [],
-      })),
-      modelMetadata: timed('ModelMetadata', async (req, _ctx, label) => {
+      }),
+      modelMetadata: async (req, ctx) => {
         const version = ModelStore.parseVersion(req.version, 'version');
         const name = store.resolveName(req.name, 'name');
-        label.model = name;
+        labelModel(ctx, name);
         const model = store.find(name, version);
         if (model === undefined) {
           throw new NotFoundError(
@@ -229,18 +215,18 @@ export function createGatewayServer(deps: GatewayDeps): Gateway {
           inputs: model.manifest.signature.inputs.map(tensor),
           outputs: model.manifest.signature.outputs.map(tensor),
         };
-      }),
-      modelInfer: timed('ModelInfer', async (req, ctx, label) => {
+      },
+      modelInfer: async (req, ctx) => {
         const version = ModelStore.parseVersion(req.modelVersion);
         const name = store.resolveName(req.modelName);
-        label.model = name;
+        labelModel(ctx, name);
         const texts = textsOf(req);
         const outputs = requestedOutputs(req);
         checkTexts(texts, limits, `inputs[0] (${req.inputs[0]!.name})`);
         const lease = store.acquire(name, version);
         try {
           const model = lease.model;
-          const predictions = await model.predict(texts, { deadline: ctx.deadline, signal: ctx.signal });
+          const predictions = await model.predict(texts, { deadline: ctx.deadline, signal: ctx });
           metrics.texts(name, String(model.version), predictions.length);
           const encoded = encodeOutputs(outputs, predictions);
           return {
@@ -253,7 +239,7 @@ export function createGatewayServer(deps: GatewayDeps): Gateway {
         } finally {
           lease.release();
         }
-      }),
+      },
     });
 
   // The server as callers see it: `ready()` leaves the model-gated entries to the store, shutdown stops that.
