@@ -89,13 +89,14 @@ export class ShareRng extends Rng {
     if (b === this.batchSize) return this.base.dropoutMask(n, rate);
     if (b === 0 || n % b !== 0) throw new Error(`internal: a mask of ${n} values over ${b} rows`);
     const per = n / b;
-    const full = this.base.dropoutMask(per * this.batchSize, rate);
+    // Row by row through the whole batch's draws (one value of the stream per mask value): the share's rows keep
+    // theirs, the others' are skipped, so no mask of the whole batch is made.
+    const at = new Int32Array(this.batchSize).fill(-1);
+    this.rows.forEach((row, i) => (at[row] = i));
     const out = new Float32Array(n);
-    const rows = this.rows;
-    for (let r = 0; r < b; r++) {
-      const src = rows[r]! * per;
-      const dst = r * per;
-      for (let j = 0; j < per; j++) out[dst + j] = full[src + j]!;
+    for (let row = 0; row < this.batchSize; row++) {
+      if (at[row]! >= 0) out.set(this.base.dropoutMask(per, rate), at[row]! * per);
+      else for (let j = 0; j < per; j++) this.base.next();
     }
     return out;
   }
@@ -116,7 +117,8 @@ export class DropoutStream {
 
 /**
  * Adds up GradientSums (float64 sums): dense gradients element-wise, embedding rows merged by id (each distinct
- * row once, in first-seen order). `result()` is the sum as a GradientSum.
+ * row once, in first-seen order). `result()` is the sum as a GradientSum. The first part after a reset, and each
+ * row's first gradient, are copied rather than added to zeros: one pass less over the dense gradient per step.
  */
 export class GradientAccumulator {
   private readonly dense: Float64Array;
@@ -126,6 +128,8 @@ export class GradientAccumulator {
   private readonly denseOut: Float32Array;
   private rowsOut = new Int32Array(0);
   private valuesOut = new Float32Array(0);
+  /** No part added since the last reset: `dense` holds nothing of this step. */
+  private empty = true;
   examples = 0;
   lossSum = 0;
   correct = 0;
@@ -145,43 +149,53 @@ export class GradientAccumulator {
     if (g.grad.length !== this.parameterCount) {
       throw new InvalidInputError(`has ${g.grad.length} values, expected ${this.parameterCount}`, { field: 'grad' });
     }
+    const e = g.embeddingGrad;
+    const d = this.dim;
+    if (e !== undefined && e.rows.length > 0) {
+      if (this.slot === undefined)
+        throw new InvalidInputError('embedding gradients for frozen embeddings', { field: 'grad' });
+      if (e.values.length !== e.rows.length * d) {
+        throw new InvalidInputError(`has ${e.values.length} values, expected rows*dim = ${e.rows.length * d}`, {
+          field: 'embeddingGrad.values',
+        });
+      }
+      for (let r = 0; r < e.rows.length; r++) {
+        const id = e.rows[r]!;
+        if (!(id > 0 && id < this.slot.length)) {
+          throw new InvalidInputError(`row ${id} is PAD or outside the vocabulary of ${this.slot.length}`, {
+            field: 'embeddingGrad.rows',
+          });
+        }
+      }
+    }
     this.examples += g.examples;
     this.lossSum += g.lossSum;
     this.correct += g.correct;
     const dense = this.dense;
     const grad = g.grad;
-    for (let i = 0; i < grad.length; i++) dense[i]! += grad[i]!;
-    const e = g.embeddingGrad;
+    if (this.empty) dense.set(grad);
+    else for (let i = 0; i < grad.length; i++) dense[i]! += grad[i]!;
+    this.empty = false;
     if (e === undefined || e.rows.length === 0) return;
-    const slot = this.slot;
-    const d = this.dim;
-    if (slot === undefined) throw new InvalidInputError('embedding gradients for frozen embeddings', { field: 'grad' });
-    if (e.values.length !== e.rows.length * d) {
-      throw new InvalidInputError(`has ${e.values.length} values, expected rows*dim = ${e.rows.length * d}`, {
-        field: 'embeddingGrad.values',
-      });
-    }
+    const slot = this.slot!;
     const need = (this.ids.length + e.rows.length) * d;
     if (this.rowGrad.length < need) {
       const next = new Float64Array(Math.max(need, this.rowGrad.length * 2));
-      next.set(this.rowGrad);
+      next.set(this.rowGrad.subarray(0, this.ids.length * d));
       this.rowGrad = next;
     }
     const acc = this.rowGrad;
     const values = e.values;
     for (let r = 0; r < e.rows.length; r++) {
       const id = e.rows[r]!;
-      if (!(id > 0 && id < slot.length)) {
-        throw new InvalidInputError(`row ${id} is PAD or outside the vocabulary of ${slot.length}`, {
-          field: 'embeddingGrad.rows',
-        });
-      }
+      const s = r * d;
       if (slot[id] === 0) {
         this.ids.push(id);
         slot[id] = this.ids.length;
+        acc.set(values.subarray(s, s + d), (this.ids.length - 1) * d);
+        continue;
       }
       const o = (slot[id]! - 1) * d;
-      const s = r * d;
       for (let j = 0; j < d; j++) acc[o + j]! += values[s + j]!;
     }
   }
@@ -191,7 +205,8 @@ export class GradientAccumulator {
    * step is applied at once; nothing is allocated per step).
    */
   result(): GradientSum {
-    this.denseOut.set(this.dense);
+    if (this.empty) this.denseOut.fill(0);
+    else this.denseOut.set(this.dense);
     const out: GradientSum = {
       examples: this.examples,
       lossSum: this.lossSum,
@@ -218,8 +233,7 @@ export class GradientAccumulator {
     this.examples = 0;
     this.lossSum = 0;
     this.correct = 0;
-    this.dense.fill(0);
-    this.rowGrad.fill(0, 0, this.ids.length * this.dim);
+    this.empty = true;
     if (this.slot !== undefined) for (const id of this.ids) this.slot[id] = 0;
     this.ids = [];
   }
