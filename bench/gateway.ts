@@ -18,7 +18,7 @@
  * and each answer decoded; `grpc-js` is the project's @grpc/grpc-js client (service-kit), which costs the load
  * generator about twice the CPU per call. Both share the machine's cores with the server, so the lighter one
  * leaves more to the gateway. A gateway of several processes gets each connection on one of them, so the h2 client
- * opens `--connections` connections (default: as many as the gateway has workers, at least 2); the grpc-js client
+ * opens `--connections` connections (default: as many as the gateway has workers); the grpc-js client
  * has one. The server CPU is that of the gateway's whole process tree. The echo-floor phase (a do-nothing server on the same service kit, same client)
  * and http2-floor (a bare node:http2 server answering gRPC frames, no grpc-js) show what the machine allows.
  */
@@ -65,7 +65,7 @@ if (CLIENT !== 'h2' && CLIENT !== 'grpc-js') {
   process.exit(2);
 }
 const WORKERS = Number(flag('gateway-workers') ?? process.env['CH8_GATEWAY_WORKERS'] ?? 1);
-const CONNECTIONS = Number(flag('connections') ?? Math.max(2, WORKERS));
+const CONNECTIONS = Number(flag('connections') ?? WORKERS);
 if (!Number.isInteger(WORKERS) || WORKERS < 1 || !Number.isInteger(CONNECTIONS) || CONNECTIONS < 1) {
   process.stderr.write('--gateway-workers and --connections must be positive integers\n');
   process.exit(2);
