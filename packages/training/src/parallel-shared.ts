@@ -1,7 +1,8 @@
 /**
  * The shared memory of a data-parallel run (parallel.ts's primary and parallel-worker.ts's replicas): one control
- * block of int32 words driven with Atomics, the dense parameters, the embedding table, the batch being trained on,
- * and one gradient slot per worker. Nothing large ever crosses a MessagePort; messages carry only errors and
+ * block of int32 words driven with Atomics, the dense parameters and their Adam moments (for a full sync), the
+ * summed dense gradient of the last step (every replica applies it), the embedding table, the batch being trained
+ * on, and one gradient slot per worker. Nothing large ever crosses a MessagePort; messages carry only errors and
  * "ready".
  */
 import type { ModelConfig } from '@ch8/models/config';
@@ -9,17 +10,31 @@ import type { ModelBatch } from '@ch8/models/model';
 
 /** Control words (indices into the Int32Array of `ctrl`). */
 export const GEN = 0; // bumped by the primary for every command
-export const OP = 1; // the command: PART or STOP
-export const DONE = 2; // workers that finished the current command
+export const OP = 1; // the command: PART, SYNC or STOP (or none yet)
+export const DONE = 2; // workers that finished the current PART or SYNC
 export const FAILED = 3; // 0, or the index of a worker that failed
 export const ROWS = 4; // batch size of the part
 export const COLS = 5; // padded length of the part
 export const STEP = 6; // the model's step number (its dropout stream)
-export const FIRST = 7; // 1: the first part of a step (fresh dropout stream, parameters reloaded); 0: the next chunk
+export const FIRST = 7; // 1: the first part of a step (fresh dropout stream); 0: the next chunk
+export const SEQ = 8; // the PART or SYNC command's number: a worker runs each once
+export const APPLIED = 9; // the number of the last summed gradient published (`sum`): replicas apply each once
 const CTRL_WORDS = 16;
 
 export const PART = 1;
-export const STOP = 2;
+export const SYNC = 2;
+export const STOP = 3;
+
+/** Float64 words of `scalars`: the published sum's examples and learning rate; a SYNC's Adam scalars. */
+export const SUM_EXAMPLES = 0;
+export const SUM_LEARNING_RATE = 1;
+export const SYNC_STEP = 2;
+export const SYNC_LEARNING_RATE = 3;
+/** 0: no dense Adam state yet (no step taken); else its `iterations`. */
+export const SYNC_ITERATIONS = 4;
+export const SYNC_BETA1 = 5;
+export const SYNC_BETA2 = 6;
+const SCALARS = 8;
 
 /** Per worker, in `results` (float64): lossSum, correct, examples, distinct embedding rows. */
 export const RESULT_FIELDS = 4;
@@ -39,7 +54,14 @@ export interface WorkerFault {
 
 export interface SharedBuffers {
   ctrl: SharedArrayBuffer;
+  /** float64, SCALARS words. */
+  scalars: SharedArrayBuffer;
+  /** The dense parameters (a SYNC). */
   theta: SharedArrayBuffer;
+  /** The dense Adam moments m then v, 2 x parameters (a SYNC). */
+  moments: SharedArrayBuffer;
+  /** The summed dense gradient of the last step (of the sum of the losses, over SUM_EXAMPLES examples). */
+  sum: SharedArrayBuffer;
   table: SharedArrayBuffer;
   /** Growable: the part's ids (int32 rows x cols) then labels (float32 rows). */
   input: SharedArrayBuffer;
@@ -93,7 +115,10 @@ export function allocateBuffers(
   const rowBytes = 4 * (vocabSize + vocabSize * dim);
   return {
     ctrl: new SharedArrayBuffer(4 * CTRL_WORDS),
+    scalars: new SharedArrayBuffer(8 * SCALARS),
     theta: new SharedArrayBuffer(4 * parameters),
+    moments: new SharedArrayBuffer(8 * parameters),
+    sum: new SharedArrayBuffer(4 * parameters),
     table,
     input: growable(64 * 1024, MAX_INPUT_BYTES),
     results: new SharedArrayBuffer(8 * RESULT_FIELDS * count),

@@ -77,6 +77,50 @@ describe('data-parallel training', () => {
     }
   });
 
+  test('the replicas follow the primary through a learning-rate change, a restored state, new weights, a direct step', async () => {
+    const data = toyData();
+    const batches = [...epochBatches(data.splits[0]!.examples, { batchSize: 10, seed: 2, shuffle: true })];
+    const config = { kind: 'mlp' as const, vocabSize: data.tokens.length, dim: data.dim, seed: 4, learningRate: 0.02 };
+    const ref = createModel(config, { embeddings: data.matrix });
+    const other = createModel(config, { embeddings: data.matrix });
+    const dp = await DataParallel.start(config, data.matrix, { workers: 2, backend: 'wasm' });
+    let next = 0;
+    const steps = async (n: number, what: string) => {
+      for (let i = 0; i < n; i++) {
+        const batch = batches[next++ % batches.length]!;
+        const want = ref.trainStep(batch);
+        const got = await dp.step(batch);
+        assert.ok(Math.abs(got.loss - want.loss) <= 1e-5, `${what} step ${i}: ${got.loss} vs ${want.loss}`);
+      }
+    };
+    try {
+      await steps(4, 'start');
+      for (const m of [ref, dp.model]) m.setLearningRate(0.005);
+      await steps(3, 'after setLearningRate');
+      for (const b of batches.slice(-3)) other.trainStep(b);
+      const state = await other.getTrainingState();
+      for (const m of [ref, dp.model]) m.setTrainingState(state);
+      await steps(3, 'after setTrainingState');
+      for (const b of batches.slice(-2)) other.trainStep(b);
+      const weights = other.getWeights();
+      for (const m of [ref, dp.model]) m.setWeights(weights);
+      await steps(3, 'after setWeights');
+      for (const m of [ref, dp.model]) m.trainStep(batches[0]!);
+      await steps(3, 'after a direct trainStep');
+      const want = ref.getWeights();
+      dp.model.getWeights().forEach((w, i) => {
+        const ref = want[i]!.values;
+        const scale = ref.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
+        w.values.forEach((v, j) => assert.ok(Math.abs(v - ref[j]!) <= 1e-4 * scale + 1e-6, `${w.name}[${j}]`));
+      });
+    } finally {
+      await dp.close();
+      dp.model.dispose();
+      ref.dispose();
+      other.dispose();
+    }
+  });
+
   test('train() with workers 2 = workers 1: step losses, dev accuracy per epoch, recorded in result and export', async () => {
     for (const model of ['bow-finetune', 'cnn'] as const) {
       const runs = [];

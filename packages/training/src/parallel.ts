@@ -2,16 +2,21 @@
  * Synchronous data-parallel training in one process: the training thread (the primary, replica 0) and `workers - 1`
  * worker threads, each with a replica of the model. For every batch:
  *
- * 1. the primary brings the rows the batch uses up to date (dense embedding Adam), copies the dense parameters into
- *    shared memory (first part of a step) and the batch into the shared input buffer, and bumps a generation word
- *    (Atomics.notify);
+ * 1. the primary brings the rows the batch uses up to date (dense embedding Adam) and copies the batch into the
+ *    shared input buffer, and bumps a generation word (Atomics.notify);
  * 2. every replica computes the gradients of its share of the batch's rows (strided: rows k, k + N, ..., so the
  *    shares keep the longest-first order and get about as many tokens each), with the whole batch's dropout masks
  *    (`SentimentModel.computeGradients`); workers write theirs into their shared slot and count themselves done;
- * 3. the primary waits (Atomics.waitAsync, so its event loop stays free for its data feed), adds every share's
- *    gradients (GradientAccumulator: dense element-wise, embedding rows merged by id) and applies ONE update
- *    (`applyGradients`). Only the primary has optimizers; replicas read the table it updates (one SharedArrayBuffer,
- *    `sharedEmbeddings`) and reload the parameters at the next step.
+ * 3. the primary waits (Atomics.waitAsync, so its event loop stays free for its data feed) and adds every share's
+ *    gradients (GradientAccumulator: dense element-wise, embedding rows merged by id); it publishes the summed dense
+ *    gradient in shared memory and applies the ONE update of the step (`applyGradients`), while every worker
+ *    applies the same dense update to its replica (the same tfjs Adam on the same numbers: the same parameters,
+ *    with no copy of them per step). Only the primary updates the embedding table (one SharedArrayBuffer,
+ *    `sharedEmbeddings`) and its embedding optimizer.
+ *
+ * Before the first step, and whenever the primary's model changed other than by this class's steps (a restored
+ * training state, new weights or parameters, a step taken directly), the replicas load its parameters and dense
+ * Adam state from shared memory (a sync). A learning-rate change travels with each step.
  *
  * The result equals single-thread training on the same batches up to float summation order. Workers run on the
  * primary's tfjs backend (wasm or cpu; a GPU or native backend keeps one thread). A worker that fails, or whose
@@ -21,14 +26,17 @@ import { Worker } from 'node:worker_threads';
 import { errorFromPlain, InvalidInputError } from '@ch8/errors';
 import type { ModelConfigInput } from '@ch8/models/config';
 import {
+  SentimentModel,
   createModel,
   type GradientAccumulator,
   type GradientSum,
   type ModelBatch,
-  type SentimentModel,
+  type NamedWeight,
   type StepResult,
+  type TrainingState,
 } from '@ch8/models/model';
 import {
+  APPLIED,
   COLS,
   DONE,
   FAILED,
@@ -38,8 +46,17 @@ import {
   PART,
   RESULT_FIELDS,
   ROWS,
+  SEQ,
   STEP,
   STOP,
+  SUM_EXAMPLES,
+  SUM_LEARNING_RATE,
+  SYNC,
+  SYNC_BETA1,
+  SYNC_BETA2,
+  SYNC_ITERATIONS,
+  SYNC_LEARNING_RATE,
+  SYNC_STEP,
   allocateBuffers,
   writeInput,
   type SharedBuffers,
@@ -95,10 +112,34 @@ function deferredFailure(): Deferred {
   return { promise, reject };
 }
 
+/**
+ * The primary's model: a SentimentModel that reports every change of its parameters or optimizer state made from
+ * outside a data-parallel step, so that the replicas load them again before the next step.
+ */
+class PrimaryModel extends SentimentModel {
+  /** Set when the replicas no longer hold this model's parameters and dense Adam state. */
+  changed = true;
+
+  override setTrainingState(state: TrainingState): void {
+    super.setTrainingState(state);
+    this.changed = true;
+  }
+
+  override setWeights(weights: readonly NamedWeight[]): void {
+    super.setWeights(weights);
+    this.changed = true;
+  }
+
+  override setParams(values: Float32Array): void {
+    super.setParams(values);
+    this.changed = true;
+  }
+}
+
 /** The primary side of a data-parallel run; `model` is the replica this thread trains and evaluates. */
 export class DataParallel {
   private readonly ctrl: Int32Array;
-  private readonly theta: Float32Array;
+  private readonly scalars: Float64Array;
   private readonly acc: GradientAccumulator;
   private readonly failure = deferredFailure();
   private failed: Error | undefined;
@@ -106,16 +147,23 @@ export class DataParallel {
   private readonly exited: Promise<void>[] = [];
   private closed = false;
   private busy = false;
+  /** The primary model's step count when the replicas last matched it (a sync or a step of this class). */
+  private syncedSteps = -1;
 
   private constructor(
-    readonly model: SentimentModel,
+    private readonly primary: PrimaryModel,
     readonly workers: number,
     private readonly buffers: SharedBuffers,
     private readonly threads: Worker[],
   ) {
     this.ctrl = new Int32Array(buffers.ctrl);
-    this.theta = new Float32Array(buffers.theta);
-    this.acc = model.newAccumulator();
+    this.scalars = new Float64Array(buffers.scalars);
+    this.acc = primary.newAccumulator();
+  }
+
+  /** The model this thread trains and evaluates (replica 0). */
+  get model(): SentimentModel {
+    return this.primary;
   }
 
   /**
@@ -141,7 +189,7 @@ export class DataParallel {
     const table = new SharedArrayBuffer(4 * vocabSize * dim);
     new Float32Array(table).set(probe.getEmbeddings());
     probe.dispose();
-    const model = createModel(probe.config, { sharedEmbeddings: new Float32Array(table) });
+    const model = new PrimaryModel(probe.config, { sharedEmbeddings: new Float32Array(table) });
     const buffers = allocateBuffers(workers, model.parameterCount, table, vocabSize, dim, finetune);
     const threads: Worker[] = [];
     const dp = new DataParallel(model, workers, buffers, threads);
@@ -202,9 +250,10 @@ export class DataParallel {
   /** One step on `batch` split across the replicas: the gradients of every share summed, one update. */
   async step(batch: ModelBatch): Promise<StepResult> {
     return this.exclusive(async () => {
+      await this.syncReplicas();
       this.acc.reset();
       await this.part(batch, true);
-      return this.model.applyGradients(this.acc.result());
+      return this.apply();
     });
   }
 
@@ -214,6 +263,7 @@ export class DataParallel {
    */
   async stepAccumulated(chunks: Iterable<ModelBatch> | AsyncIterable<ModelBatch>): Promise<StepResult> {
     return this.exclusive(async () => {
+      await this.syncReplicas();
       this.acc.reset();
       let first = true;
       for await (const chunk of chunks) {
@@ -221,8 +271,68 @@ export class DataParallel {
         first = false;
       }
       if (first) throw new InvalidInputError('no batches to train on', { field: 'chunks' });
-      return this.model.applyGradients(this.acc.result());
+      return this.apply();
     });
+  }
+
+  /**
+   * The step's one update: the summed dense gradient is published first, so the workers apply it to their replicas
+   * while this thread applies it (and the embedding rows) to the primary.
+   */
+  private apply(): StepResult {
+    const { primary, ctrl, scalars } = this;
+    const sum = this.acc.result();
+    if (!(Number.isInteger(sum.examples) && sum.examples > 0))
+      throw new InvalidInputError(`bad example count ${sum.examples}`, { field: 'examples' });
+    new Float32Array(this.buffers.sum).set(sum.grad);
+    scalars[SUM_EXAMPLES] = sum.examples;
+    scalars[SUM_LEARNING_RATE] = primary.learningRate;
+    Atomics.add(ctrl, APPLIED, 1);
+    Atomics.add(ctrl, GEN, 1);
+    Atomics.notify(ctrl, GEN);
+    try {
+      const r = primary.applyGradients(sum);
+      this.syncedSteps = primary.steps;
+      return r;
+    } catch (e) {
+      primary.changed = true; // the replicas took a step the primary did not
+      throw e;
+    }
+  }
+
+  /**
+   * Before a step: when the primary changed other than by this class's steps, the replicas load its parameters and
+   * dense Adam state (a sync through shared memory).
+   */
+  private async syncReplicas(): Promise<void> {
+    const { primary, scalars } = this;
+    if (!primary.changed && primary.steps === this.syncedSteps) return;
+    const state = await primary.getTrainingState();
+    const P = primary.parameterCount;
+    new Float32Array(this.buffers.theta).set(state.params);
+    scalars[SYNC_STEP] = state.step;
+    scalars[SYNC_LEARNING_RATE] = state.learningRate;
+    scalars[SYNC_ITERATIONS] = state.adam?.iterations ?? 0;
+    if (state.adam !== undefined) {
+      scalars[SYNC_BETA1] = state.adam.accBeta1;
+      scalars[SYNC_BETA2] = state.adam.accBeta2;
+      new Float32Array(this.buffers.moments, 0, P).set(state.adam.m);
+      new Float32Array(this.buffers.moments, 4 * P, P).set(state.adam.v);
+    }
+    this.command(SYNC);
+    await this.waitDone();
+    primary.changed = false;
+    this.syncedSteps = primary.steps;
+  }
+
+  /** Issues a PART or SYNC (its words written by the caller): OP, then SEQ, then the generation word. */
+  private command(op: typeof PART | typeof SYNC): void {
+    const { ctrl } = this;
+    Atomics.store(ctrl, DONE, 0);
+    Atomics.store(ctrl, OP, op);
+    Atomics.add(ctrl, SEQ, 1);
+    Atomics.add(ctrl, GEN, 1);
+    Atomics.notify(ctrl, GEN);
   }
 
   private async exclusive<T>(f: () => Promise<T>): Promise<T> {
@@ -238,19 +348,15 @@ export class DataParallel {
   }
 
   private async part(batch: ModelBatch, first: boolean): Promise<void> {
-    const { model, ctrl, workers } = this;
+    const { primary: model, ctrl, workers } = this;
     model.syncRows(batch); // validates the batch too, before any worker sees it
     if (batch.labels === undefined) throw new InvalidInputError('labels are required here', { field: 'labels' });
-    if (first) model.getParams(this.theta);
     writeInput(this.buffers.input, batch);
     ctrl[ROWS] = batch.batchSize;
     ctrl[COLS] = batch.maxLength;
     ctrl[STEP] = model.steps;
     ctrl[FIRST] = first ? 1 : 0;
-    Atomics.store(ctrl, DONE, 0);
-    Atomics.store(ctrl, OP, PART);
-    Atomics.add(ctrl, GEN, 1);
-    Atomics.notify(ctrl, GEN);
+    this.command(PART);
     if (first) this.stream = model.dropoutStream();
     try {
       // This thread's share, added up while the workers may still compute theirs.
@@ -264,7 +370,7 @@ export class DataParallel {
 
   private stream: ReturnType<SentimentModel['dropoutStream']> | undefined;
 
-  /** Waits until every worker counted itself done with the current part; a failure rejects. */
+  /** Waits until every worker counted itself done with the current PART or SYNC; a failure rejects. */
   private async waitDone(): Promise<void> {
     const { ctrl } = this;
     const target = this.workers - 1;
@@ -308,6 +414,7 @@ export class DataParallel {
     this.closed = true;
     const ctrl = this.ctrl;
     Atomics.store(ctrl, OP, STOP);
+    Atomics.add(ctrl, SEQ, 1);
     Atomics.add(ctrl, GEN, 1);
     Atomics.notify(ctrl, GEN);
     const all = Promise.all(this.exited);
