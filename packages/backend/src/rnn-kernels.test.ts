@@ -337,6 +337,31 @@ describe('fused recurrences', () => {
     });
   }
 
+  test('a batch of PAD only: h and every gradient are zero (wasm and cpu)', async () => {
+    for (const backend of ['wasm', 'cpu']) {
+      await tf.setBackend(backend);
+      for (const kind of ['lstm', 'gru'] as const) {
+        const c = randomCase(
+          kind,
+          2,
+          3,
+          2,
+          3,
+          [
+            [0, 0, 0],
+            [0, 0, 0],
+          ],
+          9,
+        );
+        const got = fused(kind, c);
+        for (const [name, v] of Object.entries(got)) {
+          assert.ok(v === undefined || v.every((x) => x === 0), `${backend} ${kind} ${name}`);
+        }
+      }
+    }
+    await tf.setBackend('wasm');
+  });
+
   test('no tensors leak; bad shapes are InvalidInputError naming the field', () => {
     const tokens = tf.zeros([6, 3]);
     const w = tf.zeros([1, 3, 8]);

@@ -66,6 +66,9 @@ interface Dims {
   tokensGrad: boolean;
   /** Forward only: whether to keep what the gradient needs (the stacked operand); off for inference. */
   save: boolean;
+  /** Per time t: 1 + the last real example (0: none); R: their sum, the rows each direction computes. */
+  active: Int32Array;
+  R: number;
 }
 
 /** A recurrence or its gradient: reads the inputs at `ins`, writes the (zero-filled) outputs at `outs`. */
@@ -75,46 +78,81 @@ type Body = (m: Machine, dims: Dims, ins: number[], outs: number[]) => void;
 const timeOf = (d: number, s: number, T: number): number => (d === 0 ? s : T - 1 - s);
 
 // ---------------------------------------------------------------------------------------------------------
-// Pieces shared by both cells
+// Rows: only the rows up to the last real one of each step are computed and stored
 
-/** Direction d's stacked operand in `stack` [D, H + 1 + E, T*B]: rows hPrev (H), ones (1), tokens^T (E). */
-interface Stack {
-  off: number;
-  rows: number;
+/**
+ * Where direction d's step s lives in the compact per-direction buffers: rows `start` .. `start + n` (n = 1 + the
+ * last real example at that step's time; the examples past it are PAD and carried without any work). Collated
+ * batches are ordered longest first, so PAD rows past the last real one are most of a padded batch's PAD.
+ */
+interface StepRows {
+  start: number;
+  n: number;
+}
+
+function stepRows(d: number, T: number, active: Int32Array): StepRows[] {
+  const out: StepRows[] = [];
+  let start = 0;
+  for (let s = 0; s < T; s++) {
+    const n = active[timeOf(d, s, T)]!;
+    out.push({ start, n });
+    start += n;
+  }
+  return out;
+}
+
+/** 1 + the last real example at each time (0: none), and their sum R (every direction stores R rows). */
+export function activeRows(mask: ArrayLike<number>, B: number, T: number): { active: Int32Array; R: number } {
+  const active = new Int32Array(T);
+  let R = 0;
+  for (let t = 0; t < T; t++) {
+    let n = 0;
+    for (let b = B - 1; b >= 0; b--) {
+      if (mask[b * T + t] !== 0) {
+        n = b + 1;
+        break;
+      }
+    }
+    active[t] = n;
+    R += n;
+  }
+  return { active, R };
 }
 
 /**
- * Direction d's inputs in step order: `tokS` [T*B, E] (row s*B + b = the token direction d reads at step s of
- * example b) and, in the stacked operand, the ones row and tokens^T (for the weight gradients).
+ * Direction d's tokens in step order: `tokS` [R, E] (row start + b: the token example b reads at step s) and, when
+ * the gradient is wanted, the stacked operand's ones row and tokens^T (`st` [H + 1 + E, R]).
  */
 function stepTokens(
   M: Float32Array,
   tokens: number,
   E: number,
-  B: number,
   T: number,
   d: number,
+  steps: StepRows[],
+  R: number,
   tokS: number,
-  st: Stack | undefined,
+  st: number,
+  H: number,
 ): void {
-  const SB = T * B;
-  if (st !== undefined) M.fill(1, st.off + (st.rows - E - 1) * SB, st.off + (st.rows - E) * SB);
-  const tt = st === undefined ? -1 : st.off + (st.rows - E) * SB;
+  if (st >= 0) M.fill(1, st + H * R, st + (H + 1) * R);
+  const tt = st >= 0 ? st + (H + 1) * R : -1;
   for (let s = 0; s < T; s++) {
     const t = timeOf(d, s, T);
-    for (let b = 0; b < B; b++) {
+    const { start, n } = steps[s]!;
+    for (let b = 0; b < n; b++) {
       const src = tokens + (b * T + t) * E;
-      const row = s * B + b;
+      const row = start + b;
       M.copyWithin(tokS + row * E, src, src + E);
-      if (tt >= 0) for (let i = 0; i < E; i++) M[tt + i * SB + row] = M[src + i]!;
+      if (tt >= 0) for (let i = 0; i < E; i++) M[tt + i * R + row] = M[src + i]!;
     }
   }
 }
 
-/** 1 + the last real row of step s for direction d (0: none): rows past it are PAD and skip the products. */
-function activeRows(M: Float32Array, mask: number, B: number, T: number, t: number): number {
-  for (let b = B - 1; b >= 0; b--) if (M[mask + b * T + t] !== 0) return b + 1;
-  return 0;
+/** A batch with no real token: the weights' gradients are zero. */
+function zeroGradients(m: Machine, outs: number[], sizes: number[]): void {
+  const M = m.heap();
+  outs.forEach((o, i) => M.fill(0, o, o + sizes[i]!));
 }
 
 /** out [G, K] = in [K, G] transposed. */
@@ -126,8 +164,8 @@ function transposeInto(M: Float32Array, src: number, K: number, G: number, out: 
 }
 
 /**
- * dTokens (rows in time order) += dgates [T*B, G] (step order) · W_d^T for direction d: the input projection's
- * gradient. `wT` [G, E] holds W_d^T; `p` [T*B, E] is scratch.
+ * dTokens (zero-filled, rows by example then time) += dgates [R, G] · W_d^T for direction d: the input projection's
+ * gradient. `wT` [G, E] holds W_d^T; `p` [R, E] is scratch.
  */
 function tokenGradients(
   m: Machine,
@@ -135,42 +173,42 @@ function tokenGradients(
   wT: number,
   p: number,
   dTokens: number,
-  B: number,
   T: number,
   E: number,
   G: number,
   d: number,
+  steps: StepRows[],
+  R: number,
 ): void {
-  const SB = T * B;
-  m.matMul(dgates, SB, m.weights(wT, G, E), p);
+  m.matMul(dgates, R, m.weights(wT, G, E), p);
   const M = m.heap();
   for (let s = 0; s < T; s++) {
     const t = timeOf(d, s, T);
-    for (let b = 0; b < B; b++) {
+    const { start, n } = steps[s]!;
+    for (let b = 0; b < n; b++) {
       const dst = dTokens + (b * T + t) * E;
-      const src = p + (s * B + b) * E;
-      if (d === 0) M.copyWithin(dst, src, src + E);
-      else for (let i = 0; i < E; i++) M[dst + i] = M[dst + i]! + M[src + i]!;
+      const src = p + (start + b) * E;
+      for (let i = 0; i < E; i++) M[dst + i] = M[dst + i]! + M[src + i]!;
     }
   }
 }
 
 /**
- * After step s's product `tmp` [B, H] = dgates · Wh^T: the gradient of the state before step s. Real rows take the
+ * After step s's product `tmp` [n, H] = dgates · Wh^T: the gradient of the state before step s. Real rows take the
  * product (plus what `dh` already holds when `add`), PAD rows keep `dh` (the state was carried).
  */
 function carryRealRows(
   M: Float32Array,
   mask: number,
   t: number,
-  B: number,
+  n: number,
   T: number,
   H: number,
   tmp: number,
   dh: number,
   add: boolean,
 ): void {
-  for (let b = 0; b < B; b++) {
+  for (let b = 0; b < n; b++) {
     if (M[mask + b * T + t] === 0) continue;
     const o = b * H;
     if (add) for (let k = 0; k < H; k++) M[dh + o + k] = M[dh + o + k]! + M[tmp + o + k]!;
@@ -183,70 +221,70 @@ function carryRealRows(
 
 /**
  * Inputs: tokens [B*T, E], w [D, E, 4H], b [D, 1, 4H], wh [D, H, 4H], mask [B, T].
- * Outputs: h [D, B, H]; saved for the gradient, per direction in step order: acts [D, T, B, 4H] (i, f, o, g after
- * activation), cells [D, T, B, H] (c after step s, PAD-kept), sig2c [D, T, B, H] (sigmoid(2 c'), c' the step's
- * candidate cell: tanh c' = 2 sig2c - 1), stack [D, H + 1 + E, T*B] (h before each step, ones, tokens^T).
+ * Outputs: h [D, B, H]; saved for the gradient, per direction in step order (R rows, see `StepRows`): acts
+ * [D, R, 4H] (i, f, o, g after activation), cPrev [D, R, H] (the cell before the step), sig2c [D, R, H]
+ * (sigmoid(2 c'), c' the step's candidate cell: tanh c' = 2 sig2c - 1), stack [D, H + 1 + E, R] (h before the
+ * step, ones, tokens^T; empty when nothing is saved).
  */
 const lstmForward: Body = (
   m,
-  { B, T, D, H, E, save },
+  { B, T, D, H, E, R, active, save },
   [tokens, w, bias, wh, mask],
-  [hOut, acts, cells, sig2c, stack],
+  [hOut, acts, cPrev, sig2c, stack],
 ) => {
   const G = 4 * H;
-  const SB = T * B;
   const rows = H + 1 + E;
-  const tokS = m.alloc(SB * E, false);
+  if (R === 0) return; // every example is PAD everywhere: h stays zero
+  const tokS = m.alloc(R * E, false);
   const tmp = m.alloc(B * G, false);
+  const cc = m.alloc(B * H);
+  const c2 = m.alloc(B * H, false);
   for (let d = 0; d < D; d++) {
-    const st = save ? { off: stack! + d * rows * SB, rows } : undefined;
-    stepTokens(m.heap(), tokens!, E, B, T, d, tokS, st);
-    const ad = acts! + d * SB * G;
-    const cd = cells! + d * SB * H;
-    const sd = sig2c! + d * SB * H;
+    const steps = stepRows(d, T, active);
+    const st = save ? stack! + d * rows * R : -1;
+    stepTokens(m.heap(), tokens!, E, T, d, steps, R, tokS, st, H);
+    const ad = acts! + d * R * G;
     const hd = hOut! + d * B * H;
+    if (d > 0) m.heap().fill(0, cc, cc + B * H);
     // Pre-activations of every step at once: x W + b.
-    m.matMul(tokS, SB, m.weights(w! + d * E * G, E, G, bias! + d * G), ad);
+    m.matMul(tokS, R, m.weights(w! + d * E * G, E, G, bias! + d * G), ad);
     const wr = m.weights(wh! + d * H * G, H, G);
     for (let s = 0; s < T; s++) {
       const t = timeOf(d, s, T);
-      const a = ad + s * B * G;
-      const n = activeRows(m.heap(), mask!, B, T, t);
-      if (s > 0 && n > 0) {
+      const { start, n } = steps[s]!;
+      if (n === 0) continue; // every example is PAD here: every state is carried
+      const a = ad + start * G;
+      if (s > 0) {
         m.matMul(hd, n, wr, tmp);
         m.add(a, tmp, n * G);
       }
-      m.sigmoid(a, B * G);
-      const cs = cd + s * B * H;
-      const cp = cd + (s - 1) * B * H;
-      const tc = sd + s * B * H;
+      m.sigmoid(a, n * G);
+      const cp = cPrev! + (d * R + start) * H;
+      const tc = sig2c! + (d * R + start) * H;
       let M = m.heap();
-      for (let b = 0; b < B; b++) {
+      for (let b = 0; b < n; b++) {
         const ar = a + b * G;
         const o = b * H;
+        M.copyWithin(cp + o, cc + o, cc + o + H);
         for (let k = 0; k < H; k++) {
           const sg = M[ar + 3 * H + k]!;
           const g = (2 * sg - 1) / (2 * sg * sg - 2 * sg + 1); // tanh(z) from s = sigmoid(z)
           M[ar + 3 * H + k] = g;
-          const cv = M[ar + k]! * g + (s > 0 ? M[ar + H + k]! * M[cp + o + k]! : 0);
-          M[cs + o + k] = cv;
+          const cv = M[ar + k]! * g + M[ar + H + k]! * M[cc + o + k]!;
+          M[c2 + o + k] = cv;
           M[tc + o + k] = 2 * cv;
         }
       }
-      m.sigmoid(tc, B * H);
+      m.sigmoid(tc, n * H);
       M = m.heap();
-      const hp = st === undefined ? -1 : st.off + s * B;
-      for (let b = 0; b < B; b++) {
+      const hp = st >= 0 ? st + start : -1;
+      for (let b = 0; b < n; b++) {
         const o = b * H;
-        if (hp >= 0) for (let k = 0; k < H; k++) M[hp + k * SB + b] = M[hd + o + k]!;
-        if (M[mask! + b * T + t] === 0) {
-          // PAD: the state is carried (the candidate cell written above is replaced by the kept one).
-          if (s > 0) M.copyWithin(cs + o, cp + o, cp + o + H);
-          else M.fill(0, cs + o, cs + o + H);
-          continue;
-        }
+        if (hp >= 0) for (let k = 0; k < H; k++) M[hp + k * R + b] = M[hd + o + k]!;
+        if (M[mask! + b * T + t] === 0) continue; // PAD: the state is carried
         const ar = a + b * G + 2 * H;
         for (let k = 0; k < H; k++) M[hd + o + k] = M[ar + k]! * (2 * M[tc + o + k]! - 1);
+        M.copyWithin(cc + o, c2 + o, c2 + o + H);
       }
     }
   }
@@ -255,40 +293,41 @@ const lstmForward: Body = (
 /** Outputs: dTokens [B*T, E] (zeros unless `tokensGrad`), dw [D, E, 4H], db [D, 1, 4H], dwh [D, H, 4H]. */
 const lstmBackward: Body = (
   m,
-  { B, T, D, H, E, tokensGrad },
-  [dy, acts, cells, sig2c, stack, w, wh, mask],
+  { B, T, D, H, E, R, active, tokensGrad },
+  [dy, acts, cPrev, sig2c, stack, w, wh, mask],
   [dTokens, dw, db, dwh],
 ) => {
   const G = 4 * H;
-  const SB = T * B;
   const rows = H + 1 + E;
+  if (R === 0) return zeroGradients(m, [dw!, db!, dwh!], [D * E * G, D * G, D * H * G]);
   const whT = m.alloc(G * H, false);
   const wT = m.alloc(G * E, false);
-  const dz = m.alloc(SB * G); // [T*B, G], rows in step order; PAD rows stay zero
+  const dz = m.alloc(R * G); // [R, G] in step order; PAD rows stay zero
   const dh = m.alloc(B * H, false);
   const dc = m.alloc(B * H, false);
   const tmp = m.alloc(B * H, false);
   const grads = m.alloc(rows * G, false);
-  const p = tokensGrad ? m.alloc(SB * E, false) : -1;
+  const p = tokensGrad ? m.alloc(R * E, false) : -1;
   for (let d = 0; d < D; d++) {
-    const ad = acts! + d * SB * G;
-    const cd = cells! + d * SB * H;
-    const sd = sig2c! + d * SB * H;
+    const steps = stepRows(d, T, active);
+    const ad = acts! + d * R * G;
     let M = m.heap();
-    if (d > 0) M.fill(0, dz, dz + SB * G);
+    if (d > 0) M.fill(0, dz, dz + R * G);
     transposeInto(M, wh! + d * H * G, H, G, whT);
     M.copyWithin(dh, dy! + d * B * H, dy! + (d + 1) * B * H);
     M.fill(0, dc, dc + B * H);
     const wr = m.weights(whT, G, H);
     for (let s = T - 1; s >= 0; s--) {
       const t = timeOf(d, s, T);
+      const { start, n } = steps[s]!;
       M = m.heap();
-      for (let b = 0; b < B; b++) {
+      for (let b = 0; b < n; b++) {
         if (M[mask! + b * T + t] === 0) continue; // PAD: no gate gradient, dh and dc carried
-        const ar = ad + (s * B + b) * G;
-        const tr = sd + (s * B + b) * H;
-        const cp = cd + ((s - 1) * B + b) * H;
-        const zr = dz + (s * B + b) * G;
+        const r = start + b;
+        const ar = ad + r * G;
+        const tr = sig2c! + (d * R + r) * H;
+        const cp = cPrev! + (d * R + r) * H;
+        const zr = dz + r * G;
         const o = b * H;
         for (let k = 0; k < H; k++) {
           const i = M[ar + k]!;
@@ -296,31 +335,28 @@ const lstmBackward: Body = (
           const og = M[ar + 2 * H + k]!;
           const g = M[ar + 3 * H + k]!;
           const th = 2 * M[tr + k]! - 1;
-          const c = s > 0 ? M[cp + k]! : 0;
           const dhk = M[dh + o + k]!;
           const dct = M[dc + o + k]! + dhk * og * (1 - th * th);
           M[zr + k] = dct * g * i * (1 - i);
-          M[zr + H + k] = dct * c * f * (1 - f);
+          M[zr + H + k] = dct * M[cp + k]! * f * (1 - f);
           M[zr + 2 * H + k] = dhk * th * og * (1 - og);
           M[zr + 3 * H + k] = dct * i * (1 - g * g);
           M[dc + o + k] = dct * f;
         }
       }
-      if (s === 0) break; // the initial state is a constant
-      const n = activeRows(M, mask!, B, T, t);
-      if (n === 0) continue;
-      m.matMul(dz + s * B * G, n, wr, tmp);
+      if (s === 0 || n === 0) continue; // the initial state is a constant
+      m.matMul(dz + start * G, n, wr, tmp);
       carryRealRows(m.heap(), mask!, t, n, T, H, tmp, dh, false);
     }
     // [dWh; db; dW] = [hPrev; ones; tokens^T] · dgates: the recurrent kernel's, the bias's and the input kernel's.
-    m.matMul(stack! + d * rows * SB, rows, m.weights(dz, SB, G), grads);
+    m.matMul(stack! + d * rows * R, rows, m.weights(dz, R, G), grads);
     M = m.heap();
     M.copyWithin(dwh! + d * H * G, grads, grads + H * G);
     M.copyWithin(db! + d * G, grads + H * G, grads + (H + 1) * G);
     M.copyWithin(dw! + d * E * G, grads + (H + 1) * G, grads + rows * G);
     if (tokensGrad) {
       transposeInto(M, w! + d * E * G, E, G, wT);
-      tokenGradients(m, dz, wT, p, dTokens!, B, T, E, G, d);
+      tokenGradients(m, dz, wT, p, dTokens!, T, E, G, d, steps, R);
     }
   }
 };
@@ -330,54 +366,61 @@ const lstmBackward: Body = (
 
 /**
  * Inputs: tokens [B*T, E], w [D, E, 3H], b [D, 1, 3H], wh [D, H, 3H], bh [D, 1, 3H], mask [B, T].
- * Outputs: h [D, B, H]; saved, per direction in step order: rz [D, T, B, 2H] (r, z after sigmoid),
- * n [D, T, B, H], ghn [D, T, B, H] (h W_hn + b_hn), stack [D, H + 1 + E, T*B] (as for the LSTM).
+ * Outputs: h [D, B, H]; saved, per direction in step order (R rows): rz [D, R, 2H] (r, z after sigmoid),
+ * n [D, R, H], ghn [D, R, H] (h W_hn + b_hn), stack [D, H + 1 + E, R] (as for the LSTM).
  */
-const gruForward: Body = (m, { B, T, D, H, E, save }, [tokens, w, bi, wh, bh, mask], [hOut, rz, nOut, ghn, stack]) => {
+const gruForward: Body = (
+  m,
+  { B, T, D, H, E, R, active, save },
+  [tokens, w, bi, wh, bh, mask],
+  [hOut, rz, nOut, ghn, stack],
+) => {
   const G = 3 * H;
-  const SB = T * B;
   const rows = H + 1 + E;
-  const tokS = m.alloc(SB * E, false);
-  const xs = m.alloc(SB * G, false);
+  if (R === 0) return;
+  const tokS = m.alloc(R * E, false);
+  const xs = m.alloc(R * G, false);
   const gh = m.alloc(B * G, false);
   for (let d = 0; d < D; d++) {
-    const st = save ? { off: stack! + d * rows * SB, rows } : undefined;
-    stepTokens(m.heap(), tokens!, E, B, T, d, tokS, st);
+    const steps = stepRows(d, T, active);
+    const st = save ? stack! + d * rows * R : -1;
+    stepTokens(m.heap(), tokens!, E, T, d, steps, R, tokS, st, H);
     const hd = hOut! + d * B * H;
-    m.matMul(tokS, SB, m.weights(w! + d * E * G, E, G, bi! + d * G), xs);
+    m.matMul(tokS, R, m.weights(w! + d * E * G, E, G, bi! + d * G), xs);
     const wr = m.weights(wh! + d * H * G, H, G, bh! + d * G);
     for (let s = 0; s < T; s++) {
       const t = timeOf(d, s, T);
-      const n0 = activeRows(m.heap(), mask!, B, T, t);
+      const { start, n } = steps[s]!;
+      if (n === 0) continue;
       let M: Float32Array;
-      if (s > 0 && n0 > 0) {
-        m.matMul(hd, n0, wr, gh);
+      if (s > 0) {
+        m.matMul(hd, n, wr, gh);
         M = m.heap();
       } else {
         M = m.heap();
-        for (let b = 0; b < B; b++) M.copyWithin(gh + b * G, bh! + d * G, bh! + (d + 1) * G); // h = 0: h W_h + b_h = b_h
+        for (let b = 0; b < n; b++) M.copyWithin(gh + b * G, bh! + d * G, bh! + (d + 1) * G); // h = 0: h W_h + b_h = b_h
       }
-      const zs = rz! + (d * SB + s * B) * 2 * H;
-      const ns = nOut! + (d * SB + s * B) * H;
-      const gs = ghn! + (d * SB + s * B) * H;
-      for (let b = 0; b < B; b++) {
-        const xr = xs + (s * B + b) * G;
+      const zs = rz! + (d * R + start) * 2 * H;
+      const ns = nOut! + (d * R + start) * H;
+      const gs = ghn! + (d * R + start) * H;
+      for (let b = 0; b < n; b++) {
+        const xr = xs + (start + b) * G;
         const gr = gh + b * G;
         const zr = zs + b * 2 * H;
         for (let j = 0; j < 2 * H; j++) M[zr + j] = M[xr + j]! + M[gr + j]!;
         M.copyWithin(gs + b * H, gr + 2 * H, gr + G);
       }
-      m.sigmoid(zs, B * 2 * H);
+      m.sigmoid(zs, n * 2 * H);
       M = m.heap();
-      for (let b = 0; b < B; b++) {
-        const xr = xs + (s * B + b) * G + 2 * H;
+      for (let b = 0; b < n; b++) {
+        const xr = xs + (start + b) * G + 2 * H;
         const zr = zs + b * 2 * H;
         for (let k = 0; k < H; k++) M[ns + b * H + k] = 2 * (M[xr + k]! + M[zr + k]! * M[gs + b * H + k]!);
       }
-      m.sigmoid(ns, B * H);
+      m.sigmoid(ns, n * H);
       M = m.heap();
-      const hp = st === undefined ? -1 : st.off + s * B;
-      for (let b = 0; b < B; b++) {
+      const hp = st >= 0 ? st + start : -1;
+      for (let b = 0; b < n; b++) {
         const real = M[mask! + b * T + t] !== 0;
         const zr = zs + b * 2 * H + H;
         for (let k = 0; k < H; k++) {
@@ -385,7 +428,7 @@ const gruForward: Body = (m, { B, T, D, H, E, save }, [tokens, w, bi, wh, bh, ma
           const nv = 2 * M[ns + i]! - 1;
           M[ns + i] = nv;
           const h = M[hd + i]!;
-          if (hp >= 0) M[hp + k * SB + b] = h;
+          if (hp >= 0) M[hp + k * R + b] = h;
           if (real) M[hd + i] = nv + M[zr + k]! * (h - nv);
         }
       }
@@ -396,53 +439,54 @@ const gruForward: Body = (m, { B, T, D, H, E, save }, [tokens, w, bi, wh, bh, ma
 /** Outputs: dTokens [B*T, E], dw [D, E, 3H], db [D, 1, 3H], dwh [D, H, 3H], dbh [D, 1, 3H]. */
 const gruBackward: Body = (
   m,
-  { B, T, D, H, E, tokensGrad },
+  { B, T, D, H, E, R, active, tokensGrad },
   [dy, rz, nIn, ghn, stack, w, wh, mask],
   [dTokens, dw, db, dwh, dbh],
 ) => {
   const G = 3 * H;
-  const SB = T * B;
   const rows = H + 1 + E;
+  if (R === 0) return zeroGradients(m, [dw!, db!, dwh!, dbh!], [D * E * G, D * G, D * H * G, D * G]);
   const whT = m.alloc(G * H, false);
   const wT = m.alloc(G * E, false);
-  const dxs = m.alloc(SB * G); // [T*B, G] in step order: gradients of x W + b (PAD rows zero)
-  const dgh = m.alloc(SB * G); // the same for h W_h + b_h
+  const dxs = m.alloc(R * G); // [R, G] in step order: gradients of x W + b (PAD rows zero)
+  const dgh = m.alloc(R * G); // the same for h W_h + b_h
   const dh = m.alloc(B * H, false);
   const tmp = m.alloc(B * H, false);
   const grads = m.alloc(rows * G, false);
-  const p = tokensGrad ? m.alloc(SB * E, false) : -1;
+  const p = tokensGrad ? m.alloc(R * E, false) : -1;
   for (let d = 0; d < D; d++) {
-    const st = stack! + d * rows * SB;
+    const steps = stepRows(d, T, active);
+    const st = stack! + d * rows * R;
     let M = m.heap();
     if (d > 0) {
-      M.fill(0, dxs, dxs + SB * G);
-      M.fill(0, dgh, dgh + SB * G);
+      M.fill(0, dxs, dxs + R * G);
+      M.fill(0, dgh, dgh + R * G);
     }
     transposeInto(M, wh! + d * H * G, H, G, whT);
     M.copyWithin(dh, dy! + d * B * H, dy! + (d + 1) * B * H);
     const wr = m.weights(whT, G, H);
     for (let s = T - 1; s >= 0; s--) {
       const t = timeOf(d, s, T);
-      const hp = st + s * B;
+      const { start, n } = steps[s]!;
       M = m.heap();
-      for (let b = 0; b < B; b++) {
+      for (let b = 0; b < n; b++) {
         if (M[mask! + b * T + t] === 0) continue;
-        const row = d * SB + s * B + b;
-        const zr = rz! + row * 2 * H;
-        const nr = nIn! + row * H;
-        const gr = ghn! + row * H;
-        const xo = dxs + (s * B + b) * G;
-        const go = dgh + (s * B + b) * G;
+        const r = start + b;
+        const zr = rz! + (d * R + r) * 2 * H;
+        const nr = nIn! + (d * R + r) * H;
+        const gr = ghn! + (d * R + r) * H;
+        const xo = dxs + r * G;
+        const go = dgh + r * G;
         const o = b * H;
         for (let k = 0; k < H; k++) {
           const rv = M[zr + k]!;
           const z = M[zr + H + k]!;
-          const n = M[nr + k]!;
-          const h = M[hp + k * SB + b]!;
+          const nv = M[nr + k]!;
+          const h = M[st + k * R + r]!;
           const dhk = M[dh + o + k]!;
-          const dnp = dhk * (1 - z) * (1 - n * n);
+          const dnp = dhk * (1 - z) * (1 - nv * nv);
           const drp = dnp * M[gr + k]! * rv * (1 - rv);
-          const dzp = dhk * (h - n) * z * (1 - z);
+          const dzp = dhk * (h - nv) * z * (1 - z);
           M[xo + k] = drp;
           M[xo + H + k] = dzp;
           M[xo + 2 * H + k] = dnp;
@@ -452,24 +496,22 @@ const gruBackward: Body = (
           M[dh + o + k] = dhk * z;
         }
       }
-      if (s === 0) break;
-      const n = activeRows(M, mask!, B, T, t);
-      if (n === 0) continue;
-      m.matMul(dgh + s * B * G, n, wr, tmp);
+      if (s === 0 || n === 0) continue;
+      m.matMul(dgh + start * G, n, wr, tmp);
       carryRealRows(m.heap(), mask!, t, n, T, H, tmp, dh, true);
     }
     // [dWh; dbh] = [hPrev; ones] · dgh and [db; dW] = [ones; tokens^T] · dxs (rows H .. H + E of the stack).
-    m.matMul(st, H + 1, m.weights(dgh, SB, G), grads);
+    m.matMul(st, H + 1, m.weights(dgh, R, G), grads);
     M = m.heap();
     M.copyWithin(dwh! + d * H * G, grads, grads + H * G);
     M.copyWithin(dbh! + d * G, grads + H * G, grads + (H + 1) * G);
-    m.matMul(st + H * SB, 1 + E, m.weights(dxs, SB, G), grads);
+    m.matMul(st + H * R, 1 + E, m.weights(dxs, R, G), grads);
     M = m.heap();
     M.copyWithin(db! + d * G, grads, grads + G);
     M.copyWithin(dw! + d * E * G, grads + G, grads + (1 + E) * G);
     if (tokensGrad) {
       transposeInto(M, w! + d * E * G, E, G, wT);
-      tokenGradients(m, dxs, wT, p, dTokens!, B, T, E, G, d);
+      tokenGradients(m, dxs, wT, p, dTokens!, T, E, G, d, steps, R);
     }
   }
 };
@@ -675,21 +717,22 @@ const SPECS: Spec[] = [
   {
     name: LSTM_SEQUENCE,
     inputs: ['tokens', 'w', 'b', 'wh', 'mask'],
-    outputs: ({ B, T, D, H, E, save }) => [
+    outputs: ({ B, D, H, E, R, save }) => [
       out([D, B, H], true), // the state starts at zero
-      out([D, T, B, 4 * H]),
-      out([D, T, B, H]),
-      out([D, T, B, H]),
-      out(save ? [D, H + 1 + E, T * B] : [0]),
+      out([D, R, 4 * H]),
+      out([D, R, H]),
+      out([D, R, H]),
+      out(save ? [D, H + 1 + E, R] : [0]),
     ],
     body: lstmForward,
     why: 'fused LSTM over a whole batch, input projection included (instead of ~25 ops per step)',
   },
   {
     name: LSTM_SEQUENCE_GRAD,
-    inputs: ['dy', 'acts', 'cells', 'sig2c', 'stack', 'w', 'wh', 'mask'],
-    outputs: ({ B, T, D, H, E, tokensGrad }) => [
-      out([B * T, E], !tokensGrad),
+    inputs: ['dy', 'acts', 'cPrev', 'sig2c', 'stack', 'w', 'wh', 'mask'],
+    outputs: ({ B, T, D, H, E }) => [
+      out([B * T, E], true), // rows of PAD tokens stay zero
+
       out([D, E, 4 * H]),
       out([D, 1, 4 * H]),
       out([D, H, 4 * H]),
@@ -700,12 +743,12 @@ const SPECS: Spec[] = [
   {
     name: GRU_SEQUENCE,
     inputs: ['tokens', 'w', 'b', 'wh', 'bh', 'mask'],
-    outputs: ({ B, T, D, H, E, save }) => [
+    outputs: ({ B, D, H, E, R, save }) => [
       out([D, B, H], true),
-      out([D, T, B, 2 * H]),
-      out([D, T, B, H]),
-      out([D, T, B, H]),
-      out(save ? [D, H + 1 + E, T * B] : [0]),
+      out([D, R, 2 * H]),
+      out([D, R, H]),
+      out([D, R, H]),
+      out(save ? [D, H + 1 + E, R] : [0]),
     ],
     body: gruForward,
     why: 'fused GRU over a whole batch, input projection included',
@@ -713,8 +756,8 @@ const SPECS: Spec[] = [
   {
     name: GRU_SEQUENCE_GRAD,
     inputs: ['dy', 'rz', 'n', 'ghn', 'stack', 'w', 'wh', 'mask'],
-    outputs: ({ B, T, D, H, E, tokensGrad }) => [
-      out([B * T, E], !tokensGrad),
+    outputs: ({ B, T, D, H, E }) => [
+      out([B * T, E], true),
       out([D, E, 3 * H]),
       out([D, 1, 3 * H]),
       out([D, H, 3 * H]),
@@ -736,29 +779,38 @@ export interface RnnKernel {
 export function rnnKernels(): RnnKernel[] {
   const kernels: RnnKernel[] = [];
   for (const { name, inputs: names, outputs, body, why } of SPECS) {
-    const prepare = (inputs: tf.NamedTensorInfoMap, attrs: tf.NamedAttrMap | undefined) => {
+    const prepare = (
+      inputs: tf.NamedTensorInfoMap,
+      attrs: tf.NamedAttrMap | undefined,
+      maskValues: (t: TensorInfo) => ArrayLike<number>,
+    ) => {
       const ins = names.map((n) => input(inputs, n, name));
       const w = input(inputs, 'w', name);
       const wh = input(inputs, 'wh', name);
       const mask = input(inputs, 'mask', name);
+      const B = mask.shape[0]!;
+      const T = mask.shape[1]!;
       const dims: Dims = {
         D: wh.shape[0]!,
         H: wh.shape[1]!,
-        B: mask.shape[0]!,
-        T: mask.shape[1]!,
+        B,
+        T,
         E: w.shape[1]!,
         tokensGrad: attrs?.['tokensGrad'] !== false,
         save: attrs?.['save'] !== false,
+        ...activeRows(maskValues(mask), B, T),
       };
       return { ins, dims, shapes: outputs(dims) };
     };
     const onWasm: AnyKernelFunc = ({ inputs, backend, attrs }) => {
-      const { ins, dims, shapes } = prepare(inputs, attrs);
-      return runOnWasm(body, backend as BackendWasm, dims, ins, shapes);
+      const wasm = backend as BackendWasm;
+      const { ins, dims, shapes } = prepare(inputs, attrs, (t) => wasm.typedArrayFromHeap(t));
+      return runOnWasm(body, wasm, dims, ins, shapes);
     };
     const onCpu: AnyKernelFunc = ({ inputs, backend, attrs }) => {
-      const { ins, dims, shapes } = prepare(inputs, attrs);
-      return runOnCpu(backend as CpuBackend, body, dims, ins, shapes);
+      const cpu = backend as CpuBackend;
+      const { ins, dims, shapes } = prepare(inputs, attrs, (t) => cpu.data.get(t.dataId).values as Float32Array);
+      return runOnCpu(cpu, body, dims, ins, shapes);
     };
     kernels.push({ kernel: name, backend: 'wasm', kernelFunc: onWasm, why });
     kernels.push({ kernel: name, backend: 'cpu', kernelFunc: onCpu, why });
@@ -845,10 +897,10 @@ export function lstmSequence(
     return {
       value: h!,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [acts, cells, sig2c, stack, ws, whs, ms] = saved as tf.Tensor[];
+        const [acts, cPrev, sig2c, stack, ws, whs, ms] = saved as tf.Tensor[];
         const [dTokens, dw, db, dwh] = run(
           LSTM_SEQUENCE_GRAD,
-          { dy, acts: acts!, cells: cells!, sig2c: sig2c!, stack: stack!, w: ws!, wh: whs!, mask: ms! },
+          { dy, acts: acts!, cPrev: cPrev!, sig2c: sig2c!, stack: stack!, w: ws!, wh: whs!, mask: ms! },
           { tokensGrad },
         );
         return [dTokens!, dw!, db!, dwh!];
