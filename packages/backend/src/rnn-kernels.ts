@@ -14,7 +14,9 @@
  * Gate order as stored by the zoo (PyTorch's): LSTM i, f, o, g (c' = f c + i g, h' = o tanh c'); GRU r, z, n
  * (n = tanh(x W_n + b_n + r (h W_hn + b_hn)), h' = (1 - z) n + z h). The gradient runs the recurrence backward
  * once, then per direction gets the recurrent kernel's, the bias's and the input kernel's gradients from one
- * product [h_{s-1}; ones; tokens^T] · dgates over all steps, and the tokens' from dgates · W^T.
+ * product [h_{s-1}; ones; tokens^T] · dgates over all steps, and the tokens' from dgates · W^T. Work goes with the
+ * real tokens: each step computes and stores only the rows up to its last real example (collate orders a batch
+ * longest first), so the PAD of a padded batch costs next to nothing.
  *
  * The layers are written once against `Machine`: float32 working memory addressed by offsets, a matMul with an
  * optional bias, an in-place add and an in-place sigmoid. On wasm the memory is the wasm heap and the primitives are
@@ -71,7 +73,7 @@ interface Dims {
   R: number;
 }
 
-/** A recurrence or its gradient: reads the inputs at `ins`, writes the (zero-filled) outputs at `outs`. */
+/** A layer or its gradient: reads the inputs at `ins`, writes the outputs at `outs` (zero-filled where marked). */
 type Body = (m: Machine, dims: Dims, ins: number[], outs: number[]) => void;
 
 /** The time step direction d reads at step s. */
@@ -102,7 +104,7 @@ function stepRows(d: number, T: number, active: Int32Array): StepRows[] {
 }
 
 /** 1 + the last real example at each time (0: none), and their sum R (every direction stores R rows). */
-export function activeRows(mask: ArrayLike<number>, B: number, T: number): { active: Int32Array; R: number } {
+function activeRows(mask: ArrayLike<number>, B: number, T: number): { active: Int32Array; R: number } {
   const active = new Int32Array(T);
   let R = 0;
   for (let t = 0; t < T; t++) {
