@@ -24,7 +24,8 @@
  * the layer's buffers); tanh comes from sigmoids (2 sigmoid(2x) - 1, or from s = sigmoid(x) as
  * (2s - 1) / (2s^2 - 2s + 1)). Heap rule: any Machine call may grow (and so replace) the heap, so views are re-read
  * after each. On cpu the memory is a growable Float32Array and the primitives plain loops (correct, not fast).
- * Measured on SST-2 (batch 64, one wasm thread): bilstm from ~900 to ~1,600 examples per CPU second.
+ * Measured on SST-2 (batch 64, one wasm thread, pnpm bench:models): bilstm 1,068 -> 1,652 examples/s with
+ * bucketing; 1.9x in an interleaved A/B against the op-by-op path, 6x without bucketing (74% PAD).
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
