@@ -254,6 +254,8 @@ describe('convolution gradients', () => {
     [[2, 9, 6], [5, 6, 4], 1, 'same'],
     [[3, 11, 5], [4, 5, 3], 2, 'valid'],
     [[1, 4, 3], [5, 3, 2], 1, 'same'],
+    // 'same' with an even width: no padding on the left, one column on the right.
+    [[2, 7, 5], [2, 5, 3], 1, 'same'],
   ];
   for (const [xs, fs, stride, pad] of conv1dCases) {
     test(`conv1d x${xs} f${fs} stride ${stride} ${pad}: forward, filter and input gradients`, async () => {
@@ -574,6 +576,8 @@ describe('slicing and max-pool gradient', () => {
           g(x, [3, 3], [1, 2], 'same'),
           g(ties, [8, 1], [8, 1], 'valid'),
           g(ties, [3, 1], [2, 1], 'same'),
+          // The max over time of a CNN: one window over each example's whole width.
+          g(tf.reshape(ties, [2, 1, 8, 4]), [1, 8], [1, 8], 'valid'),
         ];
       },
       0,

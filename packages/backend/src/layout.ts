@@ -117,6 +117,33 @@ export interface PoolGeometry {
 export function maxPoolGradInto(x: Float32Array, dy: Float32Array, g: PoolGeometry, dx: Float32Array): void {
   dx.fill(0);
   const C = g.channels;
+  if (
+    g.outHeight === 1 &&
+    g.outWidth === 1 &&
+    g.padTop === 0 &&
+    g.padLeft === 0 &&
+    g.filterHeight === g.inHeight &&
+    g.filterWidth === g.inWidth
+  ) {
+    // One window over each example's whole input (the max over time of a CNN): a scan per channel, no scratch.
+    const S = g.inHeight * g.inWidth;
+    for (let b = 0; b < g.batchSize; b++) {
+      const base = b * S * C;
+      for (let c = 0; c < C; c++) {
+        let best = -Infinity;
+        let at = -1;
+        for (let i = base + c; i < base + S * C; i += C) {
+          const v = x[i] as number;
+          if (v > best) {
+            best = v;
+            at = i;
+          }
+        }
+        if (at >= 0) dx[at] = dy[b * C + c] as number;
+      }
+    }
+    return;
+  }
   const best = new Float32Array(C);
   const pos = new Int32Array(C);
   let o = 0;
@@ -300,6 +327,27 @@ export function im2col(x: Float32Array, g: ConvGeometry, cols: Float32Array): vo
 /** dx [B, H, W, C] = sum of each cols row scattered back onto its patch (the adjoint of im2col). */
 export function col2im(cols: Float32Array, g: ConvGeometry, dx: Float32Array): void {
   dx.fill(0);
+  if (
+    g.filterHeight === 1 &&
+    g.inHeight === 1 &&
+    g.strideWidth === 1 &&
+    g.padLeft === 0 &&
+    g.outWidth === g.inWidth - g.filterWidth + 1
+  ) {
+    // A conv1d without padding: each cols row is one contiguous run of dx, added in place.
+    const run = g.filterWidth * g.inChannels;
+    const W = g.inWidth;
+    const C = g.inChannels;
+    const n = g.outWidth;
+    for (let b = 0; b < g.batchSize; b++) {
+      for (let t = 0; t < n; t++) {
+        const o = (b * W + t) * C;
+        const s = (b * n + t) * run;
+        for (let i = 0; i < run; i++) dx[o + i] = (dx[o + i] as number) + (cols[s + i] as number);
+      }
+    }
+    return;
+  }
   forEachPatchRun(g, (colOff, xOff, len) => {
     for (let j = 0; j < len; j++) dx[xOff + j] = (dx[xOff + j] as number) + (cols[colOff + j] as number);
   });
