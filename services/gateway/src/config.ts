@@ -60,8 +60,8 @@ export const gatewayConfigSpec = {
     kind: 'number',
     min: 0,
     max: 10_000,
-    default: 2,
-    doc: 'longest a text waits for others to fill a batch, ms',
+    default: 0,
+    doc: 'longest a text waits for others to fill a batch, ms (0: a call takes what is queued when the model is free)',
   },
   maxQueue: {
     env: 'CH8_GATEWAY_MAX_QUEUE',

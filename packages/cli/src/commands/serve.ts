@@ -28,11 +28,15 @@ export const serveCommand: Command = {
   summary: 'run the gateway on a model repository (text API + Open Inference Protocol) until Ctrl-C',
   problems: [],
   usage:
-    'ch8 serve --models DIR [--addr HOST:PORT] [--backend NAME] [--metrics-addr HOST:PORT|off] [--default-model NAME] [--poll-ms N] [--tls-cert FILE --tls-key FILE [--tls-ca FILE] [--tls-client-auth require]]',
+    'ch8 serve --models DIR [--addr HOST:PORT] [--backend NAME] [--workers N] [--metrics-addr HOST:PORT|off] [--default-model NAME] [--poll-ms N] [--tls-cert FILE --tls-key FILE [--tls-ca FILE] [--tls-client-auth require]]',
   flags: {
     models: { type: 'string', help: 'model repository <DIR>/<name>/<version>/ (e.g. what ch8 train --models wrote)' },
     addr: { type: 'string', help: 'HOST:PORT to listen on (default $CH8_GATEWAY_ADDR or 127.0.0.1:50054)' },
     backend: { type: 'string', help: `compute backend: ${BACKENDS.join(', ')} (default $CH8_BACKEND or auto)` },
+    workers: {
+      type: 'string',
+      help: 'serving processes sharing the port, each with every model (default $CH8_GATEWAY_WORKERS or 1; 2 uses both cores of a 2-core machine)',
+    },
     'metrics-addr': {
       type: 'string',
       help: 'HOST:PORT of the Prometheus /metrics endpoint, or off (default 127.0.0.1:9464)',
@@ -64,6 +68,7 @@ export const serveCommand: Command = {
     };
     const optional: [string, string][] = [
       ['backend', 'CH8_BACKEND'],
+      ['workers', 'CH8_GATEWAY_WORKERS'],
       ['metrics-addr', 'CH8_GATEWAY_METRICS_ADDR'],
       ['default-model', 'CH8_GATEWAY_DEFAULT_MODEL'],
       ['poll-ms', 'CH8_GATEWAY_POLL_MS'],
