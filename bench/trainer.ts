@@ -5,13 +5,19 @@
  *  - `grpc-feed`: train() in this process, the matrix and the Arrow batches from the running embedding and dataset
  *                 services (the feed the trainer's workers use);
  *  - `service`:  a run of the trainer service (StartRun; worker thread; data from the two services), figures from
- *                its Run record.
+ *                its Run record;
+ *  - `cli`:      `ch8 train` in a fresh process (in-process training as a user runs it: prepared data from the
+ *                embeddings cache, figures from its --json output).
+ * `local` runs in this process, warmed by the rounds before; `service` and `cli` start cold each time (a new worker
+ * thread, a new process), so for a one-epoch figure `cli` is the like-for-like in-process baseline of `service`.
+ * Both ratios are reported.
  * Reported per model: training examples/s (the epoch's train wall time, data waits included, scoring excluded), the
  * share of it spent waiting for data, the median ratio service/local, and whether the epoch's loss is identical.
  * The services run as separate processes (as deployed), started by this script. One JSON document on stdout.
  *
  *   pnpm bench:trainer [--sst2 DIR] [--models bow-finetune,cnn] [--rounds 2]
  */
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -114,13 +120,51 @@ try {
     };
   };
 
-  const results: Record<string, Record<'local' | 'grpc-feed' | 'service', Measure[]>> = {};
+  /** `ch8 train` in a new process on the same config (its data from the embeddings cache, no export). */
+  const runCli = async (c: TrainingConfig): Promise<Measure> => {
+    const args = [
+      '--import',
+      'tsx',
+      join(ROOT, 'packages', 'cli', 'src', 'main.ts'),
+      'train',
+      ...['--model', c.model, '--epochs', '1', '--batch-size', String(c.batchSize), '--bucketing', c.bucketing],
+      ...['--seed', String(c.seed), '--backend', 'wasm', '--no-export', '--json'],
+      ...['--train', join(sst2, 'train.tsv'), '--dev', join(sst2, 'dev.tsv')],
+    ];
+    const child = spawn(process.execPath, args, {
+      cwd: ROOT,
+      env: { ...process.env, CH8_CACHE_DIR: cacheDir, CH8_HOME: home, CH8_LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    const code = await new Promise<number | null>((r) => child.once('exit', r));
+    if (code !== 0) throw new Error(`ch8 train exited with ${code}: ${Buffer.concat(err).toString()}`);
+    const e = (JSON.parse(Buffer.concat(out).toString()) as { epochs: Record<string, number>[] }).epochs[0]!;
+    return {
+      examplesPerSecond: e['train_examples_per_second']!,
+      dataWaitShare: e['data_wait_share']!,
+      trainLoss: e['train_loss']!,
+      devAccuracy: e['dev_accuracy']!,
+    };
+  };
+
+  type Variant = 'local' | 'grpc-feed' | 'service' | 'cli';
+  const VARIANTS = ['local', 'service', 'grpc-feed', 'cli'] as const;
+  const results: Record<string, Record<Variant, Measure[]>> = {};
   for (let round_ = 0; round_ < rounds; round_++) {
     for (const model of models) {
       const c = config(model);
-      const slot = (results[model] ??= { local: [], 'grpc-feed': [], service: [] });
-      for (const variant of ['local', 'service', 'grpc-feed'] as const) {
-        const m = variant === 'service' ? await runService(c) : await runLocal(c, variant);
+      const slot = (results[model] ??= { local: [], 'grpc-feed': [], service: [], cli: [] });
+      for (const variant of VARIANTS) {
+        const m =
+          variant === 'service'
+            ? await runService(c)
+            : variant === 'cli'
+              ? await runCli(c)
+              : await runLocal(c, variant);
         slot[variant].push(m);
         log(
           `round ${round_ + 1} ${model} ${variant}: ${Math.round(m.examplesPerSecond)} ex/s, data wait ${(100 * m.dataWaitShare).toFixed(2)}%, loss ${m.trainLoss.toFixed(6)}`,
@@ -144,29 +188,30 @@ try {
       backend: backend.backend,
       device: backend.device,
     },
-    baseline: 'local: train() in-process on data prepared in-process, same run',
+    baseline:
+      'local: train() in this process (warm after round 1) on data prepared in-process; cli: ch8 train in a fresh process (cold, as service)',
     models: Object.fromEntries(
       Object.entries(results).map(([model, r]) => {
-        const med = (v: 'local' | 'grpc-feed' | 'service') => median(r[v].map((m) => m.examplesPerSecond));
-        const losses = new Set([...r.local, ...r['grpc-feed'], ...r.service].map((m) => m.trainLoss));
+        const med = (v: Variant) => median(r[v].map((m) => m.examplesPerSecond));
+        const losses = new Set(VARIANTS.flatMap((v) => r[v].map((m) => m.trainLoss)));
         return [
           model,
           {
             examples_per_second: Object.fromEntries(
-              (['local', 'grpc-feed', 'service'] as const).map((v) => [
-                v,
-                r[v].map((m) => Math.round(m.examplesPerSecond)),
-              ]),
+              VARIANTS.map((v) => [v, r[v].map((m) => Math.round(m.examplesPerSecond))]),
             ),
             median_examples_per_second: {
               local: Math.round(med('local')),
               grpc_feed: Math.round(med('grpc-feed')),
               service: Math.round(med('service')),
+              cli: Math.round(med('cli')),
             },
             ratio_service_to_local: round(med('service') / med('local'), 3),
+            ratio_service_to_cli: round(med('service') / med('cli'), 3),
             ratio_grpc_feed_to_local: round(med('grpc-feed') / med('local'), 3),
-            data_wait_share: Object.fromEntries(
-              (['local', 'grpc-feed', 'service'] as const).map((v) => [v, r[v].map((m) => round(m.dataWaitShare, 4))]),
+            data_wait_share: Object.fromEntries(VARIANTS.map((v) => [v, r[v].map((m) => round(m.dataWaitShare, 4))])),
+            median_data_wait_share: Object.fromEntries(
+              VARIANTS.map((v) => [v, round(median(r[v].map((m) => m.dataWaitShare)), 4)]),
             ),
             same_loss_every_variant: losses.size === 1,
             dev_accuracy: r.service[0]!.devAccuracy,

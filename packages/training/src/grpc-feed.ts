@@ -42,7 +42,7 @@ function isNotFound(e: unknown): boolean {
 export async function openGrpcFeed(options: GrpcFeedOptions): Promise<DataFeed> {
   const { embedding, dataset, prepare, signal } = options;
   const call = { timeoutMs: options.timeoutMs ?? 900_000, ...(signal ? { signal } : {}) };
-  const prefetch = Math.max(1, options.prefetch ?? 16);
+  const prefetch = Math.max(1, options.prefetch ?? 64);
   if (options.datasetId === undefined && prepare === undefined) {
     throw new InvalidInputError('name the data: a dataset_id or a source to prepare', { field: 'dataset_id' });
   }

@@ -151,7 +151,7 @@ export async function portFeed(
   port: MessagePort,
   options: { prefetch?: number; log?: (line: string) => void; signal?: AbortSignal } = {},
 ): Promise<DataFeed> {
-  const prefetch = Math.max(1, options.prefetch ?? 16);
+  const prefetch = Math.max(1, options.prefetch ?? 64);
   let nextStream = 1;
   type Waiter = { resolve: (v: unknown) => void; reject: (e: Error) => void };
   let pending: Waiter | undefined; // the one outstanding open/matrix request

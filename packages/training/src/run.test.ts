@@ -101,6 +101,66 @@ describe('train', () => {
     assert.ok(r.epochs.slice(r.bestEpoch).every((e) => e.devAccuracy! <= r.devAccuracy!));
   });
 
+  test('each epoch is asked for before the one before it is scored; one asked for and not trained is stopped', async () => {
+    const base = localFeed(toyData());
+    const log: string[] = [];
+    let streams = 0;
+    /** The base feed, logging when a stream starts (its first batch asked for) and when it ends. */
+    const logged: DataFeed = {
+      ...base,
+      async *batches(split, o, signal) {
+        const name = split === 'train' ? `train ${o.epoch}` : split;
+        log.push(`open ${name}`);
+        streams++;
+        let n = 0;
+        try {
+          for await (const b of base.batches(split, o, signal) as AsyncIterable<Batch>) {
+            n++;
+            yield b;
+          }
+        } finally {
+          streams--;
+          log.push(`end ${name} after ${n}`);
+        }
+      },
+    };
+    const r = await train(cfg({ epochs: 40, patience: 2, learningRate: 0.2 }), logged, {
+      events: { onEpoch: (e) => log.push(`scored ${e.epoch - 1}`) },
+    });
+    assert.equal(r.stopReason, 'early-stopping');
+    const at = (entry: string): number => {
+      const i = log.indexOf(entry);
+      assert.ok(i >= 0, `${entry} missing from ${log.join(', ')}`);
+      return i;
+    };
+    // The first epoch before the dev batches; epoch e + 1 before epoch e is scored.
+    assert.ok(at('open train 0') < at('open dev'));
+    for (let e = 0; e + 1 < r.epochs.length; e++) assert.ok(at(`open train ${e + 1}`) < at(`scored ${e}`));
+    // Every trained epoch read whole.
+    const steps = Math.ceil(toyData().splits[0]!.examples.length / 32);
+    for (let e = 0; e < r.epochs.length; e++) assert.ok(log.includes(`end train ${e} after ${steps}`), log.join(', '));
+    // The epoch asked for after the last one trained: stopped after its first batch, before the final scoring.
+    const extra = r.epochs.length;
+    assert.ok(at(`end train ${extra} after 1`) < log.lastIndexOf('open train 0'), log.join(', '));
+    assert.ok(!log.includes(`open train ${extra + 1}`));
+    assert.equal(streams, 0, 'every stream ended');
+  });
+
+  test('a run of one epoch asks for no epoch it will not train', async () => {
+    const base = localFeed(toyData());
+    const opened: number[] = [];
+    const feed: DataFeed = {
+      ...base,
+      batches(split, o, signal) {
+        if (split === 'train') opened.push(o.epoch);
+        return base.batches(split, o, signal);
+      },
+    };
+    await train(cfg({ epochs: 1 }), feed);
+    // The final scoring reads the train split in order (epoch 0, unshuffled): one shuffled epoch was asked for.
+    assert.deepEqual(opened, [0, 0]);
+  });
+
   test('learning-rate decay on a plateau', async () => {
     const r = await train(cfg({ epochs: 12, lrDecay: 0.5, learningRate: 0.2 }), localFeed(toyData()));
     const rates = r.epochs.map((e) => e.learningRate);

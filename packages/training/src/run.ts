@@ -141,6 +141,53 @@ async function* timed(source: AsyncIterable<Batch>, wait: { seconds: number }): 
   }
 }
 
+/**
+ * One epoch's training batches asked for ahead of the loop that reads them: the first batch is requested when the
+ * epoch is opened, so the producer (the dataset service over gRPC, or the planner in this thread) plans the epoch
+ * and sends its first batches while the loop is still busy (fetching dev batches, scoring the previous epoch).
+ * `batches` reads it, timing the waits; `close` stops an epoch that will not be read (early stopping, failure).
+ */
+class OpenedEpoch {
+  readonly #stop = new AbortController();
+  readonly #iterator: AsyncIterator<Batch>;
+  #first: Promise<IteratorResult<Batch>> | undefined;
+
+  constructor(open: (signal: AbortSignal) => AsyncIterable<Batch>, signal: AbortSignal | undefined) {
+    this.#iterator = open(signal === undefined ? this.#stop.signal : AbortSignal.any([signal, this.#stop.signal]))[
+      Symbol.asyncIterator
+    ]();
+    this.#first = this.#iterator.next();
+    // A failure of the early request surfaces when the loop reads it, or is dropped with an epoch never read.
+    this.#first.catch(() => {});
+  }
+
+  async *batches(wait: { seconds: number }): AsyncGenerator<Batch> {
+    try {
+      for (;;) {
+        const t0 = performance.now();
+        const pending = this.#first ?? this.#iterator.next();
+        this.#first = undefined;
+        const r = await pending;
+        wait.seconds += (performance.now() - t0) / 1000;
+        if (r.done) return;
+        yield r.value;
+      }
+    } finally {
+      await this.close();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#stop.abort();
+    this.#first = undefined;
+    try {
+      await this.#iterator.return?.();
+    } catch {
+      // The stream failed after it was given up: nothing reads it any more.
+    }
+  }
+}
+
 async function collect(source: AsyncIterable<Batch>): Promise<Batch[]> {
   const out: Batch[] = [];
   for await (const b of source) out.push(b);
@@ -205,6 +252,8 @@ export async function train(config: TrainingConfig, feed: DataFeed, options: Tra
   if (parallel !== undefined)
     events.onMessage?.(`data-parallel: ${workers} replicas (this thread and ${workers - 1} worker threads)`);
   const model = parallel?.model ?? createModel(modelConfig, { embeddings: matrix });
+  /** The next epoch's batches, asked for ahead (see OpenedEpoch). */
+  let opened: OpenedEpoch | undefined;
   try {
     const key = checkpointKey(config, info.vocabHash);
     let history: EpochEvent[] = [];
@@ -231,9 +280,24 @@ export async function train(config: TrainingConfig, feed: DataFeed, options: Tra
       events.onMessage?.(`resumed after epoch ${restored.epoch} from a checkpoint`);
     }
 
+    const fullBatch = config.batchSize === 0;
+    const epochOptions = (epoch: number): EpochOptions => ({
+      batchSize: config.batchSize,
+      seed: config.seed,
+      epoch,
+      shuffle: true,
+      bucketing: config.bucketing,
+    });
+    const openEpoch = (epoch: number): OpenedEpoch | undefined =>
+      fullBatch || epoch >= config.epochs
+        ? undefined
+        : new OpenedEpoch((s) => feed.batches(config.trainSplit, epochOptions(epoch), s), signal);
+    let stopReason: StopReason = 'epochs';
+    if (config.patience > 0 && badEpochs >= config.patience) stopReason = 'early-stopping';
+    // The first epoch's batches are asked for now, so they come while the dev batches are fetched.
+    if (stopReason === 'epochs') opened = openEpoch(history.length);
     // Dev batches are the same every epoch: fetched once.
     const devBatches = devInfo === undefined ? undefined : await collect(feed.batches(devInfo.name, scoring, signal));
-    const fullBatch = config.batchSize === 0;
     const stepsInEpoch = fullBatch
       ? 1
       : Math.min(
@@ -241,8 +305,6 @@ export async function train(config: TrainingConfig, feed: DataFeed, options: Tra
           config.maxBatchesPerEpoch > 0 ? config.maxBatchesPerEpoch : Number.POSITIVE_INFINITY,
         );
     const every = options.stepEvery ?? Math.max(1, Math.floor(stepsInEpoch / 20));
-    let stopReason: StopReason = 'epochs';
-    if (config.patience > 0 && badEpochs >= config.patience) stopReason = 'early-stopping';
 
     for (let epoch = history.length; epoch < config.epochs && stopReason === 'epochs'; epoch++) {
       if (signal?.aborted) throw cancelled(signal);
@@ -274,14 +336,9 @@ export async function train(config: TrainingConfig, feed: DataFeed, options: Tra
         examples = r.examples;
         step = 1;
       } else {
-        const batchOptions: EpochOptions = {
-          batchSize: config.batchSize,
-          seed: config.seed,
-          epoch,
-          shuffle: true,
-          bucketing: config.bucketing,
-        };
-        for await (const batch of timed(feed.batches(config.trainSplit, batchOptions, signal), wait)) {
+        const current = opened ?? openEpoch(epoch)!;
+        opened = undefined;
+        for await (const batch of current.batches(wait)) {
           if (signal?.aborted) throw cancelled(signal);
           // Word dropout draws from the run's seed and the global step, so a resumed run drops the same tokens.
           const input =
@@ -313,6 +370,8 @@ export async function train(config: TrainingConfig, feed: DataFeed, options: Tra
       if (signal?.aborted) throw cancelled(signal);
       if (examples === 0) throw new InvalidInputError(`epoch ${epoch + 1} had no batches`, { field: 'train_split' });
       const trainSeconds = (performance.now() - epochStart) / 1000;
+      // The next epoch's batches are asked for before this one is scored (closed below if the run stops here).
+      opened = openEpoch(epoch + 1);
       const record: EpochEvent = {
         epoch: epoch + 1,
         trainLoss: loss / examples,
@@ -362,6 +421,9 @@ export async function train(config: TrainingConfig, feed: DataFeed, options: Tra
         });
       }
     }
+    // An epoch asked for ahead and not trained (early stopping) is stopped before the final scoring.
+    await opened?.close();
+    opened = undefined;
     if (stopReason === 'early-stopping')
       events.onMessage?.(
         `early stopping: no better dev accuracy in ${config.patience} epochs (best epoch ${best?.epoch})`,
@@ -396,6 +458,7 @@ export async function train(config: TrainingConfig, feed: DataFeed, options: Tra
       workers,
     };
   } finally {
+    await opened?.close();
     await parallel?.close();
     model.dispose();
   }
