@@ -5,13 +5,13 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { selectBackend } from '@ch8/backend/select';
 import { epochBatches } from '@ch8/batching/plan';
-import { CancelledError, InvalidInputError } from '@ch8/errors';
+import { InvalidInputError } from '@ch8/errors';
 import { createModel, type NamedWeight, type SentimentModel } from '@ch8/models/model';
 import { AVERAGE_EVERY, WeightAverage } from './average.ts';
-import { decodeCheckpoint, directoryCheckpointStore, encodeCheckpoint } from './checkpoints.ts';
+import { decodeCheckpoint, encodeCheckpoint } from './checkpoints.ts';
 import { resolveTrainingConfig, type TrainingConfigInput } from './config.ts';
 import { localFeed } from './feed.ts';
-import { toyData } from './fixtures.ts';
+import { interruptAndResume, toyData } from './fixtures.ts';
 import { train } from './run.ts';
 
 await selectBackend({ prefer: 'cpu' });
@@ -119,26 +119,12 @@ describe('a run with weight averaging', () => {
 
   test('resumes bit-identically from a checkpoint, which stores the average', async () => {
     const config = cfg({ weightAverage: 0.95, patience: 3, epochs: 4 });
-    const whole = await train(config, localFeed(toyData()), {
-      checkpoints: directoryCheckpointStore(join(dir, 'whole')),
-    });
-    const store = directoryCheckpointStore(join(dir, 'cut'));
-    const abort = new AbortController();
-    await assert.rejects(
-      train(config, localFeed(toyData()), {
-        checkpoints: store,
-        signal: abort.signal,
-        events: { onEpoch: (e) => e.epoch === 2 && abort.abort() },
-      }),
-      CancelledError,
-    );
+    const { whole, resumed, store } = await interruptAndResume(config, dir);
     const saved = await store.load();
     assert.ok(saved?.average !== null && saved?.average !== undefined);
     const again = decodeCheckpoint(encodeCheckpoint(saved), 'x');
     assert.deepEqual(again.average, saved.average);
     assert.deepEqual(again.best, saved.best);
-    const resumed = await train(config, localFeed(toyData()), { checkpoints: store });
-    assert.equal(resumed.resumedFromEpoch, 2);
     assert.deepEqual(
       resumed.epochs.map((e) => [e.trainLoss, e.devAccuracy, e.devLoss]),
       whole.epochs.map((e) => [e.trainLoss, e.devAccuracy, e.devLoss]),

@@ -1,8 +1,17 @@
-/** A small generated data set whose right answer is known (for the tests): label 1 when positive words outnumber negative ones. */
+/**
+ * Test fixtures: a small generated data set whose right answer is known (label 1 when positive words outnumber
+ * negative ones), and the interrupt-and-resume pattern the checkpoint tests share.
+ */
+import assert from 'node:assert/strict';
+import { basename, join } from 'node:path';
 import type { Example } from '@ch8/datasets/prepare';
+import { CancelledError } from '@ch8/errors';
 import { uniform01 } from '@ch8/random';
 import { vocabularyHash } from '@ch8/embeddings/vocabulary';
-import type { PreparedData } from './feed.ts';
+import { directoryCheckpointStore } from './checkpoints.ts';
+import type { TrainingConfig } from './config.ts';
+import { localFeed, type PreparedData } from './feed.ts';
+import { train, type TrainResult } from './run.ts';
 
 export const DIM = 8;
 
@@ -54,4 +63,39 @@ export function toyData(options: { seed?: number; train?: number; dev?: number }
       { name: 'dev', ...dev },
     ],
   };
+}
+
+/**
+ * Trains `config` on {@link toyData} whole (checkpoints in `<dir>/whole`), then again cancelled after epoch `cutAfter`
+ * (checkpoints in `<dir>/cut`; the cancellation is asserted), then resumed from the cut run's checkpoints. The
+ * caller compares `resumed` with `whole`; `cutFiles` names the checkpoint files the cut run left (newest first);
+ * `store` is that checkpoint store, as the resumed run left it.
+ */
+export async function interruptAndResume(
+  config: TrainingConfig,
+  dir: string,
+  cutAfter = 2,
+): Promise<{
+  whole: TrainResult;
+  resumed: TrainResult;
+  cutFiles: string[];
+  store: ReturnType<typeof directoryCheckpointStore>;
+}> {
+  const whole = await train(config, localFeed(toyData()), {
+    checkpoints: directoryCheckpointStore(join(dir, 'whole')),
+  });
+  const store = directoryCheckpointStore(join(dir, 'cut'));
+  const abort = new AbortController();
+  await assert.rejects(
+    train(config, localFeed(toyData()), {
+      checkpoints: store,
+      signal: abort.signal,
+      events: { onEpoch: (e) => e.epoch === cutAfter && abort.abort() },
+    }),
+    CancelledError,
+  );
+  const cutFiles = (await store.files()).map((f) => basename(f));
+  const resumed = await train(config, localFeed(toyData()), { checkpoints: store });
+  assert.equal(resumed.resumedFromEpoch, cutAfter);
+  return { whole, resumed, cutFiles, store };
 }

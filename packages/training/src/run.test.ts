@@ -13,7 +13,7 @@ import { directoryCheckpointStore } from './checkpoints.ts';
 import { resolveTrainingConfig, type TrainingConfigInput } from './config.ts';
 import { exportRun } from './export.ts';
 import { localFeed, type DataFeed } from './feed.ts';
-import { toyData } from './fixtures.ts';
+import { interruptAndResume, toyData } from './fixtures.ts';
 import { train, type EpochEvent, type StepEvent } from './run.ts';
 
 await selectBackend({ prefer: 'cpu' });
@@ -235,25 +235,8 @@ describe('checkpoints and resume', () => {
   test('a run interrupted after an epoch resumes from its checkpoint and ends bit-identical to an uninterrupted run', async () => {
     for (const model of ['bow-finetune', 'mlp'] as const) {
       const config = cfg({ model, epochs: 4, patience: 3 });
-      const whole = await train(config, localFeed(toyData()), {
-        checkpoints: directoryCheckpointStore(join(dir, `whole-${model}`)),
-      });
-      const store = directoryCheckpointStore(join(dir, `cut-${model}`));
-      const abort = new AbortController();
-      await assert.rejects(
-        train(config, localFeed(toyData()), {
-          checkpoints: store,
-          signal: abort.signal,
-          events: { onEpoch: (e) => e.epoch === 2 && abort.abort() },
-        }),
-        CancelledError,
-      );
-      assert.deepEqual(
-        (await store.files()).map((f) => f.split('/').at(-1)),
-        ['epoch-2.ckpt', 'epoch-1.ckpt'],
-      );
-      const resumed = await train(config, localFeed(toyData()), { checkpoints: store });
-      assert.equal(resumed.resumedFromEpoch, 2);
+      const { whole, resumed, cutFiles } = await interruptAndResume(config, join(dir, model));
+      assert.deepEqual(cutFiles, ['epoch-2.ckpt', 'epoch-1.ckpt']);
       assert.deepEqual(
         resumed.epochs.map((e) => [e.trainLoss, e.devAccuracy, e.devLoss]),
         whole.epochs.map((e) => [e.trainLoss, e.devAccuracy, e.devLoss]),

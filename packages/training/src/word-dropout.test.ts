@@ -4,11 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { selectBackend } from '@ch8/backend/select';
-import { CancelledError, InvalidInputError } from '@ch8/errors';
-import { directoryCheckpointStore } from './checkpoints.ts';
+import { InvalidInputError } from '@ch8/errors';
 import { resolveTrainingConfig, type TrainingConfigInput } from './config.ts';
 import { localFeed } from './feed.ts';
-import { toyData } from './fixtures.ts';
+import { interruptAndResume, toyData } from './fixtures.ts';
 import { train } from './run.ts';
 
 await selectBackend({ prefer: 'cpu' });
@@ -25,25 +24,10 @@ const cfg = (extra: Partial<TrainingConfigInput> = {}) =>
 test('word dropout changes what the steps see, still learns the task, and resumes bit-identically', async () => {
   const config = cfg({ wordDropout: 0.3, patience: 4 });
   const plain = await train(cfg({ patience: 4 }), localFeed(toyData()));
-  const whole = await train(config, localFeed(toyData()), {
-    checkpoints: directoryCheckpointStore(join(dir, 'whole')),
-  });
+  const { whole, resumed } = await interruptAndResume(config, dir);
   assert.notEqual(whole.epochs[0]!.trainLoss, plain.epochs[0]!.trainLoss);
   // The toy task's answer is known (fixtures.ts): well above chance with a third of the words gone.
   assert.ok(whole.devAccuracy! > 0.8, `dev accuracy ${whole.devAccuracy}`);
-
-  const store = directoryCheckpointStore(join(dir, 'cut'));
-  const abort = new AbortController();
-  await assert.rejects(
-    train(config, localFeed(toyData()), {
-      checkpoints: store,
-      signal: abort.signal,
-      events: { onEpoch: (e) => e.epoch === 2 && abort.abort() },
-    }),
-    CancelledError,
-  );
-  const resumed = await train(config, localFeed(toyData()), { checkpoints: store });
-  assert.equal(resumed.resumedFromEpoch, 2);
   assert.deepEqual(
     resumed.epochs.map((e) => [e.trainLoss, e.devAccuracy]),
     whole.epochs.map((e) => [e.trainLoss, e.devAccuracy]),
