@@ -101,7 +101,6 @@ export function limitsConfigSpec(prefix: string, d: LimitDefaults) {
   } satisfies Record<string, FieldSpec>;
 }
 
-/** `<prefix>_HEALTH_ADDR`: the plaintext health-only port, off by default. */
 /** The `<PREFIX>_METRICS_ADDR` setting (checked with `parseMetricsAddress`); each service has its own default port. */
 export function metricsAddressSpec(prefix: string, defaultAddress: string) {
   return {
@@ -114,6 +113,7 @@ export function metricsAddressSpec(prefix: string, defaultAddress: string) {
   } satisfies Record<string, FieldSpec>;
 }
 
+/** `<prefix>_HEALTH_ADDR`: the plaintext health-only port, off by default. */
 export function healthAddressSpec(prefix: string) {
   return {
     healthAddress: {
@@ -124,6 +124,17 @@ export function healthAddressSpec(prefix: string) {
     },
   } satisfies Record<string, FieldSpec>;
 }
+
+/** `CH8_LOG_LEVEL`, the same setting in every service. */
+export const logLevelSpec = {
+  logLevel: {
+    env: 'CH8_LOG_LEVEL',
+    kind: 'enum',
+    values: ['debug', 'info', 'warn', 'error'] as const,
+    default: 'info',
+    doc: 'log level',
+  },
+} satisfies Record<string, FieldSpec>;
 
 /** Checks the parsed limit settings (a default deadline may not exceed the cap) and names them. */
 export function callLimitsFromConfig(c: LimitDefaults, prefix: string, methods?: CallLimits['methods']): CallLimits {

@@ -4,8 +4,9 @@ import { tlsConfigSpec } from '@ch8/service-kit/tls';
 import {
   healthAddressSpec,
   limitsConfigSpec,
-  transportFromConfig,
+  logLevelSpec,
   metricsAddressSpec,
+  transportFromConfig,
 } from '@ch8/service-kit/transport';
 
 export const datasetConfigSpec = {
@@ -49,13 +50,7 @@ export const datasetConfigSpec = {
     defaultDeadlineMs: 900_000,
     maxDeadlineMs: 3_600_000,
   }),
-  logLevel: {
-    env: 'CH8_LOG_LEVEL',
-    kind: 'enum',
-    values: ['debug', 'info', 'warn', 'error'] as const,
-    default: 'info',
-    doc: 'log level',
-  },
+  ...logLevelSpec,
 } satisfies Record<string, FieldSpec>;
 
 /** StreamBatches feeds a training run for as long as the run reads: no deadline unless its caller sets one. */

@@ -5,8 +5,9 @@ import { tlsConfigSpec } from '@ch8/service-kit/tls';
 import {
   healthAddressSpec,
   limitsConfigSpec,
-  transportFromConfig,
+  logLevelSpec,
   metricsAddressSpec,
+  transportFromConfig,
 } from '@ch8/service-kit/transport';
 
 export const embeddingConfigSpec = {
@@ -40,13 +41,7 @@ export const embeddingConfigSpec = {
     defaultDeadlineMs: 900_000,
     maxDeadlineMs: 3_600_000,
   }),
-  logLevel: {
-    env: 'CH8_LOG_LEVEL',
-    kind: 'enum',
-    values: ['debug', 'info', 'warn', 'error'] as const,
-    default: 'info',
-    doc: 'log level',
-  },
+  ...logLevelSpec,
 } satisfies Record<string, FieldSpec>;
 
 export type EmbeddingConfig = ReturnType<typeof parseEmbeddingConfig>;

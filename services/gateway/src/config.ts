@@ -7,8 +7,9 @@ import { tlsConfigSpec } from '@ch8/service-kit/tls';
 import {
   healthAddressSpec,
   limitsConfigSpec,
-  transportFromConfig,
+  logLevelSpec,
   metricsAddressSpec,
+  transportFromConfig,
 } from '@ch8/service-kit/transport';
 
 export const gatewayConfigSpec = {
@@ -118,13 +119,7 @@ export const gatewayConfigSpec = {
     defaultDeadlineMs: 30_000,
     maxDeadlineMs: 300_000,
   }),
-  logLevel: {
-    env: 'CH8_LOG_LEVEL',
-    kind: 'enum',
-    values: ['debug', 'info', 'warn', 'error'] as const,
-    default: 'info',
-    doc: 'log level',
-  },
+  ...logLevelSpec,
 } satisfies Record<string, FieldSpec>;
 
 /** Which versions of a model serve: one pinned version, or the newest N that load. */

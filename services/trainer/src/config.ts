@@ -6,8 +6,9 @@ import { tlsConfigSpec } from '@ch8/service-kit/tls';
 import {
   healthAddressSpec,
   limitsConfigSpec,
-  transportFromConfig,
+  logLevelSpec,
   metricsAddressSpec,
+  transportFromConfig,
 } from '@ch8/service-kit/transport';
 
 export const trainerConfigSpec = {
@@ -70,13 +71,7 @@ export const trainerConfigSpec = {
     defaultDeadlineMs: 900_000,
     maxDeadlineMs: 3_600_000,
   }),
-  logLevel: {
-    env: 'CH8_LOG_LEVEL',
-    kind: 'enum',
-    values: ['debug', 'info', 'warn', 'error'] as const,
-    default: 'info',
-    doc: 'log level',
-  },
+  ...logLevelSpec,
 } satisfies Record<string, FieldSpec>;
 
 /** WatchRun follows a run to its end (hours on a large data set): no deadline unless its caller sets one. */
