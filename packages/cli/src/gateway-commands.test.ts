@@ -98,6 +98,9 @@ before(async () => {
       'cpu',
       '--poll-ms',
       '0',
+      // Two serving processes on the one port: the commands below reach either, and pin/unpin must reach both.
+      '--workers',
+      '2',
     ],
     // As `pnpm ch8` runs it: from the workspace root, the user's directory in INIT_CWD.
     { cwd: ROOT, env: { ...process.env, INIT_CWD: dir, CH8_LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] },
@@ -138,12 +141,15 @@ const predict = (argv: string[], stdin?: string) =>
 const models = (command: Parameters<typeof runCommand>[0], argv: string[]) =>
   runCommand(command, ['--addr', address, '--json', ...argv], { cwd: dir });
 
-test('ch8 serve says where it listens on standard error', () => {
+test('ch8 serve says where it listens on standard error, once for its two serving processes', async () => {
   assert.match(address, /^127\.0\.0\.1:\d+$/);
-  assert.ok(
-    stderr.some((l) => l.startsWith(`ch8 serve: gateway listening on ${address}`)),
-    stderr.join('\n'),
-  );
+  // Both workers start (each logs its own JSON line; the second may come a moment after the first).
+  const readyLogs = () => stderr.filter((l) => l.includes('"msg":"gateway ready"')).length;
+  for (let i = 0; i < 100 && readyLogs() < 2; i++) await new Promise((r) => setTimeout(r, 100));
+  assert.equal(readyLogs(), 2, stderr.join('\n'));
+  const said = (prefix: string) => stderr.filter((l) => l.startsWith(prefix)).length;
+  assert.equal(said(`ch8 serve: gateway listening on ${address}`), 1, stderr.join('\n'));
+  assert.equal(said('ch8 serve: ready on '), 1, stderr.join('\n'));
 });
 
 test('ch8 predict --json: one document with the model, version and per-text answers', async () => {

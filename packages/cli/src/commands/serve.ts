@@ -111,6 +111,7 @@ export const serveCommand: Command = {
       signal: null,
     };
     const lines = createInterface({ input: child.stderr! });
+    const said = new Set<string>();
     lines.on('line', (line) => {
       io.log(line);
       let record: Record<string, unknown>;
@@ -119,7 +120,11 @@ export const serveCommand: Command = {
       } catch {
         return;
       }
+      // With --workers N every serving process logs its own 'listening' and 'gateway ready' (they listen together,
+      // once all have loaded): each is said once.
       if (record['msg'] === 'listening' && typeof record['address'] === 'string') {
+        if (said.has('listening')) return;
+        said.add('listening');
         result.address = record['address'];
         io.log(`ch8 serve: gateway listening on ${result.address} (models ${repository})`);
       } else if (record['msg'] === 'metrics listening' && typeof record['url'] === 'string') {
@@ -129,6 +134,8 @@ export const serveCommand: Command = {
         const err = record['err'] as { message?: string } | undefined;
         io.log(`ch8 serve: no metrics endpoint on ${String(record['address'])}: ${err?.message ?? 'unknown error'}`);
       } else if (record['msg'] === 'gateway ready') {
+        if (said.has('ready')) return;
+        said.add('ready');
         const names = Array.isArray(record['models']) ? (record['models'] as string[]) : [];
         io.log(
           `ch8 serve: ready on ${result.address} with ${names.length > 0 ? names.join(', ') : 'no model yet (it polls for new versions)'}; Ctrl-C stops it`,
