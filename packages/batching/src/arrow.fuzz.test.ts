@@ -33,6 +33,7 @@ import fc from 'fast-check';
 import { isInvalidInput, isKnownError } from '@ch8/errors';
 import { decodeBatch, encodeBatch } from './arrow.ts';
 import { checkBatch, type Batch } from './collate.ts';
+import { applyMutations, byteMutationArb } from '@ch8/fuzz/mutate';
 
 const FACTOR = Number(process.env.CH8_FUZZ_RUNS ?? '1');
 const SEED = Number(process.env.CH8_FUZZ_SEED ?? '8072');
@@ -175,49 +176,15 @@ const batchArb: fc.Arbitrary<Batch> = fc
     indices: Int32Array.from(r.indices),
   }));
 
-type Mutation =
-  | { kind: 'cut'; at: number }
-  | { kind: 'flip'; at: number; bit: number }
-  | { kind: 'set'; at: number; byte: number }
-  | { kind: 'int32'; at: number; value: number }
-  | { kind: 'insert'; at: number; bytes: Uint8Array }
-  | { kind: 'delete'; at: number; n: number };
-
-const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
-  fc.record({ kind: fc.constant('cut' as const), at: fc.nat() }),
-  { weight: 3, arbitrary: fc.record({ kind: fc.constant('flip' as const), at: fc.nat(), bit: fc.nat(7) }) },
-  fc.record({ kind: fc.constant('set' as const), at: fc.nat(), byte: fc.constantFrom(0x00, 0xff, 0x7f, 0x80, 0x01) }),
-  // An aligned 32-bit word (lengths, offsets, counts in the flatbuffer) set to an extreme.
-  fc.record({
-    kind: fc.constant('int32' as const),
-    at: fc.nat(),
-    value: fc.constantFrom(0, -1, 1, 2 ** 31 - 1, -(2 ** 31), 0x10000, 8, 64),
-  }),
-  fc.record({
-    kind: fc.constant('insert' as const),
-    at: fc.nat(),
-    bytes: fc.uint8Array({ minLength: 1, maxLength: 8 }),
-  }),
-  fc.record({ kind: fc.constant('delete' as const), at: fc.nat(), n: fc.integer({ min: 1, max: 8 }) }),
-);
-
-function mutate(bytes: Uint8Array, mutations: readonly Mutation[]): Uint8Array {
-  let b = Buffer.from(bytes);
-  for (const m of mutations) {
-    const at = m.at % (b.length + 1);
-    if (m.kind === 'cut') b = b.subarray(0, at);
-    else if (m.kind === 'flip') {
-      if (at < b.length) b[at] = (b[at] as number) ^ (1 << m.bit);
-    } else if (m.kind === 'set') {
-      if (at < b.length) b[at] = m.byte;
-    } else if (m.kind === 'int32') {
-      const a = at - (at % 4);
-      if (a + 4 <= b.length) b.writeInt32LE(m.value, a);
-    } else if (m.kind === 'insert') b = Buffer.concat([b.subarray(0, at), m.bytes, b.subarray(at)]);
-    else b = Buffer.concat([b.subarray(0, at), b.subarray(at + m.n)]);
-  }
-  return new Uint8Array(b);
-}
+/** Byte mutations of an IPC stream: bit flips three times as often as each other kind; aligned 32-bit words (lengths,
+ * offsets, counts in the flatbuffer) set to extremes. */
+const mutationArb = byteMutationArb({
+  interesting: [0x00, 0xff, 0x7f, 0x80, 0x01],
+  flipWeight: 3,
+  insertRandomMax: 8,
+  deleteMax: 8,
+  int32Values: [0, -1, 1, 2 ** 31 - 1, -(2 ** 31), 0x10000, 8, 64],
+});
 
 const placeArb = fc.record({ offset: fc.integer({ min: 0, max: 40 }), after: fc.constantFrom(0, 0, 8, 4096) });
 
@@ -356,7 +323,13 @@ describe('Arrow batch decoder', () => {
         fc.array(mutationArb, { minLength: 1, maxLength: 3 }),
         placeArb,
         (batch, mutations, place) => {
-          agrees(mutate(encodeBatch(batch), mutations), place.offset, place.after, false, JSON.stringify(mutations));
+          agrees(
+            applyMutations(encodeBatch(batch), mutations),
+            place.offset,
+            place.after,
+            false,
+            JSON.stringify(mutations),
+          );
         },
       ),
       params(1500),
@@ -384,7 +357,13 @@ describe('Arrow batch decoder', () => {
         fc.option(fc.array(mutationArb, { maxLength: 2 }), { freq: 3 }),
         placeArb,
         (bytes, m, place) => {
-          agrees(m === null ? bytes : mutate(bytes, m), place.offset, place.after, m === null, 'other producer');
+          agrees(
+            m === null ? bytes : applyMutations(bytes, m),
+            place.offset,
+            place.after,
+            m === null,
+            'other producer',
+          );
         },
       ),
       params(300),

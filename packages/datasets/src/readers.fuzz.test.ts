@@ -17,6 +17,7 @@ import { isInvalidInput, isKnownError } from '@ch8/errors';
 import { parseLabelled, readLabelled, type LabelledFormat, type LabelledSourceOptions } from './labelled.ts';
 import type { LabelledRow } from './rows.ts';
 import { parseSst2Tsv, readSst2Tsv, streamSst2Tsv } from './sst2.ts';
+import { applyMutations, byteMutationArb, mutationsArb } from '@ch8/fuzz/mutate';
 
 const FACTOR = Number(process.env.CH8_FUZZ_RUNS ?? '1');
 const SEED = Number(process.env.CH8_FUZZ_SEED ?? '8071');
@@ -353,49 +354,11 @@ function serialize(t: Table, format: 'tsv' | 'csv', quoteAll: boolean): string {
   return (t.bom ? '\ufeff' : '') + ls.join(t.eol) + (t.finalEol ? t.eol : '');
 }
 
-type Mutation =
-  | { kind: 'cut'; at: number }
-  | { kind: 'flip'; at: number; bit: number }
-  | { kind: 'set'; at: number; byte: number }
-  | { kind: 'insert'; at: number; bytes: Uint8Array }
-  | { kind: 'delete'; at: number; n: number };
-
 const INTERESTING = [
   0x09, 0x0a, 0x0d, 0x20, 0x22, 0x2c, 0x30, 0x31, 0x5c, 0x7b, 0x7d, 0x5b, 0x5d, 0x3a, 0xef, 0xff, 0x00,
 ];
-const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
-  fc.record({ kind: fc.constant('cut' as const), at: fc.nat() }),
-  fc.record({ kind: fc.constant('flip' as const), at: fc.nat(), bit: fc.nat(7) }),
-  fc.record({ kind: fc.constant('set' as const), at: fc.nat(), byte: fc.constantFrom(...INTERESTING) }),
-  fc.record({
-    kind: fc.constant('insert' as const),
-    at: fc.nat(),
-    bytes: fc.oneof(
-      fc.uint8Array({ minLength: 1, maxLength: 3 }),
-      fc.constantFrom(...INTERESTING).map((c) => Uint8Array.of(c)),
-    ),
-  }),
-  fc.record({ kind: fc.constant('delete' as const), at: fc.nat(), n: fc.integer({ min: 1, max: 4 }) }),
-);
-const mutationsArb = fc.oneof(
-  { weight: 1, arbitrary: fc.constant([] as Mutation[]) },
-  { weight: 2, arbitrary: fc.array(mutationArb, { minLength: 1, maxLength: 3 }) },
-);
-
-function mutate(bytes: Uint8Array, mutations: readonly Mutation[]): Uint8Array {
-  let b = Buffer.from(bytes);
-  for (const m of mutations) {
-    const at = m.at % (b.length + 1);
-    if (m.kind === 'cut') b = b.subarray(0, at);
-    else if (m.kind === 'flip') {
-      if (at < b.length) b[at] = (b[at] as number) ^ (1 << m.bit);
-    } else if (m.kind === 'set') {
-      if (at < b.length) b[at] = m.byte;
-    } else if (m.kind === 'insert') b = Buffer.concat([b.subarray(0, at), m.bytes, b.subarray(at)]);
-    else b = Buffer.concat([b.subarray(0, at), b.subarray(at + m.n)]);
-  }
-  return new Uint8Array(b);
-}
+/** One to three byte mutations, or none (the file as written) about a third of the time. */
+const MUTATIONS = mutationsArb(byteMutationArb({ interesting: INTERESTING }));
 
 const utf8 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'utf8'));
 
@@ -405,8 +368,8 @@ const utf8 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'utf8'));
 describe('SST-2 TSV: parse, read and stream agree with the reference on mutated files', () => {
   test('mutated SST-2 files', async () => {
     await fc.assert(
-      fc.asyncProperty(tableArb('sentence', 'label'), mutationsArb, async (t, mutations) => {
-        const bytes = mutate(utf8(serialize(t, 'tsv', false)), mutations);
+      fc.asyncProperty(tableArb('sentence', 'label'), MUTATIONS, async (t, mutations) => {
+        const bytes = applyMutations(utf8(serialize(t, 'tsv', false)), mutations);
         const file = fileOf(bytes, 'tsv');
         const expected = refOutcome(() => refSst2(decode(bytes)));
         same(await actualOutcome(file, () => parseSst2Tsv(decode(bytes), file)), expected, 'parseSst2Tsv');
@@ -464,9 +427,9 @@ describe('labelled sources: TSV, CSV, JSON Lines, JSON agree with the reference 
             .chain((f) =>
               fc.tuple(fc.constant(f), tableArb(f.fields.text, f.fields.label), fc.boolean(), fc.boolean()),
             ),
-          mutationsArb,
+          MUTATIONS,
           async ([{ options, fields }, t, quoteAll, named], mutations) => {
-            const bytes = mutate(utf8(serialize(t, format, quoteAll)), mutations);
+            const bytes = applyMutations(utf8(serialize(t, format, quoteAll)), mutations);
             const file = fileOf(bytes, named ? 'txt' : format);
             const opts = named ? { ...options, format } : options;
             const expected = refOutcome(() => refLabelled(decode(bytes), format, fields));
@@ -530,14 +493,14 @@ describe('labelled sources: TSV, CSV, JSON Lines, JSON agree with the reference 
                 fc.boolean(),
               ),
             ),
-          mutationsArb,
+          MUTATIONS,
           async ([{ options, fields }, values, eol, bom, spaced], mutations) => {
             const text =
               (bom ? '\ufeff' : '') +
               (format === 'jsonl'
                 ? values.map(jsonText).join(eol) + eol
                 : `[${values.map(jsonText).join(spaced ? `,${eol} ` : ',')}]`);
-            const bytes = mutate(utf8(text), mutations);
+            const bytes = applyMutations(utf8(text), mutations);
             const file = fileOf(bytes, format);
             const expected = refOutcome(() => refLabelled(decode(bytes), format, fields));
             same(await actualOutcome(file, () => parseLabelled(decode(bytes), file, options)), expected, 'parse');

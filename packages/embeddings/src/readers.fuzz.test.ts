@@ -18,6 +18,7 @@ import { isInvalidInput, isKnownError } from '@ch8/errors';
 import { detectFormat, MAX_DIM } from './format.ts';
 import type { VectorFormat } from './format.ts';
 import { pruneVectors, readVectors } from './prune.ts';
+import { applyMutations, byteMutationArb, mutationsArb } from '@ch8/fuzz/mutate';
 
 const FACTOR = Number(process.env.CH8_FUZZ_RUNS ?? '1');
 const SEED = Number(process.env.CH8_FUZZ_SEED ?? '8070');
@@ -522,60 +523,12 @@ const binaryValueArb: fc.Arbitrary<number> = fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom(NaN, Infinity, -Infinity) },
 );
 
-type Mutation =
-  | { kind: 'cut'; at: number }
-  | { kind: 'flip'; at: number; bit: number }
-  | { kind: 'set'; at: number; byte: number }
-  | { kind: 'insert'; at: number; bytes: Uint8Array }
-  | { kind: 'delete'; at: number; n: number };
-
 const INTERESTING = [
   0x20, 0x0a, 0x0d, 0x09, 0x00, 0xff, 0x22, 0x2c, 0x5b, 0x5d, 0x7b, 0x7d, 0x5c, 0x2e, 0x2d, 0x65, 0x3a,
 ];
-const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
-  fc.record({ kind: fc.constant('cut' as const), at: fc.nat() }),
-  fc.record({ kind: fc.constant('flip' as const), at: fc.nat(), bit: fc.nat(7) }),
-  fc.record({ kind: fc.constant('set' as const), at: fc.nat(), byte: fc.constantFrom(...INTERESTING) }),
-  fc.record({
-    kind: fc.constant('insert' as const),
-    at: fc.nat(),
-    bytes: fc.oneof(
-      fc.uint8Array({ minLength: 1, maxLength: 3 }),
-      fc.constantFrom(...INTERESTING).map((c) => Uint8Array.of(c)),
-    ),
-  }),
-  fc.record({ kind: fc.constant('delete' as const), at: fc.nat(), n: fc.integer({ min: 1, max: 4 }) }),
-);
+const ONE_MUTATION = byteMutationArb({ interesting: INTERESTING });
 /** No mutation (well-formed files must read back) about a third of the time. */
-const mutationsArb = fc.oneof(
-  { weight: 1, arbitrary: fc.constant([] as Mutation[]) },
-  { weight: 2, arbitrary: fc.array(mutationArb, { minLength: 1, maxLength: 3 }) },
-);
-
-function mutate(bytes: Uint8Array, mutations: readonly Mutation[]): Uint8Array {
-  let b = Buffer.from(bytes);
-  for (const m of mutations) {
-    const at = m.at % (b.length + 1);
-    switch (m.kind) {
-      case 'cut':
-        b = b.subarray(0, at);
-        break;
-      case 'flip':
-        if (at < b.length) b[at] = (b[at] as number) ^ (1 << m.bit);
-        break;
-      case 'set':
-        if (at < b.length) b[at] = m.byte;
-        break;
-      case 'insert':
-        b = Buffer.concat([b.subarray(0, at), m.bytes, b.subarray(at)]);
-        break;
-      case 'delete':
-        b = Buffer.concat([b.subarray(0, at), b.subarray(at + m.n)]);
-        break;
-    }
-  }
-  return new Uint8Array(b);
-}
+const MUTATIONS = mutationsArb(ONE_MUTATION);
 
 /** Read window sizes: tiny ones put entries across chunk boundaries; undefined = the default 1 MiB. */
 const chunkArb = fc.constantFrom(undefined, 7, 16, 61, 4096);
@@ -772,8 +725,8 @@ describe('vector readers: mutated files read as the reference parse, or fail typ
   for (const { format, file } of FORMATS) {
     test(`${format}: readVectors`, async () => {
       await fc.assert(
-        fc.asyncProperty(file, mutationsArb, chunkArb, fc.boolean(), async (clean, mutations, chunkBytes, gz) => {
-          const bytes = mutate(clean, mutations);
+        fc.asyncProperty(file, MUTATIONS, chunkArb, fc.boolean(), async (clean, mutations, chunkBytes, gz) => {
+          const bytes = applyMutations(clean, mutations);
           const path = await fileOf(gz ? gzipSync(bytes) : bytes);
           const opts = chunkBytes === undefined ? { format } : { format, chunkBytes };
           same(
@@ -790,11 +743,11 @@ describe('vector readers: mutated files read as the reference parse, or fail typ
       await fc.assert(
         fc.asyncProperty(
           file,
-          mutationsArb,
+          MUTATIONS,
           chunkArb,
           fc.option(fc.array(wordArb, { minLength: 1, maxLength: 4 }), { freq: 3 }),
           async (clean, mutations, chunkBytes, extra) => {
-            const bytes = mutate(clean, mutations);
+            const bytes = applyMutations(clean, mutations);
             const path = await fileOf(bytes);
             const all = reference(format, bytes);
             // Request half of the words the file has (by the reference) plus some it lacks, or all (null).
@@ -848,10 +801,10 @@ describe('vector readers: mutated files read as the reference parse, or fail typ
     await fc.assert(
       fc.asyncProperty(
         fc.constantFrom(...FORMATS).chain(({ format, file }) => fc.tuple(fc.constant(format), file)),
-        mutationsArb,
+        MUTATIONS,
         fc.boolean(),
         async ([format, clean], mutations, gz) => {
-          const bytes = mutate(clean, mutations);
+          const bytes = applyMutations(clean, mutations);
           const path = await fileOf(gz ? gzipSync(bytes) : bytes);
           let detected: VectorFormat | undefined;
           try {
@@ -889,9 +842,9 @@ describe('vector readers: mutated files read as the reference parse, or fail typ
     await fc.assert(
       fc.asyncProperty(
         fc.constantFrom(...FORMATS).chain(({ format, file }) => fc.tuple(fc.constant(format), file)),
-        fc.array(mutationArb, { minLength: 1, maxLength: 2 }),
+        fc.array(ONE_MUTATION, { minLength: 1, maxLength: 2 }),
         async ([format, clean], mutations) => {
-          const gz = mutate(gzipSync(clean), mutations);
+          const gz = applyMutations(gzipSync(clean), mutations);
           const path = await fileOf(gz);
           let inner: Uint8Array | undefined;
           try {

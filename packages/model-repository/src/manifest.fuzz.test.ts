@@ -19,6 +19,7 @@ import { vocabularyHash } from '@ch8/embeddings/vocabulary';
 import { resolveConfig, type ModelKind } from '@ch8/models/config';
 import { validateManifest, type ModelManifest } from './manifest.ts';
 import { readManifest } from './repository.ts';
+import { applyMutations, byteMutationArb } from '@ch8/fuzz/mutate';
 
 const FACTOR = Number(process.env.CH8_FUZZ_RUNS ?? '1');
 const SEED = Number(process.env.CH8_FUZZ_SEED ?? '8073');
@@ -346,31 +347,13 @@ async function readOutcome(dir: string): Promise<Outcome> {
   }
 }
 
-type ByteMutation =
-  | { kind: 'cut'; at: number }
-  | { kind: 'flip'; at: number; bit: number }
-  | { kind: 'insert'; at: number; byte: number };
-const byteMutationArb: fc.Arbitrary<ByteMutation> = fc.oneof(
-  fc.record({ kind: fc.constant('cut' as const), at: fc.nat() }),
-  { weight: 3, arbitrary: fc.record({ kind: fc.constant('flip' as const), at: fc.nat(), bit: fc.nat(7) }) },
-  fc.record({
-    kind: fc.constant('insert' as const),
-    at: fc.nat(),
-    byte: fc.constantFrom(0x22, 0x2c, 0x7d, 0x5d, 0x30, 0xff, 0x20),
-  }),
-);
-
-function mutateBytes(bytes: Uint8Array, ms: readonly ByteMutation[]): Uint8Array {
-  let b = Buffer.from(bytes);
-  for (const m of ms) {
-    const at = m.at % (b.length + 1);
-    if (m.kind === 'cut') b = b.subarray(0, at);
-    else if (m.kind === 'flip') {
-      if (at < b.length) b[at] = (b[at] as number) ^ (1 << m.bit);
-    } else b = Buffer.concat([b.subarray(0, at), Buffer.of(m.byte), b.subarray(at)]);
-  }
-  return new Uint8Array(b);
-}
+/** Byte mutations of a manifest's JSON text: cuts, bit flips (3x as often), single JSON-relevant bytes inserted. */
+const byteMutationsArb = byteMutationArb({
+  interesting: [0x22, 0x2c, 0x7d, 0x5d, 0x30, 0xff, 0x20],
+  flipWeight: 3,
+  insertRandomMax: 0,
+  deleteMax: 0,
+});
 
 /** A valid formatVersion 1 manifest (what `ch8 train --out` wrote). */
 const v1 = (): Json =>
@@ -406,10 +389,10 @@ describe('manifest.json files: cut and bit-flipped', () => {
       fc.asyncProperty(
         fc.constantFrom(...KINDS),
         fc.boolean(),
-        fc.array(byteMutationArb, { minLength: 1, maxLength: 2 }),
+        fc.array(byteMutationsArb, { minLength: 1, maxLength: 2 }),
         async (kind, pretty, ms) => {
           const text = JSON.stringify(sample(kind), null, pretty ? 2 : undefined);
-          const bytes = mutateBytes(Buffer.from(text), ms);
+          const bytes = applyMutations(Buffer.from(text), ms);
           const dir = await writeManifest(bytes);
           const got = await readOutcome(dir);
           if (got.ok) {
