@@ -13,7 +13,6 @@
  *
  *   pnpm bench:torch-compare [--models LIST] [--rounds N] [--workers 1,2] [--threads N] [--sst2 DIR] [--vectors FILE]
  */
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -21,6 +20,7 @@ import { ROOT } from '@ch8/cli/launch';
 import { defaultVectorsPath } from '@ch8/embeddings/prune';
 import type { ModelKind } from '@ch8/models/config';
 import { modelList, readArgs } from './src/args.ts';
+import { failure, runChild } from './src/child.ts';
 
 const SEED = 1;
 const BATCH = 64;
@@ -73,58 +73,6 @@ function median(xs: readonly number[]): number | null {
 }
 const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
-interface ChildResult {
-  code: number | null;
-  stdout: string;
-  /** The last lines the child wrote to stderr (and, for the reference, stdout), for error reports. */
-  tail: string[];
-  seconds: number;
-}
-
-/**
- * Runs a child to its end; its stderr (and stdout when `stdoutIsProgress`) goes to our stderr line by line under
- * `label`. Never rejects: a child that cannot start has code null and the reason in its tail.
- */
-function runChild(label: string, cmd: string, args: string[], stdoutIsProgress: boolean): Promise<ChildResult> {
-  return new Promise((done) => {
-    const t0 = performance.now();
-    const tail: string[] = [];
-    let stdout = '';
-    const child = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    const progress = (): ((chunk: Buffer) => void) => {
-      let partial = '';
-      return (chunk) => {
-        const lines = (partial + chunk.toString('utf8')).split('\n');
-        partial = lines.pop()!;
-        for (const line of lines) {
-          process.stderr.write(`  [${label}] ${line}\n`);
-          tail.push(line);
-          if (tail.length > 20) tail.shift();
-        }
-      };
-    };
-    child.stderr.on('data', progress());
-    if (stdoutIsProgress) child.stdout.on('data', progress());
-    else child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
-    let settled = false;
-    const finish = (code: number | null, reason?: string): void => {
-      if (settled) return;
-      settled = true;
-      if (reason !== undefined) tail.push(reason);
-      done({ code, stdout, tail, seconds: round((performance.now() - t0) / 1000, 1) });
-    };
-    child.on('error', (e) => finish(null, `cannot start ${cmd}: ${e.message}`));
-    child.on('close', (code, signal) => finish(code, signal !== null ? `killed by ${signal}` : undefined));
-  });
-}
-
-/** Why a child failed, from its exit code and its last lines. */
-const failure = (r: ChildResult): string =>
-  `exit ${r.code ?? 'none'}: ${r.tail
-    .filter((l) => l.trim() !== '')
-    .slice(-6)
-    .join(' | ')}`;
-
 // --- The reference's environment: torch, and the vectors in word2vec format (converted once) ------------------------
 const refModels = opts.models.flatMap((m) => REFERENCE_NAMES[m] ?? []);
 const reference: { python: string; script: string; torch?: string; vectors?: string; error?: string } = {
@@ -132,7 +80,7 @@ const reference: { python: string; script: string; torch?: string; vectors?: str
   script: join(PEERS, 'ch8_torch.py'),
 };
 if (refModels.length > 0) {
-  const probe = await runChild('python', PYTHON, ['-c', 'import torch; print(torch.__version__)'], false);
+  const probe = await runChild('python', PYTHON, ['-c', 'import torch; print(torch.__version__)']);
   if (probe.code !== 0) reference.error = `torch not importable with ${PYTHON} (${failure(probe)})`;
   else reference.torch = probe.stdout.trim();
 }
@@ -148,12 +96,9 @@ if (refModels.length > 0 && reference.error === undefined) {
       log(`converting ${source} to word2vec format (once): ${target}`);
       mkdirSync(dirname(target), { recursive: true });
       const partial = `${target}.${process.pid}.partial`;
-      const r = await runChild(
-        'convert',
-        PYTHON,
-        [join(PEERS, 'convert_glove.py'), source, partial, '/dev/null'],
-        true,
-      );
+      const r = await runChild('convert', PYTHON, [join(PEERS, 'convert_glove.py'), source, partial, '/dev/null'], {
+        stdoutIsProgress: true,
+      });
       if (r.code === 0) renameSync(partial, target);
       else {
         rmSync(partial, { force: true });
@@ -220,7 +165,7 @@ async function runReference(r: number): Promise<void> {
     out,
   ];
   log(`round ${r + 1}: reference ${refModels.join(',')}`);
-  const res = await runChild(`reference r${r + 1}`, PYTHON, args, true);
+  const res = await runChild(`reference r${r + 1}`, PYTHON, args, { stdoutIsProgress: true });
   let outcome: Outcome<RefRow>;
   try {
     if (res.code !== 0) throw new Error(failure(res));
@@ -257,7 +202,7 @@ async function runOurs(r: number, workers: number): Promise<void> {
     '--json',
   ];
   log(`round ${r + 1}: ours ${opts.models.join(',')}, ${workers} worker${workers > 1 ? 's' : ''}`);
-  const res = await runChild(`ours w${workers} r${r + 1}`, process.execPath, args, false);
+  const res = await runChild(`ours w${workers} r${r + 1}`, process.execPath, args);
   let outcome: Outcome<OursRow>;
   let backend: unknown;
   try {

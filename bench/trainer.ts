@@ -17,7 +17,6 @@
  *
  *   pnpm bench:trainer [--sst2 DIR] [--models bow-finetune,cnn] [--rounds 2]
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -37,6 +36,7 @@ import { openGrpcFeed } from '@ch8/training/grpc-feed';
 import { trainingConfigToProto } from '@ch8/training/proto';
 import { train } from '@ch8/training/run';
 import { modelList, readArgs } from './src/args.ts';
+import { failure, runChild } from './src/child.ts';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 let sst2 = resolve(here, '..', '..', 'shared', 'data', 'sst2');
@@ -131,18 +131,11 @@ try {
       ...['--seed', String(c.seed), '--backend', 'wasm', '--no-export', '--json'],
       ...['--train', join(sst2, 'train.tsv'), '--dev', join(sst2, 'dev.tsv')],
     ];
-    const child = spawn(process.execPath, args, {
-      cwd: ROOT,
+    const r = await runChild(`ch8 train ${c.model}`, process.execPath, args, {
       env: { ...process.env, CH8_CACHE_DIR: cacheDir, CH8_HOME: home, CH8_LOG_LEVEL: 'warn' },
-      stdio: ['ignore', 'pipe', 'pipe'],
     });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (d: Buffer) => out.push(d));
-    child.stderr.on('data', (d: Buffer) => err.push(d));
-    const code = await new Promise<number | null>((r) => child.once('exit', r));
-    if (code !== 0) throw new Error(`ch8 train exited with ${code}: ${Buffer.concat(err).toString()}`);
-    const e = (JSON.parse(Buffer.concat(out).toString()) as { epochs: Record<string, number>[] }).epochs[0]!;
+    if (r.code !== 0) throw new Error(`ch8 train: ${failure(r)}`);
+    const e = (JSON.parse(r.stdout) as { epochs: Record<string, number>[] }).epochs[0]!;
     return {
       examplesPerSecond: e['train_examples_per_second']!,
       dataWaitShare: e['data_wait_share']!,
