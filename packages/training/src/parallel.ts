@@ -325,8 +325,8 @@ export class DataParallel {
     this.syncedSteps = primary.steps;
   }
 
-  /** Issues a PART or SYNC (its words written by the caller): OP, then SEQ, then the generation word. */
-  private command(op: typeof PART | typeof SYNC): void {
+  /** Issues a PART, SYNC or STOP (its words written by the caller): OP, then SEQ, then the generation word. */
+  private command(op: typeof PART | typeof SYNC | typeof STOP): void {
     const { ctrl } = this;
     Atomics.store(ctrl, DONE, 0);
     Atomics.store(ctrl, OP, op);
@@ -412,11 +412,7 @@ export class DataParallel {
   async close(graceMs = 2000): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    const ctrl = this.ctrl;
-    Atomics.store(ctrl, OP, STOP);
-    Atomics.add(ctrl, SEQ, 1);
-    Atomics.add(ctrl, GEN, 1);
-    Atomics.notify(ctrl, GEN);
+    this.command(STOP);
     const all = Promise.all(this.exited);
     if (this.failed === undefined) {
       let timer: NodeJS.Timeout | undefined;

@@ -145,9 +145,10 @@ async function* timed(source: AsyncIterable<Batch>, wait: { seconds: number }): 
  * One epoch's training batches asked for ahead of the loop that reads them: the first batch is requested when the
  * epoch is opened, so the producer (the dataset service over gRPC, or the planner in this thread) plans the epoch
  * and sends its first batches while the loop is still busy (fetching dev batches, scoring the previous epoch).
- * `batches` reads it, timing the waits; `close` stops an epoch that will not be read (early stopping, failure).
+ * Iterated once (through `timed`), it hands out that first batch, then the stream's next ones; `close` (also what
+ * ending the iteration does) stops an epoch that will not be read (early stopping, failure).
  */
-class OpenedEpoch {
+class OpenedEpoch implements AsyncIterable<Batch> {
   readonly #stop = new AbortController();
   readonly #iterator: AsyncIterator<Batch>;
   #first: Promise<IteratorResult<Batch>> | undefined;
@@ -161,20 +162,18 @@ class OpenedEpoch {
     this.#first.catch(() => {});
   }
 
-  async *batches(wait: { seconds: number }): AsyncGenerator<Batch> {
-    try {
-      for (;;) {
-        const t0 = performance.now();
+  [Symbol.asyncIterator](): AsyncIterator<Batch> {
+    return {
+      next: () => {
         const pending = this.#first ?? this.#iterator.next();
         this.#first = undefined;
-        const r = await pending;
-        wait.seconds += (performance.now() - t0) / 1000;
-        if (r.done) return;
-        yield r.value;
-      }
-    } finally {
-      await this.close();
-    }
+        return pending;
+      },
+      return: async () => {
+        await this.close();
+        return { done: true, value: undefined };
+      },
+    };
   }
 
   async close(): Promise<void> {
@@ -338,7 +337,7 @@ export async function train(config: TrainingConfig, feed: DataFeed, options: Tra
       } else {
         const current = opened ?? openEpoch(epoch)!;
         opened = undefined;
-        for await (const batch of current.batches(wait)) {
+        for await (const batch of timed(current, wait)) {
           if (signal?.aborted) throw cancelled(signal);
           // Word dropout draws from the run's seed and the global step, so a resumed run drops the same tokens.
           const input =
