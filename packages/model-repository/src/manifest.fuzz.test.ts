@@ -348,7 +348,7 @@ async function readOutcome(dir: string): Promise<Outcome> {
 }
 
 /** Byte mutations of a manifest's JSON text: cuts, bit flips (3x as often), single JSON-relevant bytes inserted. */
-const byteMutationsArb = byteMutationArb({
+const manifestMutationArb = byteMutationArb({
   interesting: [0x22, 0x2c, 0x7d, 0x5d, 0x30, 0xff, 0x20],
   flipWeight: 3,
   insertRandomMax: 0,
@@ -389,7 +389,7 @@ describe('manifest.json files: cut and bit-flipped', () => {
       fc.asyncProperty(
         fc.constantFrom(...KINDS),
         fc.boolean(),
-        fc.array(byteMutationsArb, { minLength: 1, maxLength: 2 }),
+        fc.array(manifestMutationArb, { minLength: 1, maxLength: 2 }),
         async (kind, pretty, ms) => {
           const text = JSON.stringify(sample(kind), null, pretty ? 2 : undefined);
           const bytes = applyMutations(Buffer.from(text), ms);
