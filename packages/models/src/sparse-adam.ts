@@ -179,6 +179,10 @@ export class SparseRowAdam {
     const m = this.m;
     const v = this.v;
     const dense = this.mode === 'dense';
+    // Loop invariants hoisted (the same arithmetic, so the same floats).
+    const size = this.lr / bc1;
+    const c1 = 1 - b1;
+    const c2 = 1 - b2;
     for (let r = 0; r < ids.length; r++) {
       const row = ids[r]!;
       if (row === 0) continue;
@@ -190,12 +194,12 @@ export class SparseRowAdam {
       const go = (r + base) * d;
       for (let j = 0; j < d; j++) {
         const g = grad[go + j]!;
-        const mj = b1 * m[o + j]! + (1 - b1) * g;
-        const vj = b2 * v[o + j]! + (1 - b2) * g * g;
+        const mj = b1 * m[o + j]! + c1 * g;
+        const vj = b2 * v[o + j]! + c2 * g * g;
         m[o + j] = mj;
         v[o + j] = vj;
         // PyTorch Adam: p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)
-        table[o + j]! -= ((this.lr / bc1) * mj) / (Math.sqrt(vj) / sqrtBc2 + eps);
+        table[o + j]! -= (size * mj) / (Math.sqrt(vj) / sqrtBc2 + eps);
       }
     }
   }
