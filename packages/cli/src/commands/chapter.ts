@@ -35,6 +35,7 @@ import { bool, int, str, type Parsed } from '../args.ts';
 import { probeHardwareGpu, type GpuProbe } from '../chapter-gpu.ts';
 import {
   CHAPTER_RUNS,
+  fitWeightAverage,
   modelResult,
   parseModelList,
   planRuns,
@@ -533,8 +534,11 @@ export const chapterCommand: Command = {
 
       const probe = await gpu;
       const exported: Array<Exported & { dev: number }> = [];
-      for (const run of o.plan) {
+      const trainExamples = prepared.dataset.splits.find((s) => s.split === 'train')?.kept ?? 0;
+      for (const planned of o.plan) {
         if (abort.signal.aborted) break;
+        const { run, note } = fitWeightAverage(planned, trainExamples);
+        if (note !== null) io.log(note);
         if (run.gpu && probe !== null && !probe.gpu) {
           const reason = gpuSkipReason(probe);
           doc.skipped.push({ problem: run.problem, name: run.name, reason });
