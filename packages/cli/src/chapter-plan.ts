@@ -7,7 +7,7 @@
 import { InvalidInputError } from '@ch8/errors';
 import { MODEL_KINDS, type ModelKind } from '@ch8/models/config';
 import type { ChapterModelResult, ChapterResults, ChapterSample, ChapterSplit } from '@ch8/report/results';
-import { resolveTrainingConfig, type TrainingConfig } from '@ch8/training/config';
+import { resolveTrainingConfig, stepsPerEpoch, type TrainingConfig } from '@ch8/training/config';
 import { SST2_SETTINGS, type ModelSettings } from '@ch8/training/settings';
 import type { RunView } from './runs.ts';
 
@@ -157,8 +157,7 @@ export function planRuns(opts: PlanOptions): PlannedRun[] {
 export function fitWeightAverage(run: PlannedRun, trainExamples: number): { run: PlannedRun; note: string | null } {
   const c = run.config;
   if (c.weightAverage === 0) return { run, note: null };
-  const perEpoch = c.batchSize === 0 ? 1 : Math.ceil(trainExamples / c.batchSize);
-  const steps = c.epochs * (c.maxBatchesPerEpoch > 0 ? Math.min(perEpoch, c.maxBatchesPerEpoch) : perEpoch);
+  const steps = c.epochs * stepsPerEpoch(c, trainExamples);
   const window = 1 / (1 - c.weightAverage);
   if (window <= steps / 2) return { run, note: null };
   return {

@@ -78,6 +78,16 @@ function integer(value: unknown, field: string, min: number, max = Number.MAX_SA
 }
 
 /** The model's default: frozen embeddings for bow-frozen only. */
+/**
+ * Optimisation steps one epoch of `config` takes over `trainExamples` training examples: 1 in full-batch training
+ * (batchSize 0), else the batches, at most maxBatchesPerEpoch when that is set.
+ */
+export function stepsPerEpoch(config: TrainingConfig, trainExamples: number): number {
+  if (config.batchSize === 0) return 1;
+  const batches = Math.ceil(trainExamples / config.batchSize);
+  return config.maxBatchesPerEpoch > 0 ? Math.min(batches, config.maxBatchesPerEpoch) : batches;
+}
+
 export function defaultFinetune(model: ModelKind): boolean {
   return model !== 'bow-frozen';
 }

@@ -20,7 +20,7 @@ import type { ModelConfig } from '@ch8/models/config';
 import { createModel, type NamedWeight } from '@ch8/models/model';
 import type { TrainingState } from '@ch8/models/checkpoint';
 import { mix32, uniform01 } from '@ch8/random';
-import type { TrainingConfig } from './config.ts';
+import { stepsPerEpoch, type TrainingConfig } from './config.ts';
 import { checkSplit, type DataFeed, type EpochOptions } from './feed.ts';
 import { WeightAverage } from './average.ts';
 import { DataParallel, isParallelBackend, type WorkerFault } from './parallel.ts';
@@ -297,12 +297,7 @@ export async function train(config: TrainingConfig, feed: DataFeed, options: Tra
     if (stopReason === 'epochs') opened = openEpoch(history.length);
     // Dev batches are the same every epoch: fetched once.
     const devBatches = devInfo === undefined ? undefined : await collect(feed.batches(devInfo.name, scoring, signal));
-    const stepsInEpoch = fullBatch
-      ? 1
-      : Math.min(
-          Math.ceil(trainInfo.examples / config.batchSize),
-          config.maxBatchesPerEpoch > 0 ? config.maxBatchesPerEpoch : Number.POSITIVE_INFINITY,
-        );
+    const stepsInEpoch = stepsPerEpoch(config, trainInfo.examples);
     const every = options.stepEvery ?? Math.max(1, Math.floor(stepsInEpoch / 20));
 
     for (let epoch = history.length; epoch < config.epochs && stopReason === 'epochs'; epoch++) {
