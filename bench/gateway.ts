@@ -19,11 +19,19 @@
  * generator about twice the CPU per call. Both share the machine's cores with the server, so the lighter one
  * leaves more to the gateway. A gateway of several processes gets each connection on one of them, so the h2 client
  * opens `--connections` connections (default: as many as the gateway has workers); the grpc-js client
- * has one. The server CPU is that of the gateway's whole process tree. The echo-floor phase (a do-nothing server on the same service kit, same client)
+ * has one. The server CPU is that of the gateway's whole process tree.
+ * Garbage collection: `pnpm bench:gateway` runs this process with a young generation of 8 MB semi-spaces (Node's
+ * default is 16). Its in-flight calls survive scavenges, so a scavenge's pause grows with the calls made since the
+ * last one, and every call in flight waits through it; the smaller young generation shortens those pauses (p99 of
+ * bow-single after the floor phases 19.4-19.5 ms against 21.6-26.2 ms, alternated; services/gateway/README.md).
+ * Each phase reports this process's pauses (`load_generator_gc`) and the gateway's (`gateway_gc`, from its
+ * metrics); the gateway runs with Node's defaults. A phase run alone on a fresh gateway measures mostly its first
+ * seconds, faster than its steady state (README, "Garbage collection under load"). The echo-floor phase (a do-nothing server on the same service kit, same client)
  * and http2-floor (a bare node:http2 server answering gRPC frames, no grpc-js) show what the machine allows.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { cp, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -265,6 +273,18 @@ async function load(
   const stats = fresh();
   const batches0 = await scrapeSum(metricsUrl, 'ch8_gateway_batch_size_count');
   const batchTexts0 = await scrapeSum(metricsUrl, 'ch8_gateway_batch_size_sum');
+  const gwGc0 = await scrapeSum(metricsUrl, 'ch8_gateway_nodejs_gc_duration_seconds_sum');
+  const gwGcCount0 = await scrapeSum(metricsUrl, 'ch8_gateway_nodejs_gc_duration_seconds_count');
+  // This process's own collector pauses: every call in flight during one is measured that much slower.
+  const ownGc = { pauses: 0, totalMs: 0, maxMs: 0 };
+  const gcObserver = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      ownGc.pauses++;
+      ownGc.totalMs += e.duration;
+      ownGc.maxMs = Math.max(ownGc.maxMs, e.duration);
+    }
+  });
+  gcObserver.observe({ entryTypes: ['gc'] });
   const cpu0 = selfCpu();
   const gw0 = await processCpuSeconds(pid);
   const t0 = performance.now();
@@ -274,10 +294,13 @@ async function load(
     during?.(() => (performance.now() - t0) / 1000),
   ]);
   const wall = (performance.now() - t0) / 1000;
+  gcObserver.disconnect();
   const cpu = selfCpu() - cpu0;
   const gwCpu = (await processCpuSeconds(pid)) - gw0;
   const batches = (await scrapeSum(metricsUrl, 'ch8_gateway_batch_size_count')) - batches0;
   const batchTexts = (await scrapeSum(metricsUrl, 'ch8_gateway_batch_size_sum')) - batchTexts0;
+  const gwGcSeconds = (await scrapeSum(metricsUrl, 'ch8_gateway_nodejs_gc_duration_seconds_sum')) - gwGc0;
+  const gwGcCount = (await scrapeSum(metricsUrl, 'ch8_gateway_nodejs_gc_duration_seconds_count')) - gwGcCount0;
   const sorted = Float64Array.from(stats.latencies).sort();
   return {
     callers,
@@ -299,6 +322,9 @@ async function load(
     server_cpu_cores: round(gwCpu / wall, 2),
     server_cpu_us_per_text: round((gwCpu * 1e6) / Math.max(1, stats.items)),
     load_generator_cpu_us_per_call: round((cpu * 1e6) / Math.max(1, stats.latencies.length)),
+    load_generator_gc: { pauses: ownGc.pauses, total_ms: round(ownGc.totalMs), max_ms: round(ownGc.maxMs) },
+    // The gateway's collector (its metrics; the floor phases' servers are other processes: zero there).
+    gateway_gc: { pauses: gwGcCount, total_ms: round(gwGcSeconds * 1000) },
     versions: Object.fromEntries(stats.versions),
   };
 }
@@ -498,6 +524,8 @@ process.stdout.write(
       },
       gateway: { backend: BACKEND, workers: WORKERS, settings: passOn, texts_file: TEXTS_FILE },
       client: CLIENT,
+      // How this process (the load generator) was started: the package script gives it a smaller young generation.
+      load_generator_node_options: process.execArgv.filter((a) => a.startsWith('--max-semi-space-size')),
       connections: CLIENT === 'h2' ? CONNECTIONS : 1,
       tls: TLS ? 'mutual' : 'off',
       phases: results,

@@ -56,6 +56,42 @@ test('a lone request waits at most maxDelayMs; a full batch goes at once', async
   assert.ok(Date.now() - started < 60, `a full batch waited ${Date.now() - started} ms`);
 });
 
+test("gatherTurn: a call either waits for the callers read later in the same turn, or starts in the caller's turn", async () => {
+  for (const gatherTurn of [true, false]) {
+    const calls: number[][] = [];
+    const b = new Batcher<number, number>(
+      { maxBatch: 10, maxDelayMs: 0, maxQueue: 10, label: 'x', gatherTurn },
+      async (items) => {
+        calls.push([...items]);
+        return items.map((x) => -x);
+      },
+    );
+    assert.equal(b.gatherTurn, gatherTurn);
+    // A caller whose request is read later in this turn of the event loop (an I/O callback queued before the call).
+    let later: Promise<number[]> | undefined;
+    setImmediate(() => (later = b.enqueue([3])));
+    // Two requests of the same synchronous code are one call either way.
+    const first = Promise.all([b.enqueue([1]), b.enqueue([2])]);
+    assert.deepEqual(await first, [[-1], [-2]]);
+    while (later === undefined) await new Promise((r) => setImmediate(r));
+    assert.deepEqual(await later, [-3]);
+    assert.deepEqual(calls, gatherTurn ? [[1, 2, 3]] : [[1, 2], [3]], `gatherTurn ${gatherTurn}`);
+  }
+  // Switched while running (a version that turns to the plain scorer after its warm-up): applies to the next call.
+  const calls: number[][] = [];
+  const b = new Batcher<number, number>({ maxBatch: 10, maxDelayMs: 0, maxQueue: 10, label: 'x' }, async (items) => {
+    calls.push([...items]);
+    return items;
+  });
+  b.gatherTurn = false;
+  let later: Promise<number[]> | undefined;
+  setImmediate(() => (later = b.enqueue([2])));
+  await b.enqueue([1]);
+  while (later === undefined) await new Promise((r) => setImmediate(r));
+  await later;
+  assert.deepEqual(calls, [[1], [2]]);
+});
+
 test('items arriving while a call runs form the next call', async () => {
   const t = doubling({ maxBatch: 100, maxDelayMs: 0, maxQueue: 100 });
   t.hold();

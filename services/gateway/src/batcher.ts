@@ -5,6 +5,11 @@
  * The queue is bounded (`maxQueue` items): beyond it a request is refused with OverloadedError
  * (RESOURCE_EXHAUSTED). A request whose deadline passes, or whose caller cancels, while it waits is dropped
  * from the queue and never computed.
+ *
+ * A call that starts without waiting (maxDelayMs 0) either first lets the rest of the event loop's turn run, so the
+ * callers whose requests are being read join it (worth it when a model call has a fixed cost: tfjs), or starts in
+ * the turn of the request that starts it (`gatherTurn` false: a computation whose cost is per item only, where
+ * merging saves nothing; see the gateway README, "Batching").
  */
 import { CancelledError, DeadlineExceededError, OverloadedError } from '@ch8/errors';
 
@@ -14,6 +19,12 @@ export interface BatcherOptions {
   maxQueue: number;
   /** What the queue belongs to, for messages ("model sst2 version 3"). */
   label: string;
+  /**
+   * Whether a call that starts without waiting (`maxBatch` items already there, or `maxDelayMs` passed) first lets
+   * the rest of the event loop's turn run (setImmediate), so the callers being read in it join the call. Default
+   * true. False: the call starts once the current synchronous code ends (a microtask).
+   */
+  gatherTurn?: boolean;
 }
 
 export interface BatchObserver {
@@ -75,11 +86,22 @@ export class Batcher<T, R> {
   #running = false;
   #timer: NodeJS.Timeout | undefined;
   #closed: Error | undefined;
+  #gatherTurn: boolean;
 
   constructor(options: BatcherOptions, run: (items: T[]) => Promise<R[]>, observer: BatchObserver = {}) {
     this.#options = options;
     this.#run = run;
     this.#observer = observer;
+    this.#gatherTurn = options.gatherTurn ?? true;
+  }
+
+  /** {@link BatcherOptions.gatherTurn}; a change applies from the next model call on. */
+  get gatherTurn(): boolean {
+    return this.#gatherTurn;
+  }
+
+  set gatherTurn(on: boolean) {
+    this.#gatherTurn = on;
   }
 
   /** Items waiting to be computed. */
@@ -178,8 +200,13 @@ export class Batcher<T, R> {
     if (this.#waiting >= maxBatch || waited >= maxDelayMs) {
       if (this.#timer !== undefined) clearTimeout(this.#timer);
       this.#timer = undefined;
-      // Let the callers that are ready in this turn of the event loop join the call.
-      setImmediate(() => void this.#dispatch());
+      if (this.#gatherTurn) {
+        // Let the callers that are ready in this turn of the event loop join the call.
+        setImmediate(() => void this.#dispatch());
+      } else {
+        // The enqueueing code runs to its end first, then the call starts, in the same turn.
+        queueMicrotask(() => void this.#dispatch());
+      }
       this.#running = true;
       return;
     }

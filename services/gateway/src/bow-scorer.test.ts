@@ -106,6 +106,8 @@ describe('LoadedVersion compute path', () => {
         const loaded = await LoadedVersion.load(`${repo.root}/${name}/1`, batching);
         try {
           assert.equal(loaded.compute.path, path);
+          // The scorer's calls start in the caller's turn; tfjs calls gather the turn's callers first.
+          assert.equal(loaded.compute.gatherTurn, path === 'tfjs');
           if (path === 'bow-scorer') assert.ok(loaded.compute.maxDifference! <= 1e-6);
           const texts = ['I loved it!', 'the plot was dull', 'great fun , not bad'];
           const got = await loaded.predict(texts);

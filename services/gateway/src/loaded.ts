@@ -104,16 +104,24 @@ export class LoadedVersion {
     );
     const check = scorer.agreesWith(rows, await this.#computeTfjs(rows));
     this.#scorerDifference = check.maxDifference;
-    if (check.equal) this.#scorer = scorer;
+    if (check.equal) {
+      this.#scorer = scorer;
+      // A scorer call costs per text only: holding requests for the rest of the turn would gain nothing.
+      this.#batcher.gatherTurn = false;
+    }
   }
 
   /**
-   * How this version computes: `bow-scorer` (plain JS, {@link BowScorer}) or `tfjs`, and for a bag-of-words version
-   * the largest difference between the two seen at warm-up.
+   * How this version computes: `bow-scorer` (plain JS, {@link BowScorer}) or `tfjs`; whether its model calls gather
+   * the event loop's turn first (tfjs: yes; the scorer: no, see {@link BatcherOptions.gatherTurn}); and for a
+   * bag-of-words version the largest difference between the two seen at warm-up.
    */
-  get compute(): { path: 'bow-scorer' | 'tfjs'; maxDifference?: number } {
+  get compute(): { path: 'bow-scorer' | 'tfjs'; gatherTurn: boolean; maxDifference?: number } {
     const path = this.#scorer !== undefined ? 'bow-scorer' : 'tfjs';
-    return Number.isNaN(this.#scorerDifference) ? { path } : { path, maxDifference: this.#scorerDifference };
+    const gatherTurn = this.#batcher.gatherTurn;
+    return Number.isNaN(this.#scorerDifference)
+      ? { path, gatherTurn }
+      : { path, gatherTurn, maxDifference: this.#scorerDifference };
   }
 
   /** P(positive) per id row (rows non-empty), in order. */
