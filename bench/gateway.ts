@@ -26,8 +26,9 @@
  * bow-single after the floor phases 19.4-19.5 ms against 21.6-26.2 ms, alternated; services/gateway/README.md).
  * Each phase reports this process's pauses (`load_generator_gc`) and the gateway's (`gateway_gc`, from its
  * metrics); the gateway runs with Node's defaults. A phase run alone on a fresh gateway measures mostly its first
- * seconds, faster than its steady state (README, "Garbage collection under load"). The echo-floor phase (a do-nothing server on the same service kit, same client)
- * and http2-floor (a bare node:http2 server answering gRPC frames, no grpc-js) show what the machine allows.
+ * seconds, faster than its steady state (README, "Garbage collection under load").
+ * The echo-floor phase (a do-nothing server on the same service kit, same client) and http2-floor (a bare node:http2
+ * server answering gRPC frames, no grpc-js) show what the machine allows.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
@@ -125,15 +126,26 @@ function percentile(sorted: Float64Array, q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 }
 
-/** Prometheus text: sum of every sample of `name` (all label sets). */
-async function scrapeSum(url: string, name: string): Promise<number> {
+/** The gateway's metrics a phase reports, as differences between its start and its end. */
+const PHASE_METRICS = [
+  'ch8_gateway_batch_size_count',
+  'ch8_gateway_batch_size_sum',
+  'ch8_gateway_nodejs_gc_duration_seconds_sum',
+  'ch8_gateway_nodejs_gc_duration_seconds_count',
+] as const;
+type PhaseMetric = (typeof PHASE_METRICS)[number];
+
+/** One scrape of the Prometheus text: per name, the sum of every sample of it (all label sets). */
+async function scrapeSums(url: string): Promise<Record<PhaseMetric, number>> {
   const text = await (await fetch(url)).text();
-  let sum = 0;
+  const sums = Object.fromEntries(PHASE_METRICS.map((n) => [n, 0])) as Record<PhaseMetric, number>;
   for (const line of text.split('\n')) {
-    if (line.startsWith(name + '{') || line.startsWith(name + ' '))
-      sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+    for (const name of PHASE_METRICS) {
+      if (line.startsWith(name + '{') || line.startsWith(name + ' '))
+        sums[name] += Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
   }
-  return sum;
+  return sums;
 }
 
 // --- Texts and a scratch repository ------------------------------------------------------------------------------
@@ -271,10 +283,7 @@ async function load(
   await Promise.all(Array.from({ length: callers }, (_, c) => loop(warmUntil, false, warm, c)));
 
   const stats = fresh();
-  const batches0 = await scrapeSum(metricsUrl, 'ch8_gateway_batch_size_count');
-  const batchTexts0 = await scrapeSum(metricsUrl, 'ch8_gateway_batch_size_sum');
-  const gwGc0 = await scrapeSum(metricsUrl, 'ch8_gateway_nodejs_gc_duration_seconds_sum');
-  const gwGcCount0 = await scrapeSum(metricsUrl, 'ch8_gateway_nodejs_gc_duration_seconds_count');
+  const metrics0 = await scrapeSums(metricsUrl);
   // This process's own collector pauses: every call in flight during one is measured that much slower.
   const ownGc = { pauses: 0, totalMs: 0, maxMs: 0 };
   const gcObserver = new PerformanceObserver((list) => {
@@ -297,10 +306,12 @@ async function load(
   gcObserver.disconnect();
   const cpu = selfCpu() - cpu0;
   const gwCpu = (await processCpuSeconds(pid)) - gw0;
-  const batches = (await scrapeSum(metricsUrl, 'ch8_gateway_batch_size_count')) - batches0;
-  const batchTexts = (await scrapeSum(metricsUrl, 'ch8_gateway_batch_size_sum')) - batchTexts0;
-  const gwGcSeconds = (await scrapeSum(metricsUrl, 'ch8_gateway_nodejs_gc_duration_seconds_sum')) - gwGc0;
-  const gwGcCount = (await scrapeSum(metricsUrl, 'ch8_gateway_nodejs_gc_duration_seconds_count')) - gwGcCount0;
+  const metrics1 = await scrapeSums(metricsUrl);
+  const delta = (name: PhaseMetric) => metrics1[name] - metrics0[name];
+  const batches = delta('ch8_gateway_batch_size_count');
+  const batchTexts = delta('ch8_gateway_batch_size_sum');
+  const gwGcSeconds = delta('ch8_gateway_nodejs_gc_duration_seconds_sum');
+  const gwGcCount = delta('ch8_gateway_nodejs_gc_duration_seconds_count');
   const sorted = Float64Array.from(stats.latencies).sort();
   return {
     callers,

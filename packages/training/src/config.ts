@@ -77,7 +77,6 @@ function integer(value: unknown, field: string, min: number, max = Number.MAX_SA
   return value;
 }
 
-/** The model's default: frozen embeddings for bow-frozen only. */
 /**
  * Optimisation steps one epoch of `config` takes over `trainExamples` training examples: 1 in full-batch training
  * (batchSize 0), else the batches, at most maxBatchesPerEpoch when that is set.
@@ -88,6 +87,7 @@ export function stepsPerEpoch(config: TrainingConfig, trainExamples: number): nu
   return config.maxBatchesPerEpoch > 0 ? Math.min(batches, config.maxBatchesPerEpoch) : batches;
 }
 
+/** The model's default: frozen embeddings for bow-frozen only. */
 export function defaultFinetune(model: ModelKind): boolean {
   return model !== 'bow-frozen';
 }
