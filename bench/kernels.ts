@@ -10,6 +10,7 @@
  */
 import os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
+import { convMaxPool } from '@ch8/backend/conv';
 import { registerTrainingKernels, useStockKernels } from '@ch8/backend/kernels';
 import { activateWasm } from '@ch8/backend/wasm';
 import { MODEL_KINDS } from '@ch8/models/config';
@@ -256,6 +257,53 @@ const wasm = await activateWasm();
     wasmFilter,
     'stock wasm has no Conv2DBackpropFilter: baseline is the stock cpu backend, timed on 4 examples x 16',
   );
+}
+
+// 7b. The Kim CNN's feature op (width 3, 100 filters over 100-d embeddings, every window valid): conv1d, bias,
+//     ReLU and max over time op by op (dense im2col gradients: the path above) vs the fused convMaxPool, whose
+//     gradient goes through each maximum's window only. Both with our kernels; alternated, medians.
+{
+  for (const T of [12, 40]) {
+    const k = 3;
+    const x = keep(rnd([64, T, 100], 30 + T));
+    const w = keep(rnd([k * 100, 100], 31));
+    const b = keep(rnd([100], 32));
+    const dy = keep(rnd([64, 100], 33));
+    const valid = new Array<number>(64).fill(T - k + 1);
+    const opByOp = () =>
+      tf.grads((xs: tf.Tensor, ws: tf.Tensor, bs: tf.Tensor) => {
+        const z = tf.conv2d(
+          tf.reshape(xs, [64, 1, T, 100]) as tf.Tensor4D,
+          tf.reshape(ws, [1, k, 100, 100]) as tf.Tensor4D,
+          1,
+          'valid',
+        );
+        const h = tf.relu(tf.add(z, bs)) as tf.Tensor4D;
+        return tf.sum(tf.mul(tf.reshape(tf.maxPool(h, [1, T - k + 1], [1, T - k + 1], 'valid'), [64, 100]), dy));
+      })([x, w, b]);
+    const fused = () =>
+      tf.grads((xs: tf.Tensor, ws: tf.Tensor, bs: tf.Tensor) => tf.sum(tf.mul(convMaxPool(xs, ws, bs, k, valid), dy)))([
+        x,
+        w,
+        b,
+      ]);
+    const a: Timing[] = [];
+    const f: Timing[] = [];
+    timeOnce(opByOp);
+    timeOnce(fused);
+    for (let i = 0; i < REPS; i++) {
+      a.push(timeOnce(opByOp));
+      f.push(timeOnce(fused));
+    }
+    record(
+      `cnn_feature_grads_T${T}`,
+      'wasm',
+      `grads of max_t relu(conv1d + b) for x [64,${T},100], w [${k * 100},100]: op by op vs convMaxPool`,
+      med(a),
+      med(f),
+      '"stock" here is the op-by-op formulation on our kernels (dense im2col gradients), "ours" the fused op',
+    );
+  }
 }
 
 // 8. RNN plumbing: unstack over time, and the gradient of a concat (split).

@@ -38,6 +38,7 @@ import {
   type WasmStock,
 } from './wasm-kernels.ts';
 import { rnnKernels } from './rnn-kernels.ts';
+import { convKernels } from './conv-kernels.ts';
 
 export { segmentSumInto } from './layout.ts';
 
@@ -281,7 +282,7 @@ export function registerTrainingKernels(): TrainingKernel[] {
     'stock cpu kernel reads every element through TensorBuffer.get (~30x slower than im2col + matMul)',
     out,
   );
-  for (const k of rnnKernels()) {
+  for (const k of [...rnnKernels(), ...convKernels()]) {
     put(k.kernel, k.backend, k.kernelFunc, 'added', k.why, out);
   }
   registered = out;

@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { ModelConfig } from './config.ts';
 import type { PreparedBatch } from './batch.ts';
 import type { Rng } from './rng.ts';
+import { convMaxPool, fusedConvAvailable } from '@ch8/backend/conv';
 import { fusedRnnAvailable, gruSequence, lstmSequence } from '@ch8/backend/rnn';
 import { dense, layerNorm, matmul, stockOps, weightedSum } from './ops.ts';
 
@@ -142,6 +143,19 @@ function cnn(c: ModelConfig): Net {
               [0, 0],
             ]) as tf.Tensor4D)
           : x4;
+      if (!stockOps() && fusedConvAvailable()) {
+        // One op per width: XNNPACK's convolution, then bias, ReLU and the max in one pass; the gradient goes
+        // through the window of each maximum only (@ch8/backend/conv).
+        const x3 = tf.reshape(x, [B, Tp, d]);
+        const fused = widths.map((k) => {
+          const valid = Array.from(prep.lengths, (len) => Math.max(len - k + 1, 1));
+          return convMaxPool(x3, param(inputs, `conv${k}/kernel`), param(inputs, `conv${k}/bias`), k, valid, {
+            inputGrad: c.finetune,
+          });
+        });
+        const pooled = fused.length > 1 ? tf.concat(fused, 1) : fused[0]!;
+        return output(dropout(pooled, c.dropout, inputs), inputs);
+      }
       const feats = widths.map((k) => {
         const Tk = Tp - k + 1;
         const w = tf.reshape(param(inputs, `conv${k}/kernel`), [1, k, d, F]) as tf.Tensor4D;
