@@ -14,6 +14,7 @@
  *       [--client h2|grpc-js] [--tls (the gateway serves mutual TLS with certificates made here; its phases' clients
  *       use them; the floor phases stay plaintext)] [--gateway-workers N (CH8_GATEWAY_WORKERS: serving processes on
  *       the one port)] [--connections N (HTTP/2 connections of the h2 client, calls taking them in turn)]
+ *       [--gateway-node-options "FLAGS" (Node and V8 flags for the gateway's process, space separated)]
  * Clients: `h2` (default) is bench/src/h2-grpc.ts, gRPC over node:http2 with each request encoded once up front
  * and each answer decoded; `grpc-js` is the project's @grpc/grpc-js client (service-kit), which costs the load
  * generator about twice the CPU per call. Both share the machine's cores with the server, so the lighter one
@@ -210,10 +211,12 @@ const passOn = Object.fromEntries(
   Object.entries(process.env).filter(([k]) => k.startsWith('CH8_GATEWAY_MAX') || k === 'CH8_GATEWAY_DRAIN_MS'),
 );
 const PROFILE = flag('profile-gateway');
+const GATEWAY_NODE_OPTIONS = (flag('gateway-node-options') ?? '').split(' ').filter((a) => a !== '');
 const child: ChildProcess = spawn(
   process.execPath,
   [
     ...(PROFILE !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${resolve(PROFILE)}`] : []),
+    ...GATEWAY_NODE_OPTIONS,
     '--import',
     'tsx',
     join(root, 'services', 'gateway', 'src', 'main.ts'),
@@ -537,6 +540,7 @@ process.stdout.write(
       client: CLIENT,
       // How this process (the load generator) was started: the package script gives it a smaller young generation.
       load_generator_node_options: process.execArgv.filter((a) => a.startsWith('--max-semi-space-size')),
+      gateway_node_options: GATEWAY_NODE_OPTIONS,
       connections: CLIENT === 'h2' ? CONNECTIONS : 1,
       tls: TLS ? 'mutual' : 'off',
       phases: results,
