@@ -172,22 +172,55 @@ test('graceful shutdown lets an in-flight call finish and refuses new ones', asy
   }
 });
 
-test('shutdown cancels calls still running after the grace period', async () => {
-  const server = createServer({ name: 'echo', logger });
-  server.add(EchoService, handlers);
-  const port = await server.listen('127.0.0.1:0');
-  const client = createClient(EchoService, `127.0.0.1:${port}`);
-  try {
-    const stuck = client.echo({ text: 'stuck', delayMs: 60_000 });
-    await sleep(100);
-    const t0 = Date.now();
-    await server.shutdown(200);
-    assert.ok(Date.now() - t0 < 5000);
-    await assert.rejects(stuck, (e: GrpcError) => e instanceof GrpcError);
-  } finally {
-    client.close();
-  }
-});
+test(
+  'shutdown cancels calls still running after the grace period: unary, client, server and bidi streams',
+  { timeout: 20_000 },
+  async () => {
+    // Handlers that go on after the abort: the echo answers once its sleep is aborted (the kit must not let that answer
+    // out after cancelling), the others ignore the signal altogether.
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    // channelz off: grpc-js's forced shutdown then leaves connections open, so only the kit's own ending of the
+    // calls can cancel them.
+    const server = createServer({ name: 'echo', logger, channelOptions: { 'grpc.enable_channelz': 0 } });
+    server.add(EchoService, {
+      ...handlers,
+      async *count() {
+        yield { n: 0, payload: new Uint8Array(0) };
+        await held;
+      },
+    });
+    const port = await server.listen('127.0.0.1:0');
+    const client = createClient(EchoService, `127.0.0.1:${port}`);
+    async function* open() {
+      yield { text: 'one' };
+      await held;
+    }
+    const cancelled = (e: unknown) => e instanceof GrpcError && e.code === Code.CANCELLED;
+    try {
+      const unary = client.echo({ text: 'stuck', delayMs: 60_000 });
+      const collected = client.collect(open());
+      const counted = (async () => {
+        for await (const _ of client.count({ count: 2, payloadBytes: 0 }));
+      })();
+      const chatted = (async () => {
+        for await (const _ of client.chat(open()));
+      })();
+      const outcomes = Promise.allSettled([unary, collected, counted, chatted]);
+      await sleep(150);
+      const t0 = Date.now();
+      await server.shutdown(200);
+      assert.ok(Date.now() - t0 < 5000);
+      const kinds = ['unary', 'client stream', 'server stream', 'bidi stream'];
+      (await outcomes).forEach((o, i) => {
+        assert.ok(o.status === 'rejected' && cancelled(o.reason), `${kinds[i]}: ${JSON.stringify(o)}`);
+      });
+    } finally {
+      release();
+      client.close();
+    }
+  },
+);
 
 test('onAbort: runs once when the client cancels (with aborted and the signal), not after an answer; its remover works', async () => {
   const events: string[] = [];

@@ -173,6 +173,25 @@ async function* counted<T>(source: AsyncIterable<T>, onItem: () => void): AsyncI
   }
 }
 
+/** The error object grpc-js answers a call with. */
+function serviceError(code: Code, details: string): grpc.ServiceError {
+  const err = new Error(details) as grpc.ServiceError;
+  err.code = code;
+  err.details = details;
+  err.metadata = new grpc.Metadata();
+  return err;
+}
+
+/** A unary answer that goes out at most once (a hard stop may have ended the call already). */
+function answerOnce(callback: grpc.sendUnaryData<unknown>): grpc.sendUnaryData<unknown> {
+  let sent = false;
+  return (err, value) => {
+    if (sent) return;
+    sent = true;
+    callback(err, value);
+  };
+}
+
 /** What a call needs of its server. */
 interface CallHost {
   readonly rpc: RpcMetrics<string>;
@@ -206,8 +225,17 @@ class CallState implements CallContext {
   #requestId: string | undefined;
   #logger: Logger | undefined;
   #peer: string | undefined;
+  /** Ends the call with a status of the server's (a hard stop), whatever its handler is doing. */
+  #end: ((err: grpc.ServiceError) => void) | undefined;
 
-  constructor(host: CallHost, call: ServerSurfaceCall, name: string, method: string) {
+  constructor(
+    host: CallHost,
+    call: ServerSurfaceCall,
+    name: string,
+    method: string,
+    end: (err: grpc.ServiceError) => void,
+  ) {
+    this.#end = end;
     this.#host = host;
     this.#call = call;
     this.#name = name;
@@ -282,6 +310,19 @@ class CallState implements CallContext {
   finish(): void {
     this.#finished = true;
     this.#host.live.delete(this);
+  }
+
+  /**
+   * A hard stop: aborts the handler and ends the call with CANCELLED at once, without waiting for the handler or
+   * relying on grpc-js to drop the connection (its forced shutdown closes connections only where its channelz
+   * bookkeeping is on, which `channelOptions` may turn off).
+   */
+  stop(why: string): void {
+    if (this.#finished) return;
+    const end = this.#end;
+    this.#end = undefined;
+    this.abort(why);
+    end?.(serviceError(Code.CANCELLED, why));
   }
 
   /** Aborts the handler's signal (once, and not after the answer is out), recording CANCELLED or DEADLINE_EXCEEDED. */
@@ -436,11 +477,7 @@ export function createServer(options: ServerOptions): Ch8Server {
     const s = statusOf(error);
     if (s.internal) ctx.logger.error('call failed with an unexpected error', { err: error });
     else ctx.logger.info('call failed', { code: codeName(s.code), details: s.details });
-    const err = new Error(s.details) as grpc.ServiceError;
-    err.code = s.code;
-    err.details = s.details;
-    err.metadata = new grpc.Metadata();
-    return err;
+    return serviceError(s.code, s.details);
   };
 
   const track = async <T>(work: () => Promise<T>): Promise<T> => {
@@ -493,16 +530,18 @@ export function createServer(options: ServerOptions): Ch8Server {
               call: grpc.ServerUnaryCall<unknown, unknown>,
               callback: grpc.sendUnaryData<unknown>,
             ) => {
-              const ctx = new CallState(host, call, name, short);
-              void runUnary(handler as UnaryHandler<unknown>, call.request, ctx, callback, toMessage);
+              const answer = answerOnce(callback);
+              const ctx = new CallState(host, call, name, short, answer);
+              void runUnary(handler as UnaryHandler<unknown>, call.request, ctx, answer, toMessage);
             };
             break;
           case 'client_streaming':
             impl[method.name] = (
               call: grpc.ServerReadableStream<unknown, unknown>,
-              callback: grpc.sendUnaryData<unknown>,
+              given: grpc.sendUnaryData<unknown>,
             ) => {
-              const ctx = new CallState(host, call, name, short);
+              const callback = answerOnce(given);
+              const ctx = new CallState(host, call, name, short, callback);
               void track(async () => {
                 try {
                   const requests = counted(readAll(call), () => rpc.received(short));
@@ -524,7 +563,7 @@ export function createServer(options: ServerOptions): Ch8Server {
             impl[method.name] = (
               call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>,
             ) => {
-              const ctx = new CallState(host, call, name, short);
+              const ctx = new CallState(host, call, name, short, (err) => call.emit('error', err));
               const record = (code: Code) => ctx.record(code);
               void track(async () => {
                 // Bounded buffering: at most `maxBuffered` responses handed to grpc-js and not yet flushed.
@@ -650,7 +689,7 @@ export function createServer(options: ServerOptions): Ch8Server {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           logger.warn('grace period over, cancelling calls still running', { in_flight: inFlight });
-          for (const call of [...live]) call.abort('server shutting down');
+          for (const call of [...live]) call.stop('server shutting down');
           server.forceShutdown();
           resolve();
         }, graceMs);
