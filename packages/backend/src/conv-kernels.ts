@@ -19,6 +19,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { InvalidInputError } from '@ch8/errors';
+import { type CustomFn, runOp } from './rnn-kernels.ts';
 import { simdOn, simdSupported } from './simd.ts';
 import { type AnyKernelFunc, type CpuBackend, input } from './wasm-kernels.ts';
 
@@ -113,10 +114,19 @@ function poolDims(z: TensorInfo, attrs: tf.NamedAttrMap | undefined) {
   return { valid, B: B!, Tk: Tk!, F: F! };
 }
 
-function gradDims(x: TensorInfo, w: TensorInfo, attrs: tf.NamedAttrMap | undefined, B: number): GradDims {
+/** The gradient kernel's inputs and sizes. */
+function gradInputs(inputs: tf.NamedTensorInfoMap, attrs: tf.NamedAttrMap | undefined) {
+  const [dy, at, x, w] = ['dy', 'at', 'x', 'w'].map((n) => input(inputs, n, CONV_MAX_POOL_GRAD)) as [
+    TensorInfo,
+    TensorInfo,
+    TensorInfo,
+    TensorInfo,
+  ];
+  const [B] = dy.shape as [number];
   const [, Tp, d] = x.shape as [number, number, number];
   const [K, F] = w.shape as [number, number];
-  return { B, F, exStride: Tp * d, d, K, inputGrad: attrs?.['inputGrad'] !== false };
+  const dims: GradDims = { B, F, exStride: Tp * d, d, K, inputGrad: attrs?.['inputGrad'] !== false };
+  return { dy, at, x, w, dims };
 }
 
 const poolOnWasm: AnyKernelFunc = ({ inputs, backend, attrs }) => {
@@ -154,11 +164,7 @@ const poolOnCpu: AnyKernelFunc = ({ inputs, backend, attrs }) => {
 
 const gradOnWasm: AnyKernelFunc = ({ inputs, backend, attrs }) => {
   const wasm = backend as BackendWasm;
-  const dy = input(inputs, 'dy', CONV_MAX_POOL_GRAD);
-  const at = input(inputs, 'at', CONV_MAX_POOL_GRAD);
-  const x = input(inputs, 'x', CONV_MAX_POOL_GRAD);
-  const w = input(inputs, 'w', CONV_MAX_POOL_GRAD);
-  const dims = gradDims(x, w, attrs, dy.shape[0]!);
+  const { dy, at, x, w, dims } = gradInputs(inputs, attrs);
   const { F, K } = dims;
   const dw = wasm.makeOutput([K, F], 'float32');
   const dx = wasm.makeOutput(x.shape, 'float32');
@@ -208,11 +214,7 @@ const gradOnWasm: AnyKernelFunc = ({ inputs, backend, attrs }) => {
 
 const gradOnCpu: AnyKernelFunc = ({ inputs, backend, attrs }) => {
   const cpu = backend as CpuBackend;
-  const dy = input(inputs, 'dy', CONV_MAX_POOL_GRAD);
-  const at = input(inputs, 'at', CONV_MAX_POOL_GRAD);
-  const x = input(inputs, 'x', CONV_MAX_POOL_GRAD);
-  const w = input(inputs, 'w', CONV_MAX_POOL_GRAD);
-  const dims = gradDims(x, w, attrs, dy.shape[0]!);
+  const { dy, at, x, w, dims } = gradInputs(inputs, attrs);
   const values = (t: TensorInfo) => cpu.data.get(t.dataId).values as Float32Array;
   const dw = new Float32Array(dims.K * dims.F);
   const dx = new Float32Array(tf.util.sizeFromShape(x.shape));
@@ -257,12 +259,6 @@ export interface ConvMaxPoolOptions {
   inputGrad?: boolean;
 }
 
-/** tfjs does not export the type of customGrad's argument. */
-type CustomFn = Parameters<typeof tf.customGrad>[0];
-
-const run = (name: string, inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap = {}): tf.Tensor[] =>
-  tf.engine().runKernel(name, inputs, attrs) as tf.Tensor[];
-
 /**
  * max over the windows t < valid[b] of relu(b + conv1d(x, w)[t]) per example and filter: x [B, Tp, d], w [k*d, F]
  * (window rows j * d + c), b [F], valid[b] in 1..Tp - k + 1 -> [B, F]. Differentiable in x, w and b. Runs where
@@ -306,13 +302,13 @@ export function convMaxPool(
       1,
       'valid',
     );
-    const [pooled, at] = run(CONV_MAX_POOL, { z, b: bs }, { valid: counts });
+    const [pooled, at] = runOp(CONV_MAX_POOL, { z, b: bs }, { valid: counts });
     save([at!, xs, ws]);
     return {
       value: pooled!,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [ats, xsv, wsv] = saved as tf.Tensor[];
-        const [dx, dw, db] = run(CONV_MAX_POOL_GRAD, { dy, at: ats!, x: xsv!, w: wsv! }, { inputGrad });
+        const [dx, dw, db] = runOp(CONV_MAX_POOL_GRAD, { dy, at: ats!, x: xsv!, w: wsv! }, { inputGrad });
         return [dx!, dw!, db!];
       },
     };

@@ -825,7 +825,7 @@ export function rnnKernels(): RnnKernel[] {
 // Ops
 
 /** tfjs does not export the type of customGrad's argument. */
-type CustomFn = Parameters<typeof tf.customGrad>[0];
+export type CustomFn = Parameters<typeof tf.customGrad>[0];
 
 /** Whether the fused recurrences run on the active backend (registered by `registerTrainingKernels`). */
 export function fusedRnnAvailable(): boolean {
@@ -874,7 +874,8 @@ function checkShapes(
 /** Whether a gradient is being recorded (inside tf.grads, tf.variableGrads, ...): inference keeps nothing. */
 const gradientsRecorded = (): boolean => tf.engine().state.gradientDepth > 0;
 
-const run = (name: string, inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap = {}): tf.Tensor[] =>
+/** Runs kernel `name` of the active backend as an op (the fused ops' forward and gradient kernels). */
+export const runOp = (name: string, inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap = {}): tf.Tensor[] =>
   tf.engine().runKernel(name, inputs, attrs) as tf.Tensor[];
 
 /**
@@ -894,14 +895,14 @@ export function lstmSequence(
   const tokensGrad = options.tokensGrad !== false;
   const taping = gradientsRecorded();
   const f = tf.customGrad(((x: tf.Tensor, wx: tf.Tensor, bx: tf.Tensor, whx: tf.Tensor, save: tf.GradSaveFunc) => {
-    const [h, ...kept] = run(LSTM_SEQUENCE, { tokens: x, w: wx, b: bx, wh: whx, mask }, { save: taping });
+    const [h, ...kept] = runOp(LSTM_SEQUENCE, { tokens: x, w: wx, b: bx, wh: whx, mask }, { save: taping });
     // The mask and weights too: the forward's other tensors are disposed before the backward runs.
     save([...kept, wx, whx, mask]);
     return {
       value: h!,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [acts, cPrev, sig2c, stack, ws, whs, ms] = saved as tf.Tensor[];
-        const [dTokens, dw, db, dwh] = run(
+        const [dTokens, dw, db, dwh] = runOp(
           LSTM_SEQUENCE_GRAD,
           { dy, acts: acts!, cPrev: cPrev!, sig2c: sig2c!, stack: stack!, w: ws!, wh: whs!, mask: ms! },
           { tokensGrad },
@@ -941,13 +942,13 @@ export function gruSequence(
     bhx: tf.Tensor,
     save: tf.GradSaveFunc,
   ) => {
-    const [h, ...kept] = run(GRU_SEQUENCE, { tokens: x, w: wx, b: bx, wh: whx, bh: bhx, mask }, { save: taping });
+    const [h, ...kept] = runOp(GRU_SEQUENCE, { tokens: x, w: wx, b: bx, wh: whx, bh: bhx, mask }, { save: taping });
     save([...kept, wx, whx, mask]);
     return {
       value: h!,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [rz, n, ghn, stack, ws, whs, ms] = saved as tf.Tensor[];
-        const [dTokens, dw, db, dwh, dbh] = run(
+        const [dTokens, dw, db, dwh, dbh] = runOp(
           GRU_SEQUENCE_GRAD,
           { dy, rz: rz!, n: n!, ghn: ghn!, stack: stack!, w: ws!, wh: whs!, mask: ms! },
           { tokensGrad },
