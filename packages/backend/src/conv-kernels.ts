@@ -19,9 +19,8 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { InvalidInputError } from '@ch8/errors';
-import { type CustomFn, runOp } from './rnn-kernels.ts';
 import { simdOn, simdSupported } from './simd.ts';
-import { type AnyKernelFunc, type CpuBackend, input } from './wasm-kernels.ts';
+import { type AnyKernelFunc, type CpuBackend, type CustomFn, input, runOp } from './wasm-kernels.ts';
 
 type TensorInfo = tf.TensorInfo;
 

@@ -30,7 +30,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { InvalidInputError } from '@ch8/errors';
-import { type AnyKernelFunc, type CpuBackend, input } from './wasm-kernels.ts';
+import { type AnyKernelFunc, type CpuBackend, type CustomFn, input, runOp } from './wasm-kernels.ts';
 
 type TensorInfo = tf.TensorInfo;
 
@@ -824,9 +824,6 @@ export function rnnKernels(): RnnKernel[] {
 // ---------------------------------------------------------------------------------------------------------
 // Ops
 
-/** tfjs does not export the type of customGrad's argument. */
-export type CustomFn = Parameters<typeof tf.customGrad>[0];
-
 /** Whether the fused recurrences run on the active backend (registered by `registerTrainingKernels`). */
 export function fusedRnnAvailable(): boolean {
   return tf.getKernel(LSTM_SEQUENCE, tf.getBackend()) !== undefined;
@@ -873,10 +870,6 @@ function checkShapes(
 
 /** Whether a gradient is being recorded (inside tf.grads, tf.variableGrads, ...): inference keeps nothing. */
 const gradientsRecorded = (): boolean => tf.engine().state.gradientDepth > 0;
-
-/** Runs kernel `name` of the active backend as an op (the fused ops' forward and gradient kernels). */
-export const runOp = (name: string, inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap = {}): tf.Tensor[] =>
-  tf.engine().runKernel(name, inputs, attrs) as tf.Tensor[];
 
 /**
  * LSTM over a padded batch, input projection included, both directions at once: tokens [B*T, E] (rows by example

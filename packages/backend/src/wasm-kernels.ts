@@ -39,6 +39,13 @@ export function input(inputs: tf.NamedTensorInfoMap, name: string, kernel: strin
   return t;
 }
 
+/** tfjs does not export the type of customGrad's argument (the fused ops are custom-gradient ops). */
+export type CustomFn = Parameters<typeof tf.customGrad>[0];
+
+/** Runs kernel `name` of the active backend as an op (the fused ops' forward and gradient kernels). */
+export const runOp = (name: string, inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap = {}): tf.Tensor[] =>
+  tf.engine().runKernel(name, inputs, attrs) as tf.Tensor[];
+
 /** The stock wasm kernels the implementations below build on, captured before any override. */
 export interface WasmStock {
   batchMatMul: AnyKernelFunc;
